@@ -1,0 +1,34 @@
+"""Geometry used everywhere in fitter: rotations, projection, camera conversions, skinning.
+
+Import from here; nothing else in fitter re-implements these.
+"""
+
+from fitter.geometry.projection import (
+    crop_cam_to_full_translation,
+    default_focal_length,
+    perspective_project,
+    translation_to_crop_cam,
+)
+from fitter.geometry.rotations import (
+    axis_angle_to_matrix,
+    axis_angle_to_rot6d,
+    matrix_to_axis_angle,
+    matrix_to_rot6d,
+    rot6d_to_axis_angle,
+    rot6d_to_matrix,
+    rotation_about,
+)
+
+__all__ = [
+    "axis_angle_to_matrix",
+    "axis_angle_to_rot6d",
+    "matrix_to_axis_angle",
+    "matrix_to_rot6d",
+    "rot6d_to_axis_angle",
+    "rot6d_to_matrix",
+    "rotation_about",
+    "perspective_project",
+    "default_focal_length",
+    "crop_cam_to_full_translation",
+    "translation_to_crop_cam",
+]

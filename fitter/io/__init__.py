@@ -1,0 +1,1 @@
+"""File input/output: chumpy-free pickles, images, keypoint files, atomic writes."""
