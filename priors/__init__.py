@@ -1,0 +1,110 @@
+"""Priors for fitting SMPL-family body models: GMM pose prior (+ training), angle, shape and
+joint-limit priors, and `default_prior_terms` which picks the pose prior set in use.
+
+All terms return per-item costs (B,) so the optimizer can weight and sum them. Reference
+weights (they belong to the optimizer; listed here as documentation of the published values):
+SPIN (Kolotouros et al. 2019, smplify/losses.py) multiplies the GMM pose prior by 4.78**2, the
+shape prior by 5**2 and the angle prior by 15.2**2; original SMPLify anneals the pose prior
+weight over [404, 404, 57.4, 4.78] and the shape weight over [100, 50, 10, 5].
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from priors._pose import body_pose_axis_angle
+from priors.angle import angle_prior
+from priors.fit_gmm import fit_gmm, fit_gmm_file, load_pose_files, to_smpl_body_pose
+from priors.gmm import GMMParams, MaxMixturePrior, load_gmm, save_gmm
+from priors.joint_limits import (
+    JOINT_LIMITS,
+    AngleRange,
+    JointLimit,
+    joint_limit_angles,
+    joint_limit_bounds,
+    joint_limit_penalty,
+    joint_limits_table,
+    sample_within_limits,
+)
+from priors.shape import shape_prior
+
+__all__ = [
+    "AngleRange",
+    "GMMParams",
+    "JOINT_LIMITS",
+    "JointLimit",
+    "MaxMixturePrior",
+    "PosePriorSet",
+    "SPIN_PRIOR_WEIGHTS",
+    "angle_prior",
+    "default_prior_terms",
+    "fit_gmm",
+    "fit_gmm_file",
+    "joint_limit_angles",
+    "joint_limit_bounds",
+    "joint_limit_penalty",
+    "joint_limits_table",
+    "load_gmm",
+    "load_pose_files",
+    "pose_l2_prior",
+    "sample_within_limits",
+    "save_gmm",
+    "shape_prior",
+    "to_smpl_body_pose",
+]
+
+SPIN_PRIOR_WEIGHTS = {"pose_gmm": 4.78**2, "shape": 5.0**2, "angle": 15.2**2}
+"""Published SPIN weights for the terms of the "gmm" prior set (reference for the optimizer)."""
+
+GMM_PRIOR_NAME = "gmm"
+FALLBACK_PRIOR_NAME = "limits+angle+shape+l2"
+
+
+def pose_l2_prior(body_pose: torch.Tensor) -> torch.Tensor:
+    """Weak pose prior: body_pose (B,69) axis-angle or (B,23,3,3) -> (B,) sum of squared axis-angle values (rad^2)."""
+    return body_pose_axis_angle(body_pose).pow(2).sum(dim=-1)
+
+
+class PosePriorSet(nn.Module):
+    """The prior terms used for a fit, and which pose prior that is.
+
+    name: "gmm" (max-mixture GMM pose prior from `gmm_path` + angle + shape) or
+    "limits+angle+shape+l2" (no GMM: joint limits + angle + shape + weak pose L2).
+    Calling it with body_pose (B,69) axis-angle or (B,23,3,3) and betas (B,K) returns a dict of
+    (B,) tensors, unweighted: keys "pose_gmm", "angle", "shape" for "gmm"; "joint_limits",
+    "angle", "shape", "pose_l2" for the fallback. `.to(device)` moves the GMM buffers.
+    """
+
+    def __init__(self, gmm: MaxMixturePrior | None = None, gmm_path: str | None = None) -> None:
+        super().__init__()
+        self.gmm = gmm
+        self.gmm_path = gmm_path
+        self.name = GMM_PRIOR_NAME if gmm is not None else FALLBACK_PRIOR_NAME
+
+    @property
+    def term_names(self) -> tuple[str, ...]:
+        if self.gmm is not None:
+            return ("pose_gmm", "angle", "shape")
+        return ("joint_limits", "angle", "shape", "pose_l2")
+
+    def describe(self) -> str:
+        """One line for logs and result records, e.g. 'gmm (/path/gmm_08.pkl)'."""
+        return f"{self.name} ({self.gmm_path})" if self.gmm is not None else self.name
+
+    def forward(self, body_pose: torch.Tensor, betas: torch.Tensor) -> dict[str, torch.Tensor]:
+        pose = body_pose_axis_angle(body_pose)
+        terms = {"angle": angle_prior(pose), "shape": shape_prior(betas)}
+        if self.gmm is not None:
+            return {"pose_gmm": self.gmm(pose), **terms}
+        return {"joint_limits": joint_limit_penalty(pose), **terms, "pose_l2": pose_l2_prior(pose)}
+
+
+def default_prior_terms(gmm_path: str | Path | None = None) -> PosePriorSet:
+    """The prior set for a fit: GMM ("gmm") when a gmm_08-layout file is given, else
+    "limits+angle+shape+l2". A given but unreadable file raises (never silently falls back)."""
+    if gmm_path is None or str(gmm_path) == "":
+        return PosePriorSet()
+    return PosePriorSet(MaxMixturePrior.from_file(gmm_path), gmm_path=str(gmm_path))

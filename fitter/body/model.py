@@ -80,6 +80,11 @@ class BodyModel(nn.Module):
         self.name = name
         self.gender = gender
         self.source = source
+        # Optional surface landmarks (name -> vertex id) and a COCO landmark regressor (23, V)
+        # that some models bring (the built `anny` does); keypoint sets use them when present.
+        self.landmark_vertex_ids: dict[str, int] = {}
+        self.coco_regressor_labels: list[str] = []
+        self.register_buffer("coco_regressor", None)
         num_joints = J_regressor.shape[0]
         self.register_buffer("v_template", v_template.float())
         self.register_buffer("shapedirs", shapedirs.float())

@@ -1,0 +1,1 @@
+"""The `fitter` command line (typer)."""

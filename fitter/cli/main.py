@@ -1,0 +1,29 @@
+"""Entry point of the `fitter` command."""
+
+from __future__ import annotations
+
+import typer
+
+from fitter.cli import models
+
+app = typer.Typer(
+    name="fitter",
+    help="Fit SMPL-family 3D body models to photos, SMPLify-style.\n\n"
+    "Examples:\n\n  fitter fit photo.jpg\n\n  fitter fit photos/ --recursive --out results/\n\n"
+    "  fitter models list\n\n  fitter priors fit-gmm amass/*.npz --out gmm.npz",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(models.app, name="models")
+
+
+def _mount_optional() -> None:
+    from priors.cli import app as priors_app
+
+    app.add_typer(priors_app, name="priors")
+
+
+_mount_optional()
+
+if __name__ == "__main__":
+    app()

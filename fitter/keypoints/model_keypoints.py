@@ -1,0 +1,155 @@
+"""How a body model produces the points of a keypoint set: `KeypointRegressor`.
+
+For a (body model, keypoint set) pair, every point is a linear blend of the model's 24 SMPL
+joints and a few of its vertices, so the fitter can pose only those (BodyModel.forward_joints)
+instead of the whole mesh. Per point, `quality` says how well the model point matches what a
+detector or annotator marks (see fitter.keypoints.sets).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from fitter.body.model import BodyModel, SMPL_JOINT_NAMES
+from fitter.keypoints.sets import SMPL24, keypoint_names
+
+__all__ = ["KeypointRegressor", "keypoint_regressor", "point_definition"]
+
+# SMPL-topology surface points, the published vertex ids shipped with smplx (vertex_ids['smplh']).
+_SMPL_VERTEX_KEYS = {
+    "nose": "nose", "left_eye": "leye", "right_eye": "reye", "left_ear": "lear", "right_ear": "rear",
+    "left_big_toe": "LBigToe", "left_small_toe": "LSmallToe", "left_heel": "LHeel",
+    "right_big_toe": "RBigToe", "right_small_toe": "RSmallToe", "right_heel": "RHeel",
+    "left_thumb": "lthumb", "left_index": "lindex", "left_pinky": "lpinky",
+    "right_thumb": "rthumb", "right_index": "rindex", "right_pinky": "rpinky",
+}  # fmt: skip
+_JOINT_POINTS = {  # detector name -> (SMPL joint, quality)
+    "left_shoulder": (16, 1.0), "right_shoulder": (17, 1.0), "left_elbow": (18, 1.0),
+    "right_elbow": (19, 1.0), "left_wrist": (20, 1.0), "right_wrist": (21, 1.0),
+    "left_knee": (4, 1.0), "right_knee": (5, 1.0), "left_ankle": (7, 1.0), "right_ankle": (8, 1.0),
+    # Detector hips sit lower and wider than SMPL's hip joints (SMPLify: weight 0; SPIN: ignored).
+    "left_hip": (1, 0.3), "right_hip": (2, 0.3),
+}  # fmt: skip
+
+Definition = tuple[dict[int, float], dict[int, float], float]  # joint weights, vertex weights, quality
+
+
+def _head_top_vertex(model: BodyModel) -> int:
+    """The highest template vertex within 20 cm of the head joint's vertical axis (Y up)."""
+    v = model.v_template
+    head = (model.J_regressor @ v)[model.smpl_joint_ids[15]]
+    near = ((v[:, [0, 2]] - head[[0, 2]]).norm(dim=1) < 0.2) & (v[:, 1] > head[1])
+    ids = torch.nonzero(near).flatten()
+    return int(ids[v[ids, 1].argmax()])
+
+
+def point_definition(model: BodyModel, name: str) -> Definition:
+    """How `model` produces the point `name` (joints/vertex blend weights and quality)."""
+    if name in SMPL24:
+        return {SMPL24.index(name): 1.0}, {}, 1.0
+    coco = model.coco_regressor_labels
+    if model.coco_regressor is not None and name in coco:
+        # anny's regressor spreads over thousands of vertices; its 64 largest weights
+        # (rescaled to the same sum) reproduce it to < 1 mm and keep the fast path fast.
+        row = model.coco_regressor[coco.index(name)]
+        ids = row.abs().topk(min(64, row.numel())).indices
+        row = row * (row.sum() / row[ids].sum())
+        quality = 0.7 if name.endswith("_hip") else 1.0
+        return {}, {int(i): float(row[i]) for i in ids}, quality
+    if name in _JOINT_POINTS:
+        joint, quality = _JOINT_POINTS[name]
+        return {joint: 1.0}, {}, quality
+    if name in model.landmark_vertex_ids:
+        return {}, {model.landmark_vertex_ids[name]: 1.0}, 0.7
+    if name in _SMPL_VERTEX_KEYS and model.num_vertices in (6890, 10475):
+        from smplx.vertex_ids import vertex_ids
+
+        table = vertex_ids["smplx" if model.num_vertices == 10475 else "smplh"]
+        quality = 0.3 if name.endswith(("thumb", "index", "pinky")) else 1.0  # tips vs knuckles
+        return {}, {int(table[_SMPL_VERTEX_KEYS[name]]): 1.0}, quality
+
+    def mean(a: str, b: str, quality: float) -> Definition:
+        ja, va, _ = point_definition(model, a)
+        jb, vb, _ = point_definition(model, b)
+        joints = {k: ja.get(k, 0.0) / 2 + jb.get(k, 0.0) / 2 for k in set(ja) | set(jb)}
+        verts = {k: va.get(k, 0.0) / 2 + vb.get(k, 0.0) / 2 for k in set(va) | set(vb)}
+        return joints, verts, quality
+
+    if name in ("left_eye_inner", "left_eye_outer", "right_eye_inner", "right_eye_outer"):
+        joints, verts, _ = point_definition(model, name.rsplit("_", 1)[0])
+        return joints, verts, 0.3
+    if name.endswith("_foot_index"):
+        joints, verts, _ = point_definition(model, name.replace("foot_index", "big_toe"))
+        return joints, verts, 0.8
+    if name == "neck":  # OpenPose's neck: the shoulder midpoint
+        return mean("left_shoulder", "right_shoulder", 0.5)
+    if name == "mid_hip":
+        return mean("left_hip", "right_hip", 0.3)
+    if name == "head_top":
+        return {}, {_head_top_vertex(model): 1.0}, 0.8
+    if name == "h36m_pelvis":
+        return {0: 1.0}, {}, 0.5
+    if name == "h36m_spine":
+        return {3: 0.5, 6: 0.5}, {}, 0.5
+    if name == "h36m_thorax":
+        return {12: 1.0}, {}, 0.5
+    if name == "h36m_neck":
+        return {12: 0.5, 15: 0.5}, {}, 0.5
+    if name == "h36m_head":
+        joints, verts, _ = point_definition(model, "head_top")
+        return {15: 0.5}, {k: w * 0.5 for k, w in verts.items()}, 0.5
+    return {}, {}, 0.0  # no counterpart on this model (e.g. BlazePose mouth corners)
+
+
+@dataclass
+class KeypointRegressor:
+    """Maps SMPL-24 joints (B,24,3) and the vertices `vertex_ids` (B,P,3) to a keypoint set's
+    points (B,K,3). joint_weights (K,24), vertex_weights (K,P), quality (K,) in [0,1]."""
+
+    keypoint_set: str
+    names: list[str]
+    joint_weights: Tensor
+    vertex_ids: Tensor
+    vertex_weights: Tensor
+    quality: Tensor
+
+    def __call__(self, joints: Tensor, points: Tensor | None) -> Tensor:
+        out = torch.einsum("kj,bjc->bkc", self.joint_weights.to(joints), joints)
+        if points is not None and self.vertex_ids.numel() > 0:
+            out = out + torch.einsum("kp,bpc->bkc", self.vertex_weights.to(points), points)
+        return out
+
+    def from_vertices(self, joints: Tensor, vertices: Tensor) -> Tensor:
+        """Same points from a fully posed mesh (B,V,3)."""
+        return self(joints, vertices[:, self.vertex_ids.to(vertices.device)])
+
+    def to(self, device) -> "KeypointRegressor":
+        return KeypointRegressor(
+            self.keypoint_set, self.names, self.joint_weights.to(device), self.vertex_ids.to(device),
+            self.vertex_weights.to(device), self.quality.to(device),
+        )  # fmt: skip
+
+
+def keypoint_regressor(model: BodyModel, keypoint_set: str) -> KeypointRegressor:
+    """Build the KeypointRegressor of `keypoint_set` for `model`."""
+    names = keypoint_names(keypoint_set)
+    defs = [point_definition(model, n) for n in names]
+    vertex_ids = sorted({v for _, verts, _ in defs for v in verts})
+    column = {v: i for i, v in enumerate(vertex_ids)}
+    jw = torch.zeros(len(names), len(SMPL_JOINT_NAMES))
+    vw = torch.zeros(len(names), len(vertex_ids))
+    quality = torch.zeros(len(names))
+    for k, (joints, verts, q) in enumerate(defs):
+        for j, w in joints.items():
+            jw[k, j] = w
+        for v, w in verts.items():
+            vw[k, column[v]] = w
+        quality[k] = q
+    dev = model.v_template.device
+    return KeypointRegressor(
+        keypoint_set, list(names), jw.to(dev), torch.tensor(vertex_ids, dtype=torch.long, device=dev),
+        vw.to(dev), quality.to(dev),
+    )  # fmt: skip

@@ -1,0 +1,134 @@
+"""Named keypoint sets and how each body model produces them.
+
+A keypoint set is an ordered list of point names (`KEYPOINT_SETS`). Names are shared across
+sets ("left_shoulder" means the same anatomical point in COCO-17, BODY_25 and BlazePose-33), so
+converting between sets is a lookup by name (`convert_keypoints`).
+
+Detector points are not all body-model joints. Each body model answers, per name, how to get
+the point (a joint, a vertex, a blend) and how well it corresponds (`quality`: 1 = the same
+point, in (0,1) = approximately the same (e.g. detector hips vs SMPL hip joints, which SMPLify
+gives weight 0 and SPIN ignores), 0 = no counterpart (the point is ignored in fitting).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["KEYPOINT_SETS", "SKELETONS", "keypoint_names", "convert_keypoints", "keypoint_index"]
+
+COCO17 = [
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
+    "right_knee", "left_ankle", "right_ankle",
+]  # fmt: skip
+OPENPOSE25 = [
+    "nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
+    "left_wrist", "mid_hip", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee",
+    "left_ankle", "right_eye", "left_eye", "right_ear", "left_ear", "left_big_toe", "left_small_toe",
+    "left_heel", "right_big_toe", "right_small_toe", "right_heel",
+]  # fmt: skip
+COCO18 = OPENPOSE25[:8] + OPENPOSE25[9:19]  # OpenPose's COCO-18: BODY_25 without mid_hip and feet
+BLAZEPOSE33 = [
+    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye",
+    "right_eye_outer", "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder",
+    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_pinky",
+    "right_pinky", "left_index", "right_index", "left_thumb", "right_thumb", "left_hip", "right_hip",
+    "left_knee", "right_knee", "left_ankle", "right_ankle", "left_heel", "right_heel",
+    "left_foot_index", "right_foot_index",
+]  # fmt: skip
+H36M17 = [
+    "h36m_pelvis", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
+    "h36m_spine", "h36m_thorax", "h36m_neck", "h36m_head", "left_shoulder", "left_elbow",
+    "left_wrist", "right_shoulder", "right_elbow", "right_wrist",
+]  # fmt: skip
+LSP14 = [
+    "right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle", "right_wrist",
+    "right_elbow", "right_shoulder", "left_shoulder", "left_elbow", "left_wrist", "neck", "head_top",
+]  # fmt: skip
+SMPL24 = [
+    "pelvis", "smpl_left_hip", "smpl_right_hip", "spine1", "smpl_left_knee", "smpl_right_knee",
+    "spine2", "smpl_left_ankle", "smpl_right_ankle", "spine3", "left_foot", "right_foot", "smpl_neck",
+    "left_collar", "right_collar", "smpl_head", "smpl_left_shoulder", "smpl_right_shoulder",
+    "smpl_left_elbow", "smpl_right_elbow", "smpl_left_wrist", "smpl_right_wrist", "left_hand",
+    "right_hand",
+]  # fmt: skip
+
+KEYPOINT_SETS: dict[str, list[str]] = {
+    "coco17": COCO17,
+    "openpose25": OPENPOSE25,
+    "coco18": COCO18,
+    "blazepose33": BLAZEPOSE33,
+    "h36m17": H36M17,
+    "lsp14": LSP14,
+    "smpl24": SMPL24,
+}
+
+# Equivalences used when converting between sets: a detector's "left_wrist" and the SMPL
+# joint "smpl_left_wrist" are close enough to stand in for each other in conversions.
+_ALIASES = {
+    "smpl_left_hip": "left_hip", "smpl_right_hip": "right_hip", "smpl_left_knee": "left_knee",
+    "smpl_right_knee": "right_knee", "smpl_left_ankle": "left_ankle", "smpl_right_ankle": "right_ankle",
+    "smpl_left_shoulder": "left_shoulder", "smpl_right_shoulder": "right_shoulder",
+    "smpl_left_elbow": "left_elbow", "smpl_right_elbow": "right_elbow", "smpl_left_wrist": "left_wrist",
+    "smpl_right_wrist": "right_wrist", "smpl_neck": "neck", "left_foot_index": "left_big_toe",
+    "right_foot_index": "right_big_toe",
+}  # fmt: skip
+
+
+def _edges(names: list[str], pairs: list[tuple[str, str]]) -> list[tuple[int, int]]:
+    return [(names.index(a), names.index(b)) for a, b in pairs if a in names and b in names]
+
+
+_LIMBS = [
+    ("left_shoulder", "right_shoulder"), ("left_shoulder", "left_elbow"), ("left_elbow", "left_wrist"),
+    ("right_shoulder", "right_elbow"), ("right_elbow", "right_wrist"), ("left_shoulder", "left_hip"),
+    ("right_shoulder", "right_hip"), ("left_hip", "right_hip"), ("left_hip", "left_knee"),
+    ("left_knee", "left_ankle"), ("right_hip", "right_knee"), ("right_knee", "right_ankle"),
+    ("nose", "left_eye"), ("nose", "right_eye"), ("left_eye", "left_ear"), ("right_eye", "right_ear"),
+    ("left_ankle", "left_heel"), ("right_ankle", "right_heel"), ("left_ankle", "left_big_toe"),
+    ("right_ankle", "right_big_toe"), ("left_ankle", "left_foot_index"), ("right_ankle", "right_foot_index"),
+    ("left_wrist", "left_index"), ("right_wrist", "right_index"), ("neck", "nose"), ("neck", "mid_hip"),
+    ("neck", "head_top"),
+]  # fmt: skip
+SKELETONS: dict[str, list[tuple[int, int]]] = {k: _edges(v, _LIMBS) for k, v in KEYPOINT_SETS.items()}
+SKELETONS["smpl24"] = [(i, p) for i, p in enumerate(
+    [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21]) if p >= 0]  # fmt: skip
+
+
+def keypoint_names(keypoint_set: str) -> list[str]:
+    """The ordered point names of a set; a clear error for unknown sets."""
+    try:
+        return KEYPOINT_SETS[keypoint_set]
+    except KeyError:
+        raise ValueError(
+            f"unknown keypoint set {keypoint_set!r}; use one of {', '.join(KEYPOINT_SETS)}"
+        ) from None
+
+
+def keypoint_index(keypoint_set: str, name: str) -> int:
+    return keypoint_names(keypoint_set).index(name)
+
+
+def _canonical(name: str) -> str:
+    return _ALIASES.get(name, name)
+
+
+def convert_keypoints(keypoints: np.ndarray, source: str, target: str) -> np.ndarray:
+    """(..., K_source, C) -> (..., K_target, C) by point name; points the source lacks get
+    zeros (confidence 0). OpenPose's neck / mid_hip are filled from the shoulder / hip
+    midpoints when the source lacks them (confidence = the lower of the two)."""
+    src = [_canonical(n) for n in keypoint_names(source)]
+    dst = keypoint_names(target)
+    kp = np.asarray(keypoints, dtype=np.float32)
+    out = np.zeros(kp.shape[:-2] + (len(dst), kp.shape[-1]), dtype=np.float32)
+    for j, name in enumerate(dst):
+        cname = _canonical(name)
+        if cname in src:
+            out[..., j, :] = kp[..., src.index(cname), :]
+        elif cname in ("neck", "mid_hip"):
+            a, b = ("left_shoulder", "right_shoulder") if cname == "neck" else ("left_hip", "right_hip")
+            if a in src and b in src:
+                pa, pb = kp[..., src.index(a), :], kp[..., src.index(b), :]
+                out[..., j, :-1] = (pa[..., :-1] + pb[..., :-1]) / 2
+                out[..., j, -1] = np.minimum(pa[..., -1], pb[..., -1])
+    return out

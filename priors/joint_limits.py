@@ -1,0 +1,315 @@
+"""Anatomical joint-limit prior for SMPL body poses: zero inside published ranges of motion,
+quadratic outside.
+
+Frames. SMPL's local joint rotations are all expressed in frames parallel to the model frame
+at rest (T-pose, Y up, body facing +Z, X to the body's LEFT; arms along +-X, palms down, legs
+along -Y, feet along +Z). A positive angle about an axis is a right-handed rotation about the
+positive axis. Examples worked out from these frames (and checked in tests/test_priors.py):
+    knee flexion      = +x  (R_x(+a) moves the shank, along -Y, towards -Z: backwards)
+    hip flexion       = -x  (the thigh moves forwards, +Z)
+    left elbow flexion  = -y, right elbow flexion = +y  (R_y(-a) moves +X towards +Z: forwards)
+    left arm raised (abduction past the T-pose) = +z, right = -z
+    spine / neck flexion (bending forwards) = +x
+Mirror rule: a reflection x -> -x maps a rotation vector (a_x, a_y, a_z) to (a_x, -a_y, -a_z),
+so every right-side range is the left-side range with x kept and y, z negated (lower and upper
+swapped). `JOINT_LIMITS` builds the right side that way.
+
+Decomposition (swing-twist). Each joint has a bone axis k (x, y or z): the rest direction of
+the segment it moves (hips/knees: y; ankles/feet: z; spine/neck/head: y; collars, shoulders,
+elbows, wrists, hands: x). The local rotation R is split as R = R_swing @ R_twist, R_twist a
+rotation about axis k by the twist angle, R_swing a rotation about an axis perpendicular to k
+(the minimal rotation taking the bone from its rest direction to its posed direction). The
+joint's three limit angles are (a_x, a_y, a_z): the swing rotation vector's two components
+perpendicular to k, and the twist angle at position k. For rotations about a single axis these
+equal the axis-angle components; unlike Euler angles the decomposition has no gimbal lock
+inside the ranges (it is singular only for a 180-degree swing, which no range allows).
+Ranges are boxes in these three angles; where a clinical motion is not along one axis (the
+shoulder) the box is the bounding box of the clinical extreme positions, noted per range.
+Clinical ranges that SMPL spreads over several joints (thoracolumbar spine over spine1-3,
+cervical spine over neck and head, forearm rotation over elbow and wrist) are split evenly.
+
+Penalty: sum over joints and the three angles of (max(0, lower - a) + max(0, a - upper))^2,
+radians^2, per batch item.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import roma
+import torch
+
+from fitter.geometry import axis_angle_to_matrix, matrix_to_axis_angle
+from priors._pose import BODY_POSE_DIM, NUM_BODY_JOINTS, body_pose_axis_angle
+
+__all__ = [
+    "AngleRange",
+    "JointLimit",
+    "JOINT_LIMITS",
+    "joint_limit_angles",
+    "joint_limit_bounds",
+    "joint_limit_penalty",
+    "joint_limits_table",
+    "sample_within_limits",
+]
+
+# --------------------------------------------------------------------------------- sources
+AAOS_1965 = "AAOS (1965) Joint Motion: Method of Measuring and Recording, average adult ranges"
+VA_THORACOLUMBAR = (
+    "38 CFR 4.71a, General Rating Formula for the Spine, Note (2): normal thoracolumbar flexion 90, "
+    "extension 30, lateral flexion 30, rotation 30 deg; split evenly over SMPL spine1/spine2/spine3"
+)
+VA_CERVICAL = (
+    "38 CFR 4.71a, General Rating Formula for the Spine, Note (2): normal cervical flexion 45, "
+    "extension 45, lateral flexion 45, rotation 80 deg; split evenly over SMPL neck/head"
+)
+KAPANDJI_KNEE_ROTATION = "Kapandji, The Physiology of the Joints vol. 2: knee axial rotation at 90 deg flexion, medial 30, lateral 40 deg"
+OKAZAKI_KNEE_LAXITY = "Okazaki et al. (2006) J Orthop Sci 11: stress radiographs of 50 normal knees in extension, varus 4.9, valgus 2.4 deg"
+KAPANDJI_FOOT = "Kapandji, The Physiology of the Joints vol. 2: adduction-abduction of the foot about the vertical axis, total about 40 deg"
+NEUMANN_STERNOCLAVICULAR = (
+    "Neumann, Kinesiology of the Musculoskeletal System (2nd ed., 2010), sternoclavicular joint: "
+    "elevation 45, depression 10, protraction and retraction 15-30, posterior rotation 20-35 deg"
+)
+KAPANDJI_SHOULDER_ADDUCTION = "Kapandji, The Physiology of the Joints vol. 1: shoulder adduction combined with flexion 30-45 deg"
+BEALS_CARRYING_ANGLE = "Beals (1976) The normal carrying angle of the elbow, Clin Orthop Relat Res: about 10-15 deg in adults"
+FOREARM_SPLIT = AAOS_1965 + ": forearm pronation 80, supination 80 deg; split evenly over SMPL elbow/wrist"
+SLACK = "no clinical range exists for this model axis: loose slack chosen for the model (not a published value)"
+
+# Shoulder: sagittal extension of 60 deg (AAOS) from the arm at the side is a swing of 90 deg
+# about (0, sin 60, -cos 60): its y component is 90 sin(60) = 77.9 deg.
+_SHOULDER_EXTENSION_SWING_Y = 90.0 * math.sin(math.radians(60.0))
+
+
+@dataclass(frozen=True)
+class AngleRange:
+    """Allowed range of one limit angle, degrees; what negative/positive angles mean; source."""
+
+    lower_deg: float
+    upper_deg: float
+    negative: str
+    positive: str
+    source: str
+
+    def mirrored(self) -> "AngleRange":
+        """The range for the other body side on a y or z angle (negate and swap)."""
+        return AngleRange(0.0 - self.upper_deg, 0.0 - self.lower_deg, self.positive, self.negative, self.source)
+
+
+@dataclass(frozen=True)
+class JointLimit:
+    """Limits of one SMPL joint: bone axis ('x'|'y'|'z', the twist axis) and ranges of the x, y, z angles."""
+
+    name: str
+    smpl_index: int
+    bone_axis: str
+    x: AngleRange
+    y: AngleRange
+    z: AngleRange
+
+    @property
+    def ranges(self) -> tuple[AngleRange, AngleRange, AngleRange]:
+        return (self.x, self.y, self.z)
+
+    def mirrored(self, name: str, smpl_index: int) -> "JointLimit":
+        """The same joint on the other body side (mirror rule in the module docstring)."""
+        return JointLimit(name, smpl_index, self.bone_axis, self.x, self.y.mirrored(), self.z.mirrored())
+
+
+def _r(lower: float, upper: float, negative: str, positive: str, source: str) -> AngleRange:
+    return AngleRange(float(lower), float(upper), negative, positive, source)
+
+
+# ------------------------------------------------------------------ left-side and midline joints
+_LEFT_HIP = JointLimit(
+    "left_hip", 1, "y",
+    x=_r(-120, 30, "flexion 120", "extension 30", AAOS_1965),
+    y=_r(-45, 45, "internal rotation 45", "external rotation 45", AAOS_1965),
+    z=_r(-30, 45, "adduction 30", "abduction 45", AAOS_1965),
+)  # fmt: skip
+_LEFT_KNEE = JointLimit(
+    "left_knee", 4, "y",
+    x=_r(0, 135, "hyperextension 0", "flexion 135", AAOS_1965),
+    y=_r(-30, 40, "internal (medial) rotation 30", "external (lateral) rotation 40", KAPANDJI_KNEE_ROTATION),
+    z=_r(-4.9, 2.4, "varus 4.9", "valgus 2.4", OKAZAKI_KNEE_LAXITY),
+)  # fmt: skip
+_LEFT_ANKLE = JointLimit(
+    "left_ankle", 7, "z",
+    x=_r(-20, 50, "dorsiflexion 20", "plantar flexion 50", AAOS_1965),
+    y=_r(-20, 20, "adduction (toe-in) 20", "abduction (toe-out) 20", KAPANDJI_FOOT),
+    z=_r(-35, 15, "inversion 35", "eversion 15", AAOS_1965),
+)  # fmt: skip
+_LEFT_FOOT = JointLimit(  # SMPL foot joint: the toes about the metatarsophalangeal joints
+    "left_foot", 10, "z",
+    x=_r(-70, 45, "toe extension 70", "toe flexion 45", AAOS_1965 + " (first metatarsophalangeal joint)"),
+    y=_r(-15, 15, "slack", "slack", SLACK),
+    z=_r(-15, 15, "slack", "slack", SLACK),
+)  # fmt: skip
+_LEFT_COLLAR = JointLimit(
+    "left_collar", 13, "x",
+    x=_r(-35, 10, "posterior rotation 35", "anterior rotation 10 (small; slack)", NEUMANN_STERNOCLAVICULAR),
+    y=_r(-30, 30, "protraction 30", "retraction 30", NEUMANN_STERNOCLAVICULAR),
+    z=_r(-10, 45, "depression 10", "elevation 45", NEUMANN_STERNOCLAVICULAR),
+)  # fmt: skip
+_LEFT_SHOULDER = JointLimit(
+    "left_shoulder", 16, "x",
+    # AAOS measures shoulder rotation with the arm abducted 90 deg: exactly SMPL's T-pose.
+    x=_r(-90, 70, "external rotation 90", "internal rotation 70", AAOS_1965 + " (rotation in 90 deg abduction)"),
+    y=_r(-135, _SHOULDER_EXTENSION_SWING_Y, "horizontal flexion 135",
+         "extension 60 from the side (swing y 77.9; horizontal extension 45 lies inside)", AAOS_1965),
+    z=_r(-135, 90, "arm at the side -90, plus adduction 45 across the body",
+         "abduction 180 (arm overhead = +90)", AAOS_1965 + "; " + KAPANDJI_SHOULDER_ADDUCTION),
+)  # fmt: skip
+_LEFT_ELBOW = JointLimit(
+    "left_elbow", 18, "x",
+    x=_r(-40, 40, "supination 40 (half of 80)", "pronation 40 (half of 80)", FOREARM_SPLIT),
+    y=_r(-150, 0, "flexion 150", "hyperextension 0", AAOS_1965),
+    z=_r(-15, 15, "carrying-angle slack", "carrying-angle slack", BEALS_CARRYING_ANGLE),
+)  # fmt: skip
+_LEFT_WRIST = JointLimit(
+    "left_wrist", 20, "x",
+    x=_r(-40, 40, "supination 40 (half of 80)", "pronation 40 (half of 80)", FOREARM_SPLIT),
+    y=_r(-20, 30, "radial deviation 20", "ulnar deviation 30", AAOS_1965),
+    z=_r(-80, 70, "flexion (palmar) 80", "extension (dorsal) 70", AAOS_1965),
+)  # fmt: skip
+_LEFT_HAND = JointLimit(  # SMPL hand joint: the fingers about the metacarpophalangeal joints
+    "left_hand", 22, "x",
+    x=_r(-20, 20, "slack", "slack", SLACK),
+    y=_r(-20, 20, "slack", "slack", SLACK),
+    z=_r(-90, 45, "finger flexion 90", "finger extension 45", AAOS_1965 + " (metacarpophalangeal joints)"),
+)  # fmt: skip
+
+
+def _spine(name: str, index: int) -> JointLimit:
+    return JointLimit(
+        name, index, "y",
+        x=_r(-10, 30, "extension 10 (30/3)", "flexion 30 (90/3)", VA_THORACOLUMBAR),
+        y=_r(-10, 10, "rotation 10 (30/3)", "rotation 10 (30/3)", VA_THORACOLUMBAR),
+        z=_r(-10, 10, "lateral flexion left 10 (30/3)", "lateral flexion right 10 (30/3)", VA_THORACOLUMBAR),
+    )  # fmt: skip
+
+
+def _cervical(name: str, index: int) -> JointLimit:
+    return JointLimit(
+        name, index, "y",
+        x=_r(-22.5, 22.5, "extension 22.5 (45/2)", "flexion 22.5 (45/2)", VA_CERVICAL),
+        y=_r(-40, 40, "rotation 40 (80/2)", "rotation 40 (80/2)", VA_CERVICAL),
+        z=_r(-22.5, 22.5, "lateral flexion left 22.5 (45/2)", "lateral flexion right 22.5 (45/2)", VA_CERVICAL),
+    )  # fmt: skip
+
+
+def _build_table() -> dict[str, JointLimit]:
+    limits = [
+        _LEFT_HIP, _LEFT_HIP.mirrored("right_hip", 2), _spine("spine1", 3),
+        _LEFT_KNEE, _LEFT_KNEE.mirrored("right_knee", 5), _spine("spine2", 6),
+        _LEFT_ANKLE, _LEFT_ANKLE.mirrored("right_ankle", 8), _spine("spine3", 9),
+        _LEFT_FOOT, _LEFT_FOOT.mirrored("right_foot", 11), _cervical("neck", 12),
+        _LEFT_COLLAR, _LEFT_COLLAR.mirrored("right_collar", 14), _cervical("head", 15),
+        _LEFT_SHOULDER, _LEFT_SHOULDER.mirrored("right_shoulder", 17),
+        _LEFT_ELBOW, _LEFT_ELBOW.mirrored("right_elbow", 19),
+        _LEFT_WRIST, _LEFT_WRIST.mirrored("right_wrist", 21),
+        _LEFT_HAND, _LEFT_HAND.mirrored("right_hand", 23),
+    ]  # fmt: skip
+    assert [lim.smpl_index for lim in limits] == list(range(1, NUM_BODY_JOINTS + 1))
+    return {lim.name: lim for lim in limits}
+
+
+JOINT_LIMITS: dict[str, JointLimit] = _build_table()
+"""SMPL joints 1..23 in order, name -> JointLimit (degrees). Print `joint_limits_table()` to read it."""
+
+_AXES = "xyz"
+
+
+def joint_limit_bounds(dtype: torch.dtype = torch.float32, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(lower, upper), each (23,3) radians, rows = SMPL joints 1..23, columns = x, y, z angles."""
+    lower = [[math.radians(r.lower_deg) for r in lim.ranges] for lim in JOINT_LIMITS.values()]
+    upper = [[math.radians(r.upper_deg) for r in lim.ranges] for lim in JOINT_LIMITS.values()]
+    return (torch.tensor(lower, dtype=dtype, device=device), torch.tensor(upper, dtype=dtype, device=device))
+
+
+def _bone_axis_onehot(dtype: torch.dtype, device) -> torch.Tensor:
+    """(23,3) one-hot of each joint's bone (twist) axis."""
+    index = torch.tensor([_AXES.index(lim.bone_axis) for lim in JOINT_LIMITS.values()], device=device)
+    return torch.nn.functional.one_hot(index, 3).to(dtype)
+
+
+def joint_limit_angles(body_pose: torch.Tensor) -> torch.Tensor:
+    """Swing-twist limit angles. body_pose (B,69) axis-angle or (B,23,3,3) -> (B,23,3) radians.
+
+    Per joint: the x, y, z angles of the module docstring (swing rotation-vector components
+    perpendicular to the bone axis; the twist angle, in (-pi, pi], at the bone axis).
+    """
+    pose = body_pose_axis_angle(body_pose).reshape(-1, NUM_BODY_JOINTS, 3)
+    quat = roma.rotvec_to_unitquat(pose)  # (B,23,4) xyzw
+    quat = torch.where(quat[..., 3:] < 0, -quat, quat)  # w >= 0: twist in [-pi, pi]
+    vec, w = quat[..., :3], quat[..., 3]
+    onehot = _bone_axis_onehot(pose.dtype, pose.device)  # (23,3)
+    v_axis = (vec * onehot).sum(dim=-1)  # (B,23)
+    twist = 2.0 * torch.atan2(v_axis, w)
+    # swing quaternion = q * conj(twist quaternion), twist quaternion = (v_axis e_k, w) / norm
+    norm = torch.sqrt((w * w + v_axis * v_axis).clamp_min(1e-12))
+    cross = torch.cross(vec, onehot.expand_as(vec), dim=-1)
+    swing_vec = (w[..., None] * (vec - v_axis[..., None] * onehot) - v_axis[..., None] * cross) / norm[..., None]
+    swing = roma.unitquat_to_rotvec(torch.cat([swing_vec, norm[..., None]], dim=-1))
+    return swing * (1.0 - onehot) + twist[..., None] * onehot
+
+
+def joint_limit_penalty(body_pose: torch.Tensor, joint_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Soft joint-limit prior: body_pose (B,69) or (B,23,3,3) -> (B,), radians^2.
+
+    Zero inside every range, sum of squared excess outside; joint_weights (23,) optional per-joint factors.
+    """
+    angles = joint_limit_angles(body_pose)
+    lower, upper = joint_limit_bounds(angles.dtype, angles.device)
+    excess = torch.relu(lower - angles) + torch.relu(angles - upper)  # (B,23,3)
+    per_joint = excess.pow(2).sum(dim=-1)
+    if joint_weights is not None:
+        if joint_weights.shape != (NUM_BODY_JOINTS,):
+            raise ValueError(f"joint_weights must be (23,), got {tuple(joint_weights.shape)}")
+        per_joint = per_joint * joint_weights.to(per_joint)
+    return per_joint.sum(dim=-1)
+
+
+def angles_to_body_pose(angles: torch.Tensor) -> torch.Tensor:
+    """Inverse of `joint_limit_angles` for swings under 180 deg: (B,23,3) radians -> (B,69) axis-angle."""
+    onehot = _bone_axis_onehot(angles.dtype, angles.device)
+    swing = angles * (1.0 - onehot)
+    twist = angles * onehot
+    rot = axis_angle_to_matrix(swing) @ axis_angle_to_matrix(twist)
+    return matrix_to_axis_angle(rot).reshape(angles.shape[0], BODY_POSE_DIM)
+
+
+def sample_within_limits(
+    n: int, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """(n,69) axis-angle body poses with every joint's x, y, z limit angles drawn independently
+    and uniformly inside its range (uniform in the limit angles, not in rotation space).
+    Draws whose swing would reach 180 deg (possible only at shoulder box corners) are redrawn."""
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    lower, upper = joint_limit_bounds(torch.float64)
+    onehot = _bone_axis_onehot(torch.float64, None)
+    angles = lower + (upper - lower) * torch.rand(n, NUM_BODY_JOINTS, 3, generator=generator, dtype=torch.float64)
+    max_swing = math.pi - math.radians(5.0)
+    for _ in range(1000):
+        bad = (angles * (1.0 - onehot)).norm(dim=-1) > max_swing  # (n,23)
+        if not bool(bad.any()):
+            break
+        redraw = lower + (upper - lower) * torch.rand(n, NUM_BODY_JOINTS, 3, generator=generator, dtype=torch.float64)
+        angles = torch.where(bad[..., None], redraw, angles)
+    else:  # pragma: no cover - would need a range table with no valid swing
+        raise RuntimeError("could not draw swings below 180 deg inside the joint limits")
+    return angles_to_body_pose(angles).to(dtype)
+
+
+def joint_limits_table() -> str:
+    """The limits as a plain-text table (degrees), one line per joint and angle, with sources."""
+    lines = [f"{'joint':<15}{'idx':>4} {'ang':<6}{'lower':>8}{'upper':>8}  negative / positive  [source]"]
+    for lim in JOINT_LIMITS.values():
+        for axis, rng in zip(_AXES, lim.ranges):
+            role = "twist" if axis == lim.bone_axis else "swing"
+            lines.append(
+                f"{lim.name:<15}{lim.smpl_index:>4} {axis}-{role:<4}{rng.lower_deg:>8.1f}{rng.upper_deg:>8.1f}"
+                f"  {rng.negative} / {rng.positive}  [{rng.source}]"
+            )
+    return "\n".join(lines)
