@@ -58,7 +58,8 @@ def candidate_file_names(model_type: str, gender: str) -> list[str]:
             names += [f"basicModel_{short}_lbs_10_207_0_v{version}.pkl", f"basicmodel_{short}_lbs_10_207_0_v{version}.pkl"]
         return names
     if model_type == "smplh":
-        return [f"SMPLH_{g}.pkl", f"SMPLH_{g}.npz", f"{gender}/model.npz"]
+        # MANO ships SMPLH_female.pkl / SMPLH_male.pkl (lower-case gender); AMASS uses <gender>/model.npz
+        return [f"SMPLH_{g}.pkl", f"SMPLH_{gender}.pkl", f"SMPLH_{g}.npz", f"{gender}/model.npz"]
     if model_type == "smplx":
         return [f"SMPLX_{g}.npz", f"SMPLX_{g}.pkl"]
     raise ValueError(f"unknown body model type {model_type!r}; use one of {', '.join(MODEL_TYPES)} or 'anny'")

@@ -43,6 +43,68 @@ class BodyOutput:
     points: Tensor | None = None
 
 
+def _tree_levels(parents: Tensor) -> tuple[list[Tensor], list[Tensor], Tensor]:
+    """Group joints by depth in the kinematic tree (root first).
+
+    Returns (levels, parent_slots, inverse): the joint ids of each level; for each level >= 1
+    the positions of its joints' parents in the concatenation of the previous levels; and the
+    permutation that puts the concatenated levels back into joint order.
+    """
+    depth = [0] * len(parents)
+    for j in range(1, len(parents)):
+        depth[j] = depth[int(parents[j])] + 1
+    levels = [[j for j in range(len(parents)) if depth[j] == d] for d in range(max(depth) + 1)]
+    order = [j for level in levels for j in level]
+    position = {j: i for i, j in enumerate(order)}
+    parent_slots = [torch.tensor([position[int(parents[j])] for j in level]) for level in levels[1:]]
+    inverse = torch.argsort(torch.tensor(order))
+    return [torch.tensor(level) for level in levels], parent_slots, inverse
+
+
+def _mm3(a: Tensor, b: Tensor) -> Tensor:
+    """Batched product of tiny matrices (...,n,m)@(...,m,p) by broadcasting: on CPU this is
+    several times faster than torch.matmul, which makes one BLAS call per 3x3 matrix."""
+    return (a.unsqueeze(-1) * b.unsqueeze(-3)).sum(-2)
+
+
+def rigid_transforms(rotmats: Tensor, joints: Tensor, parents: Tensor, tree) -> tuple[Tensor, Tensor, Tensor]:
+    """Forward kinematics with one batched matmul per tree level (not per joint).
+
+    rotmats (B,J,3,3) local rotations; joints (B,J,3) rest joints; tree = _tree_levels(parents).
+    Returns posed joints (B,J,3) and the skinning transforms R (B,J,3,3), t (B,J,3) that map
+    rest points to posed points (x' = R x + t), as smplx.lbs.batch_rigid_transform does.
+    """
+    levels, parent_slots, inverse = tree
+    rel = torch.cat([joints[:, :1], joints[:, 1:] - joints[:, parents[1:]]], dim=1)
+    world_R = rotmats[:, levels[0]]
+    world_t = rel[:, levels[0]]
+    for level, slots in zip(levels[1:], parent_slots):
+        pR, pt = world_R[:, slots], world_t[:, slots]
+        world_R = torch.cat([world_R, _mm3(pR, rotmats[:, level])], dim=1)
+        world_t = torch.cat([world_t, (pR * rel[:, level, None, :]).sum(-1) + pt], dim=1)
+    world_R, world_t = world_R[:, inverse], world_t[:, inverse]
+    return world_t, world_R, world_t - (world_R * joints[:, :, None, :]).sum(-1)
+
+
+@dataclass
+class LandmarkSkin:
+    """Surface landmarks (blends of vertices) pre-skinned per joint, for fast posing.
+
+    A landmark k = sum_p w_kp v_p is, after LBS, sum_j R_j b_kj + a_kj t_j with
+    a_kj = sum_p w_kp W_pj and b_kj = sum_p w_kp W_pj v_p(betas): both precomputed here for the
+    (landmark, joint) pairs that matter, so posing K landmarks costs a few dozen 3x3 products
+    instead of skinning their vertices. Pose-corrective blend shapes are left out for landmarks
+    (SMPL: a few mm; anny has none). pair_joint (P,), template (P,3), shapedirs (P,3,NB),
+    weights (P,), gather (K,P) sums pairs into landmarks.
+    """
+
+    pair_joint: Tensor
+    template: Tensor
+    shapedirs: Tensor
+    weights: Tensor
+    gather: Tensor
+
+
 def _to_rotmats(pose: Tensor, num_joints: int) -> Tensor:
     """Axis-angle (B, 3*num_joints) or matrices (B, num_joints, 3, 3) -> (B, num_joints, 3, 3)."""
     if pose.ndim >= 3 and pose.shape[-2:] == (3, 3):
@@ -105,6 +167,7 @@ class BodyModel(nn.Module):
         # Joint locations as a linear function of betas, for the fast path.
         self.register_buffer("J_template", J_regressor.float() @ v_template.float())
         self.register_buffer("J_shapedirs", torch.einsum("jv,vcb->jcb", J_regressor.float(), shapedirs.float()))
+        self._tree = _tree_levels(self.parents.cpu())
 
     # ------------------------------------------------------------------ properties
     @property
@@ -205,6 +268,44 @@ class BodyModel(nn.Module):
             if points is not None:
                 points = points + transl[:, None]
         return BodyOutput(joints=joints, points=points)
+
+    def landmark_skin(self, vertex_ids: Tensor, vertex_weights: Tensor) -> LandmarkSkin:
+        """Pre-skin K landmarks given as blends (K,P) of the vertices `vertex_ids` (P,)."""
+        ids = vertex_ids.to(self.v_template.device).long()
+        w = vertex_weights.to(self.v_template)
+        Wp = self.lbs_weights[ids]  # (P,J)
+        a = torch.einsum("kp,pj->kj", w, Wp)
+        template = torch.einsum("kp,pj,pc->kjc", w, Wp, self.v_template[ids])
+        shapedirs = torch.einsum("kp,pj,pcb->kjcb", w, Wp, self.shapedirs[ids])
+        k_idx, j_idx = torch.nonzero(a.abs() > 1e-7, as_tuple=True)
+        gather = torch.zeros(a.shape[0], len(k_idx), device=a.device)
+        gather[k_idx, torch.arange(len(k_idx), device=a.device)] = 1.0
+        return LandmarkSkin(
+            pair_joint=j_idx, template=template[k_idx, j_idx], shapedirs=shapedirs[k_idx, j_idx],
+            weights=a[k_idx, j_idx], gather=gather,
+        )  # fmt: skip
+
+    def pose_landmarks(
+        self,
+        skin: LandmarkSkin,
+        betas: Tensor | None = None,
+        body_pose: Tensor | None = None,
+        global_orient: Tensor | None = None,
+        transl: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Fastest path: SMPL-24 joints (B,24,3) and pre-skinned landmarks (B,K,3), metres."""
+        betas, rotmats, transl = self._inputs(betas, body_pose, global_orient, transl)
+        nb = betas.shape[0]
+        J = self.J_template + (betas @ self.J_shapedirs.reshape(-1, self.num_betas).T).view(nb, -1, 3)
+        posed, R, t = rigid_transforms(rotmats, J, self.parents, self._tree)
+        b = skin.template + (betas @ skin.shapedirs.reshape(-1, self.num_betas).T).view(nb, -1, 3)
+        pairs = (R[:, skin.pair_joint] * b[..., None, :]).sum(-1) + skin.weights[:, None] * t[:, skin.pair_joint]
+        landmarks = torch.matmul(skin.gather, pairs)
+        joints = posed[:, self.smpl_joint_ids]
+        if transl is not None:
+            joints = joints + transl[:, None]
+            landmarks = landmarks + transl[:, None]
+        return joints, landmarks
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, gender={self.gender!r}, vertices={self.num_vertices}, num_betas={self.num_betas}"

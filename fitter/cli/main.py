@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from fitter.cli import models
+from fitter.cli.fit import EXAMPLES, fit_command
 
 app = typer.Typer(
     name="fitter",
@@ -15,6 +16,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(models.app, name="models")
+app.command("fit", help=(fit_command.__doc__ or "") + "\n\n" + EXAMPLES)(fit_command)
 
 
 def _mount_optional() -> None:

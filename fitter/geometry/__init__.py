@@ -3,6 +3,7 @@
 Import from here; nothing else in fitter re-implements these.
 """
 
+from fitter.geometry.alignment import procrustes_align
 from fitter.geometry.projection import (
     crop_cam_to_full_translation,
     default_focal_length,
@@ -31,4 +32,5 @@ __all__ = [
     "default_focal_length",
     "crop_cam_to_full_translation",
     "translation_to_crop_cam",
+    "procrustes_align",
 ]

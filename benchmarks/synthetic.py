@@ -1,0 +1,153 @@
+"""Synthetic keypoint-fitting benchmark: accuracy and speed of `fitter.fit_keypoints`.
+
+Bodies are sampled from the model's shape space (betas ~ N(0, 1)), poses uniformly inside the
+joint limits (shrunk towards the mean pose by --pose-scale) or from a pose file (AMASS-style
+npz with `poses`), any heading, cameras 2-10 m away with 24-85 mm (35 mm-equivalent) lenses.
+The body's keypoints are projected, Gaussian noise is added and a fraction of points dropped;
+then fitted. Prints MPJPE / PA-MPJPE (mm, 24 SMPL joints, pelvis-aligned / Procrustes-aligned),
+the 2D error (px) and the time per fit, single and batched.
+
+    python benchmarks/synthetic.py [--n 64] [--config default] [--keypoint-set coco17]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from fitter.body import BodyModel, load_body_model
+from fitter.geometry import axis_angle_to_matrix, matrix_to_axis_angle, perspective_project, procrustes_align
+from fitter.keypoints import keypoint_regressor
+from fitter.optimize import fit_keypoints, mean_body_pose
+
+
+def sample_cases(model: BodyModel, n: int, keypoint_set: str = "coco17", seed: int = 0, pose_scale: float = 0.5,
+                 poses: np.ndarray | None = None, image_size=(1280, 960)) -> dict:  # fmt: skip
+    """Sample n bodies + cameras fully in view. Returns dict with betas, body_pose,
+    global_orient, transl (camera frame), joints (n,24,3), keypoints (n,K,3) clean, focal (n,)."""
+    from priors import sample_within_limits
+
+    gen = torch.Generator().manual_seed(seed)
+    W, H = image_size
+    reg = keypoint_regressor(model, keypoint_set)
+    out = {k: [] for k in ("betas", "body_pose", "global_orient", "transl", "joints", "keypoints", "focal")}
+    count = 0
+    while count < n:
+        m = 4 * n
+        betas = torch.randn(m, 10, generator=gen).clamp(-2.5, 2.5)
+        if poses is not None:
+            idx = torch.randint(0, len(poses), (m,), generator=gen)
+            body_pose = torch.as_tensor(poses[idx.numpy()], dtype=torch.float32)
+        else:
+            lim = sample_within_limits(m, generator=gen)
+            body_pose = mean_body_pose() + pose_scale * (lim - mean_body_pose())
+        yaw = (torch.rand(m, generator=gen) * 2 - 1) * math.pi
+        tilt = (torch.rand(m, 2, generator=gen) * 2 - 1) * math.radians(10)
+        R = (axis_angle_to_matrix(torch.tensor([math.pi, 0.0, 0.0]))
+             @ axis_angle_to_matrix(torch.stack([tilt[:, 0], yaw, tilt[:, 1]], dim=1)))  # fmt: skip
+        global_orient = matrix_to_axis_angle(R)
+        f35 = 24 + torch.rand(m, generator=gen) * (85 - 24)
+        focal = f35 / 36 * max(W, H)
+        depth = 2 + torch.rand(m, generator=gen) * 8
+        offset = (torch.rand(m, 2, generator=gen) * 2 - 1) * 0.25 * torch.tensor([W, H]) / focal[:, None] * depth[:, None]
+        transl = torch.cat([offset, depth[:, None]], dim=1)
+        with torch.no_grad():
+            o = model(betas, body_pose, global_orient, transl)
+            pts = reg.from_vertices(o.joints, o.vertices)
+            px = perspective_project(pts, focal, torch.tensor([W / 2, H / 2]))
+        inside = ((px[..., 0] > 5) & (px[..., 0] < W - 5) & (px[..., 1] > 5) & (px[..., 1] < H - 5)).all(1)
+        tall = (px[..., 1].amax(1) - px[..., 1].amin(1)) > 0.2 * H  # at least 20 % of the image height
+        keep = torch.nonzero(inside & tall).flatten()[: n - count]
+        kp = torch.cat([px, torch.ones_like(px[..., :1])], dim=-1)
+        for key, val in (("betas", betas), ("body_pose", body_pose), ("global_orient", global_orient),
+                         ("transl", transl), ("joints", o.joints), ("keypoints", kp), ("focal", focal)):  # fmt: skip
+            out[key].append(val[keep])
+        count += len(keep)
+    return {k: torch.cat(v).numpy() for k, v in out.items()} | {"image_size": np.array([W, H])}
+
+
+def corrupt(keypoints: np.ndarray, noise_px: float, missing: float, seed: int = 0) -> np.ndarray:
+    """Add Gaussian pixel noise and drop a fraction of points (confidence 0)."""
+    rng = np.random.default_rng(seed)
+    kp = keypoints.copy()
+    kp[..., :2] += rng.normal(0, noise_px, kp[..., :2].shape) if noise_px > 0 else 0
+    if missing > 0:
+        drop = rng.random(kp.shape[:2]) < missing
+        kp[..., 2] = np.where(drop, 0.0, kp[..., 2])
+    return kp.astype(np.float32)
+
+
+def joint_errors(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(MPJPE, PA-MPJPE) per item in mm over 24 joints; MPJPE after aligning the pelvis."""
+    p, g = torch.as_tensor(pred), torch.as_tensor(gt)
+    mpjpe = ((p - p[:, :1]) - (g - g[:, :1])).norm(dim=-1).mean(1) * 1000
+    pa = (procrustes_align(p.double(), g.double()).float() - g).norm(dim=-1).mean(1) * 1000
+    return mpjpe.numpy(), pa.numpy()
+
+
+def run(args) -> None:
+    console = Console()
+    torch.set_num_threads(args.threads) if args.threads else None
+    model = load_body_model(args.body_model)
+    poses = np.load(args.poses)["poses"][:, 3:72] if args.poses else None
+    cases = sample_cases(model, args.n, args.keypoint_set, seed=args.seed, pose_scale=args.pose_scale, poses=poses)
+    table = Table(title=f"synthetic {args.keypoint_set} fits, body model {args.body_model}, config {args.config}, n={args.n}")
+    for col in ("noise px", "missing", "MPJPE mm", "PA-MPJPE mm", "2D err px", "failed"):
+        table.add_column(col, justify="right")
+    for noise in (0.0, 3.0, 10.0):
+        for missing in (0.0, 0.2):
+            kp = corrupt(cases["keypoints"], noise, missing, seed=args.seed)
+            res = fit_keypoints(kp, args.keypoint_set, cases["image_size"], focal_length=cases["focal"],
+                                body_model=model, config=args.config)  # fmt: skip
+            mpjpe, pa = joint_errors(res.joints, cases["joints"])
+            clean = res.keypoints_2d_fit - cases["keypoints"][..., :2]
+            err2d = np.linalg.norm(clean, axis=-1).mean(1)
+            table.add_row(f"{noise:g}", f"{missing:.0%}", f"{np.mean(mpjpe):.1f}", f"{np.mean(pa):.1f}",
+                          f"{np.mean(err2d):.2f}", str(sum(s != "ok" for s in res.status)))  # fmt: skip
+    console.print(table)
+
+    # speed: single fits (median) and one batch
+    times = []
+    for i in range(min(args.single, args.n)):
+        t = time.perf_counter()
+        fit_keypoints(cases["keypoints"][i : i + 1], args.keypoint_set, cases["image_size"],
+                      focal_length=cases["focal"][i : i + 1], body_model=model, config=args.config)  # fmt: skip
+        times.append(time.perf_counter() - t)
+    big = sample_cases(model, args.batch, args.keypoint_set, seed=args.seed + 1, pose_scale=args.pose_scale, poses=poses)
+    t = time.perf_counter()
+    fit_keypoints(big["keypoints"], args.keypoint_set, big["image_size"], focal_length=big["focal"], body_model=model,
+                  config=args.config)  # fmt: skip
+    batch_time = time.perf_counter() - t
+    speed = Table(title="speed (this machine, model loaded)")
+    speed.add_column("what")
+    speed.add_column("value", justify="right")
+    speed.add_row("single fit, median s", f"{statistics.median(times):.3f}")
+    speed.add_row(f"batch of {args.batch}, s", f"{batch_time:.2f}")
+    speed.add_row(f"batch of {args.batch}, fits/s", f"{args.batch / batch_time:.1f}")
+    console.print(speed)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=64, help="bodies per accuracy row")
+    parser.add_argument("--batch", type=int, default=256, help="batch size for the throughput row")
+    parser.add_argument("--single", type=int, default=10, help="single fits timed")
+    parser.add_argument("--config", default="default")
+    parser.add_argument("--keypoint-set", default="coco17")
+    parser.add_argument("--body-model", default="anny")
+    parser.add_argument("--poses", default=None, help="AMASS-style npz with a `poses` array (N,>=72)")
+    parser.add_argument("--pose-scale", type=float, default=0.5, help="shrink joint-limit samples towards the mean pose")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()

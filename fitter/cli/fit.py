@@ -1,0 +1,93 @@
+"""`fitter fit PATH...`: fit body models to photos (files and folders)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from fitter.cli.common import console, fail
+
+EXAMPLES = """Examples:
+
+  fitter fit photo.jpg
+
+  fitter fit photos/ --recursive --out results/ --batch-size 16
+
+  fitter fit photo.jpg --keypoints photo_keypoints.json --no-silhouette
+
+  fitter fit photos/ --body-model smpl --gender female --focal 1500 --config accurate
+"""
+
+
+def fit_command(
+    paths: list[Path] = typer.Argument(..., help="Images and/or folders of images."),
+    out: Path = typer.Option(Path("fitter_out"), "--out", "-o", help="Output folder."),
+    init: str = typer.Option("none", help="Initializer: none (upright, facing the way the shoulders say)."),
+    body_model: str = typer.Option("anny", help="anny (free default), smpl, smplh, smplx, or a model file."),
+    gender: str = typer.Option("neutral", help="neutral, male or female."),
+    focal: float = typer.Option(None, help="Focal length in pixels (default: EXIF, else the image diagonal)."),
+    keypoints: Path = typer.Option(None, help="Keypoint file or folder (OpenPose JSON, COCO JSON, fitter npz/json) instead of mediapipe."),
+    silhouette: bool = typer.Option(True, "--silhouette/--no-silhouette", help="Use the person mask (mediapipe) in a final stage."),
+    parts: Path = typer.Option(None, help="Part label PNG file/folder + mapping (see README)."),
+    config: str = typer.Option("default", help="fast, default or accurate."),
+    device: str = typer.Option("cpu", help="cpu or cuda (cuda:N)."),
+    batch_size: int = typer.Option(8, min=1, help="People fitted together in one batch."),
+    overwrite: bool = typer.Option(False, help="Refit images whose outputs exist (default: skip them)."),
+    recursive: bool = typer.Option(False, help="Search folders recursively."),
+    side_view: bool = typer.Option(False, help="Also write <stem>_side.png."),
+    gmm: Path = typer.Option(None, help="GMM pose prior file (SMPLify gmm_08.pkl layout or npz)."),
+) -> None:
+    """Fit a body model to every person in the given photos; write .npz/.json/.obj/_overlay.png."""
+    from fitter.io.images import list_images
+    from fitter.pipeline import FitOptions, fit_paths
+
+    if config not in ("fast", "default", "accurate"):
+        fail(f"--config must be fast, default or accurate, not {config!r}")
+    if init != "none":
+        fail(f"--init {init!r} is not available in this version; use --init none")
+    if parts is not None:
+        fail("--parts is not supported yet; run without it")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            fail(f"--device {device}: CUDA is not available in this torch build; use --device cpu")
+    try:
+        images = list_images(paths, recursive=recursive)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    if not images:
+        fail("no images found in " + ", ".join(str(p) for p in paths) + " (try --recursive)")
+    options = FitOptions(out_dir=out, body_model=body_model, gender=gender, init=init, focal=focal,
+                         keypoints=keypoints, silhouette=silhouette, config=config, device=device,
+                         batch_size=batch_size, overwrite=overwrite, side_view=side_view, recursive=recursive,
+                         gmm=gmm)  # fmt: skip
+    try:
+        from fitter.body import load_body_model
+
+        with console.status(f"loading body model {body_model} (the free anny model is built once, ~2 min)..."):
+            model = load_body_model(body_model, gender=gender, device=device)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    roots = [p for p in paths if p.is_dir()]
+    columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TimeRemainingColumn())  # fmt: skip
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("fitting", total=len(images))
+
+        def on_image(path: Path, status: str) -> None:
+            progress.advance(task)
+            if status.startswith("failed"):
+                progress.console.print(f"[red]{path}[/red]: {status}", highlight=False)
+
+        summary = fit_paths(images, options, roots=roots, on_image=on_image, model=model)
+    done, skipped, failed = len(summary.done), len(summary.skipped), len(summary.failed)
+    per = summary.seconds / max(1, done)
+    console.print(f"{done} fitted, {skipped} skipped (already done), {failed} failed in {summary.seconds:.1f} s "
+                  f"({per:.2f} s per fitted image); outputs in {out}")  # fmt: skip
+    if failed:
+        for path, why in summary.failed.items():
+            console.print(f"  failed: {path}: {why}", highlight=False, markup=False)
+        raise typer.Exit(code=1)

@@ -1,0 +1,122 @@
+"""`FitResult`: what a fit returns, saves and loads.
+
+Frames and units: the body is in the camera frame (OpenCV: x right, y down, z forward,
+metres). `global_orient` (N,3) axis-angle rotates the model frame (Y up, facing +Z) into the
+camera frame, `transl` (N,3) metres is added after posing; together with `betas` (N,10) and
+`body_pose` (N,69) (23 SMPL joints, axis-angle, radians) these are the smplx argument names,
+so `smplx.SMPL(...)(betas=..., body_pose=..., global_orient=..., transl=...)` reproduces the
+mesh for an SMPL fit. Pixels: origin at the image's top-left corner.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["FitResult"]
+
+_ARRAYS = ("betas", "body_pose", "global_orient", "transl", "focal_length", "principal_point",
+           "image_size", "joints", "reprojection_error_px", "keypoints", "keypoints_2d_fit")  # fmt: skip
+
+
+@dataclass
+class FitResult:
+    """Fitted parameters for N people.
+
+    betas (N,10); body_pose (N,69); global_orient (N,3); transl (N,3) metres, camera frame;
+    focal_length (N,) px; principal_point (N,2) px; image_size (N,2) (W,H) px; joints (N,24,3)
+    SMPL joints, metres, camera frame; reprojection_error_px (N,) mean pixel distance over the
+    used keypoints; keypoints (N,K,3) the input (pixels + confidence) in `keypoint_set`;
+    keypoints_2d_fit (N,K,2) the fitted model's reprojection of the same set; status (N,)
+    "ok" | "failed: <why>"; losses: term -> (N,) final values; info: body model, prior,
+    focal source, config, versions.
+    """
+
+    betas: np.ndarray
+    body_pose: np.ndarray
+    global_orient: np.ndarray
+    transl: np.ndarray
+    focal_length: np.ndarray
+    principal_point: np.ndarray
+    image_size: np.ndarray
+    joints: np.ndarray
+    reprojection_error_px: np.ndarray
+    keypoints: np.ndarray
+    keypoints_2d_fit: np.ndarray
+    keypoint_set: str
+    status: list[str]
+    losses: dict[str, np.ndarray] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    body_model: Any = field(default=None, repr=False, compare=False)
+
+    def __len__(self) -> int:
+        return int(self.betas.shape[0])
+
+    def select(self, index) -> "FitResult":
+        """The results of the items `index` (int, slice or index array) as a new FitResult."""
+        idx = np.atleast_1d(np.arange(len(self))[index])
+        kw = {name: getattr(self, name)[idx] for name in _ARRAYS}
+        return FitResult(**kw, keypoint_set=self.keypoint_set, status=[self.status[i] for i in idx],
+                         losses={k: v[idx] for k, v in self.losses.items()}, info=dict(self.info),
+                         extras={k: v[idx] for k, v in self.extras.items()}, body_model=self.body_model)  # fmt: skip
+
+    def _model(self):
+        if self.body_model is None:
+            from fitter.body import load_body_model
+
+            self.body_model = load_body_model(self.info.get("body_model", "anny"),
+                                              gender=self.info.get("gender", "neutral"))  # fmt: skip
+        return self.body_model
+
+    def vertices(self, device: str = "cpu") -> np.ndarray:
+        """(N,V,3) posed mesh vertices in the camera frame, metres."""
+        model = self._model().to(device)
+        with torch.no_grad():
+            out = model(*(torch.as_tensor(getattr(self, k), device=device)
+                          for k in ("betas", "body_pose", "global_orient", "transl")))  # fmt: skip
+        return out.vertices.cpu().numpy()
+
+    @property
+    def faces(self) -> np.ndarray:
+        return self._model().faces.cpu().numpy()
+
+    def save(self, path: str | Path) -> Path:
+        """Write `path` (.npz, smplx parameter names) and its .json sidecar, atomically."""
+        from fitter.io.atomic import atomic_save_npz, atomic_write_json
+
+        path = Path(path)
+        arrays = {name: np.asarray(getattr(self, name)) for name in _ARRAYS}
+        arrays.update({f"loss_{k}": np.asarray(v) for k, v in self.losses.items()})
+        arrays["status"] = np.array(self.status)
+        arrays["keypoint_set"] = np.array(self.keypoint_set)
+        arrays["info_json"] = np.array(json.dumps(self.info))
+        for key, value in self.extras.items():
+            arrays[key] = np.asarray(value)
+        atomic_save_npz(path, **arrays)
+        summary = {
+            "keypoint_set": self.keypoint_set,
+            "status": self.status,
+            **{name: np.asarray(getattr(self, name)).tolist() for name in _ARRAYS if name not in ("keypoints", "keypoints_2d_fit")},
+            "losses": {k: np.asarray(v).tolist() for k, v in self.losses.items()},
+            "info": self.info,
+            "frames": "camera frame: x right, y down, z forward, metres; model frame: Y up, facing +Z",
+        }
+        atomic_write_json(path.with_suffix(".json"), summary)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "FitResult":
+        """Read a result written by `save`."""
+        with np.load(Path(path), allow_pickle=False) as data:
+            kw = {name: data[name] for name in _ARRAYS}
+            losses = {k[5:]: data[k] for k in data.files if k.startswith("loss_")}
+            known = set(_ARRAYS) | {"status", "keypoint_set", "info_json"}
+            extras = {k: data[k] for k in data.files if k not in known and not k.startswith("loss_")}
+            return cls(**kw, keypoint_set=str(data["keypoint_set"]), status=[str(s) for s in data["status"]],
+                       losses=losses, info=json.loads(str(data["info_json"])), extras=extras)  # fmt: skip

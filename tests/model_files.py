@@ -1,0 +1,259 @@
+"""Test utility: SMPL / SMPL-H / SMPL-X model files in the official layouts, with small random data.
+
+The licensed model files never enter the repository; these stand-ins have the same keys, shapes
+and pickle encoding (protocol 2, arrays as chumpy objects, J_regressor as a scipy csc matrix, the
+root parent written as 4294967295) but only a few hundred vertices. The chumpy references are
+real: while pickling, fake modules `chumpy` / `chumpy.ch` with a class `Ch` are placed in
+sys.modules and removed again right after, so loading them proves no chumpy is needed.
+
+Also: `smplx_reference`, the matching smplx 0.1.28 module, for comparing forward passes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+import sys
+import types
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import scipy.sparse
+
+SMPL_PARENTS = [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21]
+ROOT_PARENT = 4294967295  # how the official kintree_table stores the root's parent (uint32 -1)
+NUM_JOINTS = {"smpl": 24, "smplh": 52, "smplx": 55}
+# Index of the left / right middle1 joint in each model's own joint order (fitter's SMPL 22 / 23).
+MIDDLE1_JOINTS = {"smplh": (25, 40), "smplx": (28, 43)}
+
+
+def _hand_parents(wrist: int, first: int) -> list[int]:
+    """Parents of 15 hand joints (5 fingers x 3, in smplx's index/middle/pinky/ring/thumb order)."""
+    parents = []
+    for finger in range(5):
+        base = first + 3 * finger
+        parents += [wrist, base, base + 1]
+    return parents
+
+
+def model_parents(model_type: str) -> list[int]:
+    """Kinematic tree of `model_type` (parent per joint, -1 for the root)."""
+    body = SMPL_PARENTS[:22]
+    if model_type == "smpl":
+        return list(SMPL_PARENTS)
+    if model_type == "smplh":
+        return body + _hand_parents(20, 22) + _hand_parents(21, 37)
+    if model_type == "smplx":
+        return body + [15, 15, 15] + _hand_parents(20, 25) + _hand_parents(21, 40)
+    raise ValueError(f"unknown model type {model_type!r}")
+
+
+def random_model_arrays(model_type: str = "smpl", num_vertices: int = 300, seed: int = 0) -> dict[str, np.ndarray]:
+    """Plain-numpy arrays of a small random model in the official layout of `model_type`.
+
+    Shapes: v_template (V,3) metres; shapedirs (V,3,10) (SMPL-X: (V,3,20), 10 shape + 10
+    expression); posedirs (V,3,9*(J-1)); J_regressor (J,V) dense (rows sum to 1); weights (V,J)
+    (rows sum to 1); kintree_table (2,J) int64 with ROOT_PARENT at [0,0]; f (2V,3) int64. SMPL-H/X
+    add hands_componentsl/r (45,45), hands_meanl/r (45,); SMPL-X adds the landmark arrays.
+    """
+    rng = np.random.default_rng(seed)
+    num_joints = NUM_JOINTS[model_type]
+    V = num_vertices
+    v_template = rng.uniform([-0.4, -1.0, -0.15], [0.4, 0.7, 0.15], size=(V, 3))
+    num_shape = 20 if model_type == "smplx" else 10
+    shapedirs = rng.normal(scale=0.01, size=(V, 3, num_shape))
+    posedirs = rng.normal(scale=0.002, size=(V, 3, 9 * (num_joints - 1)))
+    J_regressor = np.zeros((num_joints, V))
+    for j in range(num_joints):  # each joint: a convex blend of 8 vertices
+        ids = rng.choice(V, size=8, replace=False)
+        J_regressor[j, ids] = rng.dirichlet(np.ones(8))
+    weights = np.zeros((V, num_joints))
+    for v in range(V):  # each vertex: skinned to 3 joints
+        ids = rng.choice(num_joints, size=3, replace=False)
+        weights[v, ids] = rng.dirichlet(np.ones(3))
+    parents = model_parents(model_type)
+    kintree_table = np.array([[ROOT_PARENT] + parents[1:], list(range(num_joints))], dtype=np.int64)
+    faces = np.stack([rng.choice(V, size=3, replace=False) for _ in range(2 * V)]).astype(np.int64)
+    arrays = {
+        "v_template": v_template,
+        "shapedirs": shapedirs,
+        "posedirs": posedirs,
+        "J_regressor": J_regressor,
+        "weights": weights,
+        "kintree_table": kintree_table,
+        "f": faces,
+    }
+    if model_type in ("smplh", "smplx"):
+        for side in "lr":
+            arrays[f"hands_components{side}"] = np.linalg.qr(rng.normal(size=(45, 45)))[0]
+            arrays[f"hands_mean{side}"] = rng.normal(scale=0.3, size=45)
+    if model_type == "smplx":
+        arrays["lmk_faces_idx"] = rng.integers(0, len(faces), size=51).astype(np.int64)
+        arrays["lmk_bary_coords"] = rng.dirichlet(np.ones(3), size=51)
+        arrays["dynamic_lmk_faces_idx"] = rng.integers(0, len(faces), size=(79, 17)).astype(np.int64)
+        arrays["dynamic_lmk_bary_coords"] = rng.dirichlet(np.ones(3), size=(79, 17))
+    float_keys = [k for k, a in arrays.items() if a.dtype.kind == "f"]
+    return {k: (a.astype(np.float32) if k in float_keys else a) for k, a in arrays.items()}
+
+
+@contextlib.contextmanager
+def fake_chumpy() -> Iterator[type]:
+    """Temporarily register modules `chumpy` and `chumpy.ch` with a class `Ch` (pickles as
+    `chumpy.ch.Ch` with a state dict whose 'x' is the array); removed again on exit."""
+    package = types.ModuleType("chumpy")
+    module = types.ModuleType("chumpy.ch")
+
+    class Ch:
+        def __init__(self, x: np.ndarray) -> None:
+            self.x = x
+
+        def __getstate__(self) -> dict:
+            return {"x": self.x, "_dirty_vars": set(), "dterms": ()}
+
+        def __setstate__(self, state: dict) -> None:
+            self.__dict__.update(state)
+
+    Ch.__module__ = "chumpy.ch"
+    Ch.__qualname__ = "Ch"
+    module.Ch = Ch
+    package.ch = module
+    saved = {name: sys.modules.get(name) for name in ("chumpy", "chumpy.ch")}
+    sys.modules["chumpy"] = package
+    sys.modules["chumpy.ch"] = module
+    try:
+        yield Ch
+    finally:
+        for name, previous in saved.items():
+            if previous is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = previous
+
+
+def write_model_pickle(arrays: dict[str, np.ndarray], path: str | Path, chumpy: bool = True) -> Path:
+    """Write `arrays` as an official-style model .pkl (protocol 2).
+
+    With `chumpy`, v_template, shapedirs, posedirs, weights and J (the rest joints) are chumpy
+    objects, as in the original SMPL / SMPL-H downloads; J_regressor is a csc matrix whose class
+    is referenced under its old module name `scipy.sparse.csc`; bs_type / bs_style strings are added.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    content: dict[str, object] = dict(arrays)
+    content["J_regressor"] = scipy.sparse.csc_matrix(arrays["J_regressor"].astype(np.float64))
+    content["bs_type"] = "lrotmin"
+    content["bs_style"] = "lbs"
+    with contextlib.ExitStack() as stack:
+        if chumpy:
+            Ch = stack.enter_context(fake_chumpy())
+            content["J"] = Ch(arrays["J_regressor"].astype(np.float64) @ arrays["v_template"].astype(np.float64))
+            for key in ("v_template", "shapedirs", "posedirs", "weights"):
+                content[key] = Ch(arrays[key].astype(np.float64))
+        data = pickle.dumps(content, protocol=2)
+    data = data.replace(b"cscipy.sparse._csc\n", b"cscipy.sparse.csc\n")  # the name 2014-era pickles use
+    path.write_bytes(data)
+    return path
+
+
+def write_model_npz(arrays: dict[str, np.ndarray], path: str | Path, compressed: bool = False) -> Path:
+    """Write `arrays` as a model .npz (as SMPL-X / AMASS ship them)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (np.savez_compressed if compressed else np.savez)(path, **arrays)
+    return path
+
+
+def small_vertex_ids(num_vertices: int) -> dict[str, int]:
+    """smplx's extra-joint vertex table with every id folded into [0, num_vertices)."""
+    from smplx.vertex_ids import vertex_ids
+
+    return {name: int(vid) % num_vertices for name, vid in vertex_ids["smplh"].items()}
+
+
+def smplx_reference(model_type: str, arrays: dict[str, np.ndarray], npz_path: str | Path, batch_size: int = 1):
+    """The smplx 0.1.28 module for the same data (hand mean pose used, full hand rotations).
+
+    SMPL / SMPL-H are built from a Struct of `arrays`; SMPL-X reads `npz_path` itself. The extra
+    vertex joints smplx appends use ids folded into the small mesh (they are not compared).
+    """
+    import contextlib as _contextlib
+    import io
+
+    import smplx
+    from smplx.utils import Struct
+    from smplx.vertex_joint_selector import VertexJointSelector
+
+    small_ids = small_vertex_ids(arrays["v_template"].shape[0])
+    with _contextlib.redirect_stdout(io.StringIO()):  # smplx prints beta-count warnings
+        if model_type == "smpl":
+            return smplx.SMPL(
+                str(npz_path), data_struct=Struct(**arrays), vertex_ids=small_ids, batch_size=batch_size
+            )
+        if model_type == "smplh":
+            return smplx.SMPLH(
+                str(npz_path), data_struct=Struct(**arrays), vertex_ids=small_ids, use_pca=False,
+                flat_hand_mean=False, batch_size=batch_size,
+            )  # fmt: skip
+        model = smplx.SMPLX(
+            str(npz_path), ext="npz", use_pca=False, flat_hand_mean=False, batch_size=batch_size
+        )
+    model.vertex_joint_selector = VertexJointSelector(vertex_ids=small_ids)  # smplx's ids exceed V
+    return model
+
+
+# Rest (T-pose) joints of a roughly SMPL-sized adult, metres, Y up, facing +Z, feet at y = 0.
+BODY_REST_JOINTS = np.array([
+    [0.0, 0.95, 0.0], [0.08, 0.87, 0.0], [-0.08, 0.87, 0.0], [0.0, 1.06, -0.02], [0.1, 0.5, 0.01],
+    [-0.1, 0.5, 0.01], [0.0, 1.19, -0.01], [0.11, 0.08, -0.03], [-0.11, 0.08, -0.03], [0.0, 1.25, 0.0],
+    [0.12, 0.02, 0.1], [-0.12, 0.02, 0.1], [0.0, 1.47, -0.01], [0.08, 1.39, -0.01], [-0.08, 1.39, -0.01],
+    [0.0, 1.56, 0.02], [0.18, 1.41, -0.02], [-0.18, 1.41, -0.02], [0.44, 1.41, -0.03], [-0.44, 1.41, -0.03],
+    [0.68, 1.41, -0.02], [-0.68, 1.41, -0.02], [0.77, 1.41, -0.02], [-0.77, 1.41, -0.02],
+])  # fmt: skip
+# Where smplx's SMPL surface points sit: (SMPL joint they ride on, offset from it in metres).
+SURFACE_POINTS = {
+    "nose": (15, (0.0, 0.0, 0.11)), "leye": (15, (0.03, 0.03, 0.09)), "reye": (15, (-0.03, 0.03, 0.09)),
+    "lear": (15, (0.075, 0.0, 0.0)), "rear": (15, (-0.075, 0.0, 0.0)),
+    "LBigToe": (10, (0.0, -0.02, 0.08)), "LSmallToe": (10, (0.05, -0.02, 0.06)), "LHeel": (7, (0.0, -0.08, -0.06)),
+    "RBigToe": (11, (0.0, -0.02, 0.08)), "RSmallToe": (11, (-0.05, -0.02, 0.06)), "RHeel": (8, (0.0, -0.08, -0.06)),
+}  # fmt: skip
+for _side, _hand, _sign in (("l", 22, 1.0), ("r", 23, -1.0)):
+    for _k, _finger in enumerate(("thumb", "index", "middle", "ring", "pinky")):
+        SURFACE_POINTS[_side + _finger] = (_hand, (_sign * 0.09, 0.0, 0.04 - 0.02 * _k))
+
+
+def body_like_smpl_arrays(seed: int = 0) -> dict[str, np.ndarray]:
+    """A 6,890-vertex SMPL-layout model shaped like a stick figure of an adult (BODY_REST_JOINTS).
+
+    Each joint j is regressed from one anchor vertex (id j) placed on it; the vertex ids smplx
+    uses for SMPL's face / feet / fingertip points (vertex_ids['smplh']) sit at SURFACE_POINTS
+    and are skinned rigidly to their joint; the other vertices are scattered around random
+    joints (within 4 cm, never below the floor y = 0). No pose blend shapes.
+    """
+    from smplx.vertex_ids import vertex_ids
+
+    rng = np.random.default_rng(seed)
+    V = 6890
+    owner = rng.integers(0, 24, size=V)
+    owner[:24] = np.arange(24)
+    v_template = BODY_REST_JOINTS[owner] + rng.uniform(-0.04, 0.04, size=(V, 3))
+    v_template[:24] = BODY_REST_JOINTS
+    for name, (joint, offset) in SURFACE_POINTS.items():
+        vid = vertex_ids["smplh"][name]
+        owner[vid] = joint
+        v_template[vid] = BODY_REST_JOINTS[joint] + np.asarray(offset)
+    v_template[:, 1] = np.maximum(v_template[:, 1], 0.0)
+    weights = np.zeros((V, 24))
+    weights[np.arange(V), owner] = 1.0
+    J_regressor = np.zeros((24, V))
+    J_regressor[np.arange(24), np.arange(24)] = 1.0
+    faces = np.stack([rng.choice(V, size=3, replace=False) for _ in range(200)]).astype(np.int64)
+    return {
+        "v_template": v_template.astype(np.float32),
+        "shapedirs": rng.normal(scale=0.005, size=(V, 3, 10)).astype(np.float32),
+        "posedirs": np.zeros((V, 3, 207), dtype=np.float32),
+        "J_regressor": J_regressor.astype(np.float32),
+        "weights": weights.astype(np.float32),
+        "kintree_table": np.array([[ROOT_PARENT] + SMPL_PARENTS[1:], list(range(24))], dtype=np.int64),
+        "f": faces,
+    }
