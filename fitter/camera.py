@@ -35,9 +35,11 @@ def resolve_camera(
     num_items: int,
     focal_length: float | np.ndarray | None = None,
     image_paths: list[str | Path | None] | None = None,
+    principal_point=None,
 ) -> Camera:
     """Intrinsics for `num_items` items. image_size: (W,H) for all or (N,2); focal_length: None,
-    a number, or (N,) pixels (NaN entries fall back); image_paths: per item, for EXIF."""
+    a number, or (N,) pixels (NaN entries fall back); image_paths: per item, for EXIF;
+    principal_point: None (image centre), (2,) or (N,2) pixels."""
     size = np.asarray(image_size, dtype=np.float64)
     if size.shape == (2,):
         size = np.tile(size, (num_items, 1))
@@ -62,5 +64,10 @@ def resolve_camera(
             focal[i], source[i] = exif, "exif"
         else:
             focal[i], source[i] = default_focal_length(size[i, 0], size[i, 1]), "diagonal"
-    return Camera(focal_length=focal.astype(np.float32), principal_point=(size / 2).astype(np.float32),
+    center = size / 2
+    if principal_point is not None:
+        center = np.broadcast_to(np.asarray(principal_point, dtype=np.float64), (num_items, 2)).copy()
+        if not np.all(np.isfinite(center)):
+            raise ValueError("principal_point must be finite pixels")
+    return Camera(focal_length=focal.astype(np.float32), principal_point=center.astype(np.float32),
                   image_size=size.astype(np.float32), focal_source=source)  # fmt: skip

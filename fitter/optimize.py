@@ -369,6 +369,7 @@ def fit_keypoints(
     landmarks3d=None,
     image_paths=None,
     masks=None,
+    principal_point=None,
 ) -> FitResult:
     """Fit a body model to 2D keypoints of N people.
 
@@ -380,7 +381,8 @@ def fit_keypoints(
     (camera frame) from an initializer; config: "fast" | "default" | "accurate" | FitConfig;
     landmarks3d: optional (N,K,4) 3D landmarks (metres, any frame) + weight in the same set,
     pulled on after a rigid alignment (mediapipe world landmarks); masks: optional list of N
-    person masks ((H,W) bool, full image, or None) for a final silhouette stage.
+    person masks ((H,W) bool, full image, or None) for a final silhouette stage;
+    principal_point: None (image centre), (2,) or (N,2) pixels.
 
     Returns a FitResult whose parameters place the body in the camera frame (x right, y down,
     z forward, metres).
@@ -397,7 +399,7 @@ def fit_keypoints(
         )
     model = body_model if isinstance(body_model, BodyModel) else load_body_model(body_model, gender=gender, device=device)
     model = model.to(device)
-    camera = resolve_camera(image_size, N, focal_length, image_paths)
+    camera = resolve_camera(image_size, N, focal_length, image_paths, principal_point)
     dt = torch.float32
     kp = torch.as_tensor(kp_np, dtype=dt, device=device)
     focal = torch.as_tensor(camera.focal_length, dtype=dt, device=device)

@@ -156,7 +156,7 @@ def _write_outputs(job: ImageJob, result: FitResult, model: BodyModel, options: 
     for p in range(len(result)):
         stem = _person_stem(job, p)
         one = result.select(p)
-        one.extras["coco17_2d"] = coco[p : p + 1]
+        one.extras["coco17_2d"] = coco[p]  # (17,2) px
         one.extras["person_id"] = np.array([job.person_ids[p]])
         one.info["image"] = str(job.path)
         mesh = trimesh.Trimesh(vertices[p], faces, process=False)

@@ -64,7 +64,8 @@ class FitResult:
         kw = {name: getattr(self, name)[idx] for name in _ARRAYS}
         return FitResult(**kw, keypoint_set=self.keypoint_set, status=[self.status[i] for i in idx],
                          losses={k: v[idx] for k, v in self.losses.items()}, info=dict(self.info),
-                         extras={k: v[idx] for k, v in self.extras.items()}, body_model=self.body_model)  # fmt: skip
+                         extras={k: (v[idx] if np.ndim(v) and len(v) == len(self) else v) for k, v in self.extras.items()},
+                         body_model=self.body_model)  # fmt: skip
 
     def _model(self):
         if self.body_model is None:

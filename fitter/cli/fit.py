@@ -58,6 +58,8 @@ def fit_command(
         images = list_images(paths, recursive=recursive)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
+    out_resolved = out.resolve()
+    images = [p for p in images if out_resolved not in p.resolve().parents]  # never refit our own outputs
     if not images:
         fail("no images found in " + ", ".join(str(p) for p in paths) + " (try --recursive)")
     options = FitOptions(out_dir=out, body_model=body_model, gender=gender, init=init, focal=focal,

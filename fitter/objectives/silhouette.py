@@ -191,14 +191,18 @@ def _nearest_sq_distance(
     nearest = torch.zeros(batch, num_queries, dtype=torch.long, device=queries.device)
     found = torch.zeros(batch, num_queries, dtype=torch.bool, device=queries.device)
     with torch.no_grad():
+        # argmin_n |q - c_n|^2 = argmin_n (|c_n|^2 - 2 q.c_n): one batched matmul per chunk, with
+        # disallowed candidates priced at +inf (no sqrt, no (B,c,N) masking pass).
+        cand = candidates.detach().float()
+        price = (cand**2).sum(-1).masked_fill(~candidate_ok, float("inf"))[:, None, :]  # (B,1,N)
         for start in range(0, num_queries, chunk):
             stop = min(start + chunk, num_queries)
-            dist = torch.cdist(queries[:, start:stop].detach(), candidates.detach())  # (B,c,N)
-            ok = candidate_ok[:, None]
+            offset = price
             if query_groups is not None:
-                ok = ok & (query_groups[start:stop, None] == candidate_groups[None, :])[None]
-            dist = dist.masked_fill(~ok, float("inf"))
-            best, index = dist.min(dim=-1)
+                same = query_groups[start:stop, None] == candidate_groups[None, :]  # (c,N)
+                offset = price + torch.zeros_like(same, dtype=price.dtype).masked_fill_(~same, float("inf"))[None]
+            score = torch.baddbmm(offset, queries[:, start:stop].detach().float(), cand.transpose(1, 2), alpha=-2.0)
+            best, index = score.min(dim=-1)
             nearest[:, start:stop] = index
             found[:, start:stop] = torch.isfinite(best)
     chosen = torch.gather(candidates, 1, nearest[..., None].expand(-1, -1, 2))

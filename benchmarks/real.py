@@ -1,0 +1,169 @@
+"""Real-photo benchmark: fit every image of ../shared/eval from mediapipe detections and score it.
+
+Prints, with and without the silhouette term:
+* COCO (and OCHuman) PCK@0.1 x box size of the fitted model's reprojected COCO-17 points
+  against the human labels (labelled points only), next to the detector's own PCK;
+* silhouette IoU of the fitted mesh against the COCO / OCHuman instance masks;
+* Human3.6M and MPI-INF-3DHP MPJPE and PA-MPJPE (mm) on the 14 joints common with LSP, using
+  each dataset's intrinsics (H36M's lens distortion is ignored: up to ~3 px at the edges);
+  MPJPE after aligning the hip midpoints, PA-MPJPE after a similarity Procrustes;
+* seconds per image (detection + fit, model loaded).
+
+    python benchmarks/real.py [--eval-dir ../shared/eval] [--config default] [--sets coco,h36m,...]
+
+The photos are research-licensed: they are read from their folder, never copied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from fitter.body import load_body_model
+from fitter.detect import BlazePoseDetector
+from fitter.geometry import procrustes_align
+from fitter.io.images import read_image
+from fitter.keypoints import convert_keypoints, keypoint_regressor
+from fitter.optimize import fit_keypoints
+from fitter.pipeline import project_keypoint_set
+from fitter.render import render_mask
+
+H36M_TO_LSP14 = [3, 2, 1, 4, 5, 6, 16, 15, 14, 11, 12, 13, 8, 10]  # neck = thorax, head_top = head
+MPI3DHP_TO_LSP14 = [10, 9, 8, 11, 12, 13, 4, 3, 2, 5, 6, 7, 1, 0]
+DEFAULT_EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
+
+
+def lsp14_errors(pred_mm: np.ndarray, gt_mm: np.ndarray) -> tuple[float, float]:
+    """(MPJPE, PA-MPJPE) in mm for (14,3) points; MPJPE after aligning the hip midpoints."""
+    hips = lambda x: (x[2] + x[3]) / 2  # noqa: E731
+    mpjpe = np.linalg.norm((pred_mm - hips(pred_mm)) - (gt_mm - hips(gt_mm)), axis=-1).mean()
+    aligned = procrustes_align(torch.tensor(pred_mm[None], dtype=torch.float64), torch.tensor(gt_mm[None], dtype=torch.float64))
+    pa = np.linalg.norm(aligned[0].numpy() - gt_mm, axis=-1).mean()
+    return float(mpjpe), float(pa)
+
+
+def pck(points: np.ndarray, labels: np.ndarray, size: float, threshold: float = 0.1) -> tuple[int, int]:
+    """(correct, labelled) for COCO-17 points (17,2) vs labels (17,3) [x, y, v]."""
+    labelled = labels[:, 2] > 0
+    dist = np.linalg.norm(points - labels[:, :2], axis=-1)
+    return int((dist[labelled] <= threshold * size).sum()), int(labelled.sum())
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 0.0
+
+
+def _cases(eval_dir: Path, sets: list[str]):
+    """Yield (set, image path, ground-truth dict)."""
+    for name in sets:
+        ann_path = eval_dir / name / "annotations.json"
+        if not ann_path.exists():
+            continue
+        ann = json.loads(ann_path.read_text())
+        for entry in ann["images"]:
+            path = eval_dir / name / entry["file"]
+            if name == "coco":
+                t = entry["target"]
+                yield name, path, {"keypoints": np.array(t["keypoints"], float).reshape(17, 3),
+                                   "box": t["bbox_xywh"], "mask": eval_dir / name / entry["target_mask_file"]}  # fmt: skip
+            elif name == "ochuman":
+                for person in entry["persons"]:
+                    yield name, path, {"keypoints": np.array(person["keypoints"], float).reshape(17, 3),
+                                       "box": person["bbox_xywh"], "mask": eval_dir / name / person["mask_file"]}  # fmt: skip
+            elif name in ("h36m", "mpi_inf_3dhp"):
+                cam = entry["camera"]
+                yield name, path, {"joints": np.array(entry["joints_3d_camera_mm"], float),
+                                   "valid": np.array(entry.get("joints_3d_valid", [1] * 17), bool),
+                                   "focal": float(np.mean(cam["f"])), "center": np.array(cam["c"], float),
+                                   "mask": (eval_dir / name / entry["silhouette_mask_file"]) if entry.get("silhouette_mask_file") else None}  # fmt: skip
+
+
+def run(args) -> None:
+    console = Console()
+    eval_dir = Path(args.eval_dir)
+    if not eval_dir.is_dir():
+        raise SystemExit(f"evaluation folder {eval_dir} not found (it lives in the project workspace's shared/eval)")
+    model = load_body_model(args.body_model)
+    coco_reg = keypoint_regressor(model, "coco17")
+    lsp_reg = keypoint_regressor(model, "lsp14")
+    cases = list(_cases(eval_dir, args.sets.split(",")))
+    detections = {}
+    det_time = {}
+    with BlazePoseDetector() as detector:
+        for _, path, _ in cases:
+            if path not in detections:
+                image = read_image(path)
+                t = time.perf_counter()
+                detections[path] = (image, detector.detect(image))
+                det_time[path] = time.perf_counter() - t
+    table = Table(title=f"real photos ({eval_dir}), body model {args.body_model}, config {args.config}")
+    for col in ("silhouette", "set", "n", "detected", "PCK@0.1 fit", "PCK@0.1 detector", "mask IoU",
+                "MPJPE mm", "PA-MPJPE mm", "s / image"):  # fmt: skip
+        table.add_column(col, justify="right")
+    for use_sil in (False, True):
+        stats: dict[str, dict[str, list]] = {}
+        for name, path, gt in cases:
+            s = stats.setdefault(name, {k: [] for k in ("pck", "pck_det", "iou", "mpjpe", "pa", "time", "found")})
+            image, det = detections[path]
+            s["found"].append(det is not None)
+            if det is None:
+                continue
+            h, w = image.shape[:2]
+            t = time.perf_counter()
+            kwargs = {}
+            if "focal" in gt:
+                kwargs = {"focal_length": gt["focal"], "principal_point": gt["center"]}
+            res = fit_keypoints(det.keypoints[None], "blazepose33", (w, h), body_model=model, config=args.config,
+                                masks=[det.mask > 0.5] if (use_sil and det.mask is not None) else None, **kwargs)  # fmt: skip
+            s["time"].append(time.perf_counter() - t + det_time[path])
+            if "keypoints" in gt:
+                coco2d = project_keypoint_set(res, model, "coco17")[0]
+                size = max(gt["box"][2], gt["box"][3])
+                s["pck"].append(pck(coco2d, gt["keypoints"], size))
+                det_coco = convert_keypoints(det.keypoints, "blazepose33", "coco17")[:, :2]
+                s["pck_det"].append(pck(det_coco, gt["keypoints"], size))
+            if gt.get("mask") is not None:
+                target = np.asarray(read_image(gt["mask"]))[..., 0] > 127
+                verts = torch.as_tensor(res.vertices())
+                rendered = render_mask(verts, model.faces, torch.as_tensor(res.focal_length),
+                                       torch.as_tensor(res.principal_point), (w, h))[0].numpy()  # fmt: skip
+                s["iou"].append(iou(rendered, target))
+            if "joints" in gt:
+                out = model(*(torch.as_tensor(getattr(res, k)) for k in ("betas", "body_pose", "global_orient", "transl")))
+                pred = lsp_reg.from_vertices(out.joints, out.vertices)[0].detach().numpy() * 1000
+                order = H36M_TO_LSP14 if name == "h36m" else MPI3DHP_TO_LSP14
+                gt14 = gt["joints"][order]
+                if gt["valid"][order].all():
+                    e = lsp14_errors(pred, gt14)
+                    s["mpjpe"].append(e[0])
+                    s["pa"].append(e[1])
+        for name, s in stats.items():
+            def pct(pairs):
+                return f"{100 * sum(c for c, _ in pairs) / max(1, sum(n for _, n in pairs)):.1f}%" if pairs else "-"
+            mean = lambda v, fmt="{:.1f}": fmt.format(np.mean(v)) if v else "-"  # noqa: E731
+            table.add_row("on" if use_sil else "off", name, str(len(s["found"])), str(sum(s["found"])),
+                          pct(s["pck"]), pct(s["pck_det"]), mean(s["iou"], "{:.3f}"), mean(s["mpjpe"]), mean(s["pa"]),
+                          mean(s["time"], "{:.2f}"))  # fmt: skip
+    console.print(table)
+    del coco_reg
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--eval-dir", default=str(DEFAULT_EVAL))
+    parser.add_argument("--config", default="default")
+    parser.add_argument("--body-model", default="anny")
+    parser.add_argument("--sets", default="coco,ochuman,h36m,mpi_inf_3dhp")
+    run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()
