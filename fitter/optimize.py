@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from fitter.body import BodyModel, load_body_model
+from fitter.body.vertex_subset import VertexSubset, pose_vertex_subset
 from fitter.camera import resolve_camera
 from fitter.geometry import axis_angle_to_matrix, matrix_to_axis_angle, perspective_project
 from fitter.keypoints import keypoint_names, keypoint_regressor
@@ -55,11 +56,13 @@ class FitConfig:
     sigma: float = 100.0  # GMoF sigma, in 224 px crop units (SPIN)
     flip_test: bool = True
     flip_threshold: float = 0.25  # shoulder distance / 2D torso length below which we flip-test
+    flip_yaws: tuple[float, ...] = (180.0, 90.0, -90.0)  # extra starting headings (degrees) tried then
     landmarks3d_weight: float = 0.0  # weight of the optional 3D landmark term (metres^2)
     silhouette_iters: int = 40  # extra final stage when person masks are given
     silhouette_weight: float = 2e4  # x chamfer loss (squared distances / image diagonal^2)
     silhouette_resolution: int = 256  # masks are matched at this longest side, pixels
     silhouette_vertex_step: int = 3  # every k-th vertex takes part in the silhouette term
+    part_silhouette_weight: float = 1.0  # per-part term, relative to the whole-body silhouette term
     nan_retry_lr_scale: float = 0.2
     seed: int = 0
     name: str = "custom"
@@ -154,13 +157,17 @@ def _initial_translation(problem: _Problem, global_orient: torch.Tensor, body_po
     B = tgt.shape[0]
     lengths3d = torch.zeros(B, dtype=tgt.dtype, device=tgt.device)
     lengths2d = torch.zeros_like(lengths3d)
-    for a, b in (("left_shoulder", "left_hip"), ("right_shoulder", "right_hip"),
-                 ("left_shoulder", "right_shoulder"), ("left_hip", "right_hip")):  # fmt: skip
-        if a in names and b in names:
-            i, j = names.index(a), names.index(b)
-            pw = ((w[:, i] > 0) & (w[:, j] > 0)).to(tgt.dtype)
-            lengths3d = lengths3d + pw * (pts3d[:, i] - pts3d[:, j])[:, :2].norm(dim=-1)
-            lengths2d = lengths2d + pw * (tgt[:, i] - tgt[:, j]).norm(dim=-1)
+    # Shoulder-hip (vertical) pairs first: widths foreshorten when the body turns; widths only
+    # for items without any vertical pair.
+    for pairs in ((("left_shoulder", "left_hip"), ("right_shoulder", "right_hip")),
+                  (("left_shoulder", "right_shoulder"), ("left_hip", "right_hip"))):  # fmt: skip
+        missing = lengths2d <= 1.0
+        for a, b in pairs:
+            if a in names and b in names:
+                i, j = names.index(a), names.index(b)
+                pw = ((w[:, i] > 0) & (w[:, j] > 0) & missing).to(tgt.dtype)
+                lengths3d = lengths3d + pw * (pts3d[:, i] - pts3d[:, j])[:, :2].norm(dim=-1)
+                lengths2d = lengths2d + pw * (tgt[:, i] - tgt[:, j]).norm(dim=-1)
     # Items without a torso pair: extent of all visible points vs the model's.
     hidden = (w <= 0).to(tgt.dtype)[..., None] * 1e9
 
@@ -206,12 +213,25 @@ def _shoulders_close(problem: _Problem, threshold: float) -> torch.Tensor:
 
 
 class _Params(torch.nn.Module):
+    """Optimised variables. The global orientation is a small rotation `orient_delta` (axis-angle,
+    camera frame) applied on top of the starting orientation: R = R(delta) R_start, which keeps
+    the optimiser away from axis-angle's wrap-around at |theta| = pi (upright bodies sit there)."""
+
     def __init__(self, betas, body_pose, global_orient, transl):
         super().__init__()
         self.betas = torch.nn.Parameter(betas.clone())
         self.body_pose = torch.nn.Parameter(body_pose.clone())
-        self.global_orient = torch.nn.Parameter(global_orient.clone())
+        self.orient_delta = torch.nn.Parameter(torch.zeros_like(global_orient))
         self.transl = torch.nn.Parameter(transl.clone())
+        self.register_buffer("orient_start", axis_angle_to_matrix(global_orient.detach()))
+
+    @property
+    def global_orient(self) -> torch.Tensor:
+        """(B,1,3,3) rotation matrices."""
+        return (axis_angle_to_matrix(self.orient_delta) @ self.orient_start)[:, None]
+
+    def global_orient_axis_angle(self) -> torch.Tensor:
+        return matrix_to_axis_angle(self.global_orient[:, 0])
 
 
 def _run_stage(params: _Params, free: list[str], loss_fn, iters: int, config: FitConfig, lr_scale: float):
@@ -258,7 +278,7 @@ def _fit_batch(problem: _Problem, init: dict[str, torch.Tensor], prior_set, conf
         data = reprojection_term(proj, problem.target, w, problem.scale, config.sigma)
         return data + config.depth_weight**2 * depth_term(params.transl, init_transl)
 
-    _run_stage(params, ["global_orient", "transl"], camera_loss, config.camera_iters, config, lr_scale)
+    _run_stage(params, ["orient_delta", "transl"], camera_loss, config.camera_iters, config, lr_scale)
 
     def body_loss(pose_w: float, shape_w: float):
         def loss():
@@ -283,7 +303,7 @@ def _fit_batch(problem: _Problem, init: dict[str, torch.Tensor], prior_set, conf
         return loss
 
     for iters, pose_w, shape_w in zip(config.stage_iters, config.pose_prior_weights, config.shape_prior_weights):
-        _run_stage(params, ["betas", "body_pose", "global_orient", "transl"], body_loss(pose_w, shape_w),
+        _run_stage(params, ["betas", "body_pose", "orient_delta", "transl"], body_loss(pose_w, shape_w),
                    iters, config, lr_scale)  # fmt: skip
     final = body_loss(config.pose_prior_weights[-1], config.shape_prior_weights[-1])
     sil = getattr(problem, "silhouette", None)
@@ -291,19 +311,39 @@ def _fit_batch(problem: _Problem, init: dict[str, torch.Tensor], prior_set, conf
         from fitter.objectives.silhouette import silhouette_chamfer_loss
 
         items, vids = sil["items"], sil["vertex_ids"]
+        if sil["parts"] is not None:  # hidden vertices must not be pulled into their part's visible mask
+            from fitter.render import vertex_visibility
+
+            rows = sil["parts"]["rows"]
+            with torch.no_grad():
+                out = problem.model(params.betas[items][rows], params.body_pose[items][rows],
+                                    params.global_orient[items][rows], params.transl[items][rows])  # fmt: skip
+                scale = sil["scale"][rows]  # at the working resolution, like the masks
+                res = config.silhouette_resolution
+                visible = vertex_visibility(out.vertices, problem.model.faces, problem.focal[items][rows] * scale,
+                                            problem.center[items][rows] * scale[:, None], (res, res))  # fmt: skip
+            sil["parts"]["visible"] = visible[:, vids.vertex_ids].to(problem.target.dtype)
 
         def silhouette_loss():
             keypoint_part = final()
-            out = problem.model.forward_joints(params.betas[items], params.body_pose[items],
-                                               params.global_orient[items], params.transl[items], vertex_ids=vids)  # fmt: skip
-            proj = perspective_project(out.points, problem.focal[items], problem.center[items]) * sil["scale"][:, None, None]
+            points = pose_vertex_subset(problem.model, vids, params.betas[items], params.body_pose[items],
+                                        params.global_orient[items], params.transl[items])  # fmt: skip
+            proj = perspective_project(points, problem.focal[items], problem.center[items]) * sil["scale"][:, None, None]
             target = sil["target"]
             term = silhouette_chamfer_loss(proj, target.dist_maps, target.boundary_points, target.boundary_valid)
+            parts = sil["parts"]
+            if parts is not None:
+                from fitter.objectives.silhouette import part_silhouette_loss
+
+                rows = parts["rows"]
+                part_term = part_silhouette_loss(proj[rows], parts["labels"], parts["target"],
+                                                 vertex_weights=parts.get("visible"))  # fmt: skip
+                term = term.index_add(0, rows, config.part_silhouette_weight * part_term)
             full = torch.zeros_like(keypoint_part).index_add(0, items, config.silhouette_weight * term)
             state["terms"]["silhouette"] = full
             return keypoint_part + full
 
-        _run_stage(params, ["betas", "body_pose", "global_orient", "transl"], silhouette_loss,
+        _run_stage(params, ["betas", "body_pose", "orient_delta", "transl"], silhouette_loss,
                    config.silhouette_iters, config, lr_scale * 0.5)  # fmt: skip
         final_with_sil = silhouette_loss
     else:
@@ -312,11 +352,12 @@ def _fit_batch(problem: _Problem, init: dict[str, torch.Tensor], prior_set, conf
         total = final_with_sil()
     terms = {k: v.detach() for k, v in state["terms"].items()}
     terms["total"] = total.detach()
-    out = {k: getattr(params, k).detach() for k in ("betas", "body_pose", "global_orient", "transl")}
+    out = {k: getattr(params, k).detach() for k in ("betas", "body_pose", "transl")}
+    out["global_orient"] = params.global_orient_axis_angle().detach()
     return out, terms
 
 
-def _initial_parameters(problem: _Problem, init: dict | None, prior_set, flip: torch.Tensor) -> dict:
+def _initial_parameters(problem: _Problem, init: dict | None, prior_set, yaw: torch.Tensor) -> dict:
     B = problem.target.shape[0]
     dev, dt = problem.target.device, problem.target.dtype
     if prior_set.gmm is not None:
@@ -342,10 +383,9 @@ def _initial_parameters(problem: _Problem, init: dict | None, prior_set, flip: t
         global_orient = torch.where(away[:, None], back, frontal).clone()
     else:
         global_orient = get("global_orient", frontal)
-    # flip: the orientation turned by 180 degrees about the body's vertical axis
-    turned = matrix_to_axis_angle(axis_angle_to_matrix(global_orient)
-                                  @ axis_angle_to_matrix(torch.tensor([0.0, math.pi, 0.0], dtype=dt, device=dev)))  # fmt: skip
-    global_orient = torch.where(flip[:, None], turned, global_orient)
+    # flip-test hypotheses: the orientation turned by `yaw` radians about the body's vertical axis
+    turn = torch.stack([torch.zeros_like(yaw), yaw, torch.zeros_like(yaw)], dim=1)
+    global_orient = matrix_to_axis_angle(axis_angle_to_matrix(global_orient) @ axis_angle_to_matrix(turn))
     transl = init.get("transl")
     if transl is None:
         transl = _initial_translation(problem, global_orient, body_pose, betas)
@@ -370,6 +410,7 @@ def fit_keypoints(
     image_paths=None,
     masks=None,
     principal_point=None,
+    part_masks=None,
 ) -> FitResult:
     """Fit a body model to 2D keypoints of N people.
 
@@ -382,7 +423,9 @@ def fit_keypoints(
     landmarks3d: optional (N,K,4) 3D landmarks (metres, any frame) + weight in the same set,
     pulled on after a rigid alignment (mediapipe world landmarks); masks: optional list of N
     person masks ((H,W) bool, full image, or None) for a final silhouette stage;
-    principal_point: None (image centre), (2,) or (N,2) pixels.
+    principal_point: None (image centre), (2,) or (N,2) pixels; part_masks: optional list of N
+    (P,H,W) bool body-part masks (P = 12 or 24 parts of fitter.body.parts) or None, for
+    per-part silhouette terms in that final stage.
 
     Returns a FitResult whose parameters place the body in the camera frame (x right, y down,
     z forward, metres).
@@ -417,27 +460,40 @@ def fit_keypoints(
     problem.masks = list(masks) if masks is not None else [None] * N
     if len(problem.masks) != N:
         raise ValueError(f"masks must list one mask (or None) per item: got {len(problem.masks)} for {N} items")
+    problem.part_masks = list(part_masks) if part_masks is not None else [None] * N
+    if len(problem.part_masks) != N:
+        raise ValueError(f"part_masks must list one (P,H,W) array (or None) per item: got {len(problem.part_masks)}")
+    for i, pm in enumerate(problem.part_masks):  # the person mask defaults to the union of the parts
+        if pm is not None and problem.masks[i] is None:
+            problem.masks[i] = np.asarray(pm, dtype=bool).any(0)
 
     # Flip test: duplicate ambiguous items with the turned orientation.
     no_flip = torch.zeros(N, dtype=torch.bool, device=device)
     ambiguous = _shoulders_close(problem, cfg.flip_threshold) if cfg.flip_test else no_flip
     if init is not None and init.get("global_orient") is not None:
         ambiguous = no_flip
-    dup = torch.nonzero(ambiguous).flatten()
+    amb = torch.nonzero(ambiguous).flatten()
+    yaws = [math.radians(y) for y in cfg.flip_yaws]
+    dup = amb.repeat(len(yaws))
     index = torch.cat([torch.arange(N, device=device), dup])
-    flip = torch.cat([no_flip, torch.ones(len(dup), dtype=torch.bool, device=device)])
+    yaw = torch.cat([torch.zeros(N, device=device)] + [torch.full((len(amb),), y, device=device) for y in yaws])
     sub = _subproblem(problem, index)
-    _attach_silhouettes(sub, [problem.masks[i] for i in index.tolist()], cfg)
+    _attach_silhouettes(sub, [problem.masks[i] for i in index.tolist()], cfg,
+                        [problem.part_masks[i] for i in index.tolist()])  # fmt: skip
     sub_init = None if init is None else {k: _take(v, index.cpu().numpy(), N) for k, v in init.items()}
-    init_params = _initial_parameters(sub, sub_init, prior_set, flip)
+    init_params = _initial_parameters(sub, sub_init, prior_set, yaw)
     params, terms = _fit_batch(sub, init_params, prior_set, cfg)
 
     status = ["ok"] * len(index)
+    tiny = _tiny_extent(sub)
+    for i in torch.nonzero(tiny).flatten().tolist():
+        status[i] = "failed: the keypoints span less than 4 px; nothing to fit"
     bad = _nonfinite(params, terms)
     if bad.any():  # NaN guard: refit the failed items from their start, more gently
         ids = torch.nonzero(bad).flatten()
         retry_problem = _subproblem(sub, ids)
-        _attach_silhouettes(retry_problem, [problem.masks[int(index[i])] for i in ids.tolist()], cfg)
+        _attach_silhouettes(retry_problem, [problem.masks[int(index[i])] for i in ids.tolist()], cfg,
+                            [problem.part_masks[int(index[i])] for i in ids.tolist()])  # fmt: skip
         retry_init = {k: v[ids] for k, v in init_params.items() if k != "prior_mean_pose"}
         retry_init["prior_mean_pose"] = init_params["prior_mean_pose"]
         p2, t2 = _fit_batch(retry_problem, retry_init, prior_set, cfg, lr_scale=cfg.nan_retry_lr_scale)
@@ -470,6 +526,7 @@ def fit_keypoints(
         "focal_source": camera.focal_source,
         "config": {**asdict(cfg), "stage_iters": list(cfg.stage_iters)},
         "flipped": [bool(c >= N) for c in chosen.tolist()],
+        "start_yaw_deg": [float(math.degrees(yaw[c])) for c in chosen.tolist()],
         "flip_tested": ambiguous.tolist(),
         "seconds": elapsed,
         "versions": _versions(),
@@ -506,9 +563,22 @@ def _subproblem(problem: _Problem, index: torch.Tensor) -> _Problem:
     return sub
 
 
-def _attach_silhouettes(problem: _Problem, masks: list, config: FitConfig) -> None:
-    """Silhouette targets for the items that have a mask, at a working resolution."""
-    from fitter.objectives.silhouette import prepare_silhouette_target
+def _to_working_resolution(mask: np.ndarray, res: int) -> tuple[np.ndarray, float]:
+    """(H,W) bool -> (res,res) bool canvas (top-left aligned, scaled so the longest side is <= res)."""
+    scale = min(1.0, res / max(mask.shape))
+    if scale < 1.0:
+        import cv2
+
+        size = (max(1, round(mask.shape[1] * scale)), max(1, round(mask.shape[0] * scale)))
+        mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_AREA) > 0
+    canvas = np.zeros((res, res), dtype=bool)
+    canvas[: mask.shape[0], : mask.shape[1]] = mask[:res, :res]
+    return canvas, scale
+
+
+def _attach_silhouettes(problem: _Problem, masks: list, config: FitConfig, part_masks: list | None = None) -> None:
+    """Silhouette targets (and per-part targets) for the items that have masks, at a working resolution."""
+    from fitter.objectives.silhouette import prepare_part_silhouette_target, prepare_silhouette_target
 
     items = [i for i, m in enumerate(masks) if m is not None and np.asarray(m).any()]
     problem.silhouette = None
@@ -517,26 +587,43 @@ def _attach_silhouettes(problem: _Problem, masks: list, config: FitConfig) -> No
     res = config.silhouette_resolution
     small, scales = [], []
     for i in items:
-        m = np.asarray(masks[i], dtype=bool)
-        scale = min(1.0, res / max(m.shape))
-        if scale < 1.0:
-            import cv2
-
-            size = (max(1, round(m.shape[1] * scale)), max(1, round(m.shape[0] * scale)))
-            m = cv2.resize(m.astype(np.uint8), size, interpolation=cv2.INTER_AREA) > 0
-        canvas = np.zeros((res, res), dtype=bool)
-        canvas[: m.shape[0], : m.shape[1]] = m[:res, :res]
+        canvas, scale = _to_working_resolution(np.asarray(masks[i], dtype=bool), res)
         small.append(canvas)
         scales.append(scale)
     device = problem.target.device
     target = prepare_silhouette_target(np.stack(small), max_boundary_points=256, device=device)
     step = max(1, config.silhouette_vertex_step)
+    subset_ids = torch.arange(0, problem.model.num_vertices, step, device=device)
     problem.silhouette = {
         "items": torch.tensor(items, device=device),
         "target": target,
         "scale": torch.tensor(scales, dtype=problem.target.dtype, device=device),
-        "vertex_ids": torch.arange(0, problem.model.num_vertices, step, device=device),
+        "vertex_ids": VertexSubset.build(problem.model, subset_ids),
+        "parts": None,
     }
+    part_masks = part_masks or [None] * len(masks)
+    part_items = [k for k, i in enumerate(items) if part_masks[i] is not None]
+    if part_items:
+        from fitter.body.parts import part_labels
+
+        counts = {np.asarray(part_masks[items[k]]).shape[0] for k in part_items}
+        if len(counts) != 1 or counts.pop() not in (12, 24):
+            raise ValueError("part_masks must all have 12 or all have 24 parts (fitter.body.parts)")
+        num_parts = np.asarray(part_masks[items[part_items[0]]]).shape[0]
+        stacked = np.stack([np.stack([_to_working_resolution(np.asarray(p, bool), res)[0] for p in part_masks[items[k]]])
+                            for k in part_items])  # fmt: skip
+        problem.silhouette["parts"] = {
+            "rows": torch.tensor(part_items, device=device),  # rows of the silhouette items
+            "target": prepare_part_silhouette_target(stacked, max_boundary_points_per_part=64, device=device),
+            "labels": part_labels(problem.model, num_parts).to(device)[subset_ids],
+        }
+
+
+def _tiny_extent(problem: _Problem) -> torch.Tensor:
+    """(B,) bool: the visible keypoints span less than 4 pixels."""
+    hidden = (problem.weights <= 0).to(problem.target.dtype)[..., None] * 1e9
+    span = ((problem.target - hidden).amax(1) - (problem.target + hidden).amin(1)).amax(-1)
+    return span < 4.0
 
 
 def _nonfinite(params: dict, terms: dict) -> torch.Tensor:

@@ -64,6 +64,7 @@ class ImageJob:
     keypoint_set: str = ""
     person_ids: list[int] = field(default_factory=list)
     mask: np.ndarray | None = None  # (H,W) bool person mask (mediapipe), single person only
+    part_masks: np.ndarray | None = None  # (P,H,W) bool body-part masks from --parts, single person only
     world_landmarks: np.ndarray | None = None  # (33,3) metres, mediapipe
     error: str | None = None
 
@@ -89,7 +90,12 @@ def output_stem(path: Path, roots: list[Path], out_dir: Path) -> Path:
 
 def is_finished(stem: Path) -> bool:
     """An image is finished when its .npz (written last) exists, per person or single."""
-    return stem.with_suffix(".npz").exists() or any(stem.parent.glob(f"{stem.name}_p*.npz"))
+    return _file(stem, ".npz").exists() or any(stem.parent.glob(f"{stem.name}_p*.npz"))
+
+
+def _file(stem: Path, suffix: str) -> Path:
+    """stem + suffix (stems may contain dots, e.g. S1_Directions_1.54138969_000001)."""
+    return stem.parent / (stem.name + suffix)
 
 
 def prepare_image(path: Path, stem: Path, options: FitOptions, detector) -> ImageJob:
@@ -122,10 +128,52 @@ def prepare_image(path: Path, stem: Path, options: FitOptions, detector) -> Imag
             job.person_ids = [0]
             job.mask = None if det.mask is None else det.mask > 0.5
             job.world_landmarks = det.world_landmarks
+        if options.parts is not None:
+            job.part_masks = read_part_masks(options.parts, path, job.image.shape[:2])
+            if len(job.person_ids) != 1:
+                raise ValueError("--parts needs one person per image (the label image has no person ids)")
     except Exception as exc:  # one bad image fails alone
         job.error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, (ValueError, FileNotFoundError)) else str(exc)
         job.image = None
     return job
+
+
+PART_MAPPING_FILE = "parts.json"
+
+
+def read_part_masks(parts: Path, image_path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """(P,H,W) bool part masks for `image_path` from --parts.
+
+    `parts` is a label PNG (for a single image) or a folder of `<stem>.png` / `<stem>_parts.png`
+    label images; the label -> part mapping is `parts.json` in the same folder (format in
+    fitter.body.parts: {"num_parts": 12|24, "labels": {"<pixel value>": "<part name>"}}).
+    """
+    from PIL import Image
+
+    from fitter.body.parts import load_part_label_mapping
+
+    if parts.is_dir():
+        candidates = [parts / f"{image_path.stem}.png", parts / f"{image_path.stem}_parts.png"]
+        label_path = next((c for c in candidates if c.exists()), None)
+        if label_path is None:
+            raise FileNotFoundError(f"no part label image for {image_path.name} in {parts} (expected {candidates[0].name} "
+                                    f"or {candidates[1].name})")  # fmt: skip
+    elif parts.is_file():
+        label_path = parts
+    else:
+        raise FileNotFoundError(f"--parts {parts} does not exist")
+    mapping_path = label_path.parent / PART_MAPPING_FILE
+    if not mapping_path.exists():
+        raise FileNotFoundError(f"part label mapping {mapping_path} not found: write {PART_MAPPING_FILE} next to the "
+                                f"label images (see README: Part segmentations)")  # fmt: skip
+    mapping = load_part_label_mapping(mapping_path)
+    with Image.open(label_path) as img:
+        if img.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L"):
+            raise ValueError(f"{label_path.name}: part label images must be single-channel (got mode {img.mode})")
+        labels = np.array(img)
+    if labels.shape != tuple(shape):
+        raise ValueError(f"{label_path.name} is {labels.shape[1]}x{labels.shape[0]} but the photo is {shape[1]}x{shape[0]}")
+    return mapping.part_masks(labels)
 
 
 def _person_stem(job: ImageJob, k: int) -> Path:
@@ -160,14 +208,14 @@ def _write_outputs(job: ImageJob, result: FitResult, model: BodyModel, options: 
         one.extras["person_id"] = np.array([job.person_ids[p]])
         one.info["image"] = str(job.path)
         mesh = trimesh.Trimesh(vertices[p], faces, process=False)
-        with atomic_write(stem.with_suffix(".obj"), "w") as handle:
+        with atomic_write(_file(stem, ".obj"), "w") as handle:
             handle.write(mesh.export(file_type="obj"))
         if p == 0:  # one overlay per image, with every person
             atomic_save_png(job.stem.parent / f"{job.stem.name}_overlay.png", overlay)
         if options.side_view:
             h, w = job.image.shape[:2]
             atomic_save_png(stem.parent / f"{stem.name}_side.png", render_side_view(vertices[p], faces, (w, h)))
-        one.save(stem.with_suffix(".npz"))  # last: marks the person finished
+        one.save(_file(stem, ".npz"))  # last: marks the person finished
 
 
 def project_keypoint_set(result: FitResult, model: BodyModel, keypoint_set: str, device: str = "cpu") -> np.ndarray:
@@ -191,7 +239,7 @@ def _fit_jobs(jobs: list[ImageJob], model: BodyModel, options: FitOptions) -> li
     for i, job in enumerate(jobs):
         by_set.setdefault(job.keypoint_set, []).append(i)
     for kset, idx in by_set.items():
-        kps, sizes, paths, owner, masks = [], [], [], [], []
+        kps, sizes, paths, owner, masks, part_masks = [], [], [], [], [], []
         for i in idx:
             h, w = jobs[i].image.shape[:2]
             for p in range(len(jobs[i].keypoints)):
@@ -200,11 +248,13 @@ def _fit_jobs(jobs: list[ImageJob], model: BodyModel, options: FitOptions) -> li
                 paths.append(jobs[i].path)
                 owner.append(i)
                 masks.append(jobs[i].mask)
+                part_masks.append(jobs[i].part_masks)
         try:
             res = fit_keypoints(np.stack(kps), kset, np.array(sizes, dtype=np.float32), focal_length=options.focal,
                                 body_model=model, config=options.config, device=options.device,
                                 gmm_path=str(options.gmm) if options.gmm else None, image_paths=paths,
-                                masks=masks if options.silhouette else None)  # fmt: skip
+                                masks=masks if options.silhouette else None,
+                                part_masks=part_masks if any(p is not None for p in part_masks) else None)  # fmt: skip
         except Exception as exc:  # the whole group failed: every image in it reports it
             for i in idx:
                 results[i] = exc

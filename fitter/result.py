@@ -24,6 +24,17 @@ _ARRAYS = ("betas", "body_pose", "global_orient", "transl", "focal_length", "pri
            "image_size", "joints", "reprojection_error_px", "keypoints", "keypoints_2d_fit")  # fmt: skip
 
 
+def _jsonable(array) -> list:
+    """Nested lists with non-finite numbers as None (JSON has no inf/NaN)."""
+    return _none_for_nonfinite(np.asarray(array, dtype=np.float64).tolist())
+
+
+def _none_for_nonfinite(value):
+    if isinstance(value, list):
+        return [_none_for_nonfinite(v) for v in value]
+    return value if np.isfinite(value) else None
+
+
 @dataclass
 class FitResult:
     """Fitted parameters for N people.
@@ -103,12 +114,12 @@ class FitResult:
         summary = {
             "keypoint_set": self.keypoint_set,
             "status": self.status,
-            **{name: np.asarray(getattr(self, name)).tolist() for name in _ARRAYS if name not in ("keypoints", "keypoints_2d_fit")},
-            "losses": {k: np.asarray(v).tolist() for k, v in self.losses.items()},
+            **{name: _jsonable(getattr(self, name)) for name in _ARRAYS if name not in ("keypoints", "keypoints_2d_fit")},
+            "losses": {k: _jsonable(v) for k, v in self.losses.items()},
             "info": self.info,
             "frames": "camera frame: x right, y down, z forward, metres; model frame: Y up, facing +Z",
         }
-        atomic_write_json(path.with_suffix(".json"), summary)
+        atomic_write_json(path.parent / (path.name[: -len(".npz")] + ".json" if path.name.endswith(".npz") else path.name + ".json"), summary)
         return path
 
     @classmethod

@@ -231,9 +231,11 @@ def test_batch_equals_single_items(batch_fit, single_fits):
         assert single.status == [batch_fit.status[i]]
         assert single.info["flipped"] == [batch_fit.info["flipped"][i]]
         for name in PARAMS + ("joints",):
-            np.testing.assert_allclose(getattr(single, name)[0], getattr(batch_fit, name)[i], atol=1e-4, rtol=0,
+            # Items never interact, but float32 sums over different batch sizes differ in the last
+            # bits and Adam's normalised steps can grow that to ~1e-3 on a parameter with ~0 gradient.
+            np.testing.assert_allclose(getattr(single, name)[0], getattr(batch_fit, name)[i], atol=2e-3, rtol=0,
                                        err_msg=f"item {i} {name}")  # fmt: skip
-        np.testing.assert_allclose(single.losses["total"][0], batch_fit.losses["total"][i], rtol=1e-4)
+        np.testing.assert_allclose(single.losses["total"][0], batch_fit.losses["total"][i], rtol=1e-3)
 
 
 def test_same_inputs_give_identical_outputs(anny_model, batch_inputs, batch_fit):
@@ -257,8 +259,6 @@ def test_flip_test_picks_better_orientation_for_side_view(anny_model, side_case,
     assert flipped.reprojection_error_px[0] < plain.reprojection_error_px[0]
 
 
-@pytest.mark.xfail(strict=True, reason="known limitation (reported to the lead): near-profile bodies are fitted "
-                   "mirrored (yaw -theta for theta); the flip test only tries the 180-degree turn")
 def test_side_on_bodies_fitted_facing_the_right_way(anny_model):
     """Clean keypoints of near-profile bodies (turned 70 and -90 degrees): the fit faces the right way."""
     cases = sample_cases(anny_model, 1, "coco17", seed=1, pose_scale=0.3)

@@ -17,10 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from smplx.lbs import batch_rigid_transform, lbs
+from smplx.lbs import lbs
 from torch import Tensor, nn
 
 from fitter.geometry import axis_angle_to_matrix
+from fitter.geometry.rotations import rotation_matrix_rows
 
 __all__ = ["BodyModel", "BodyOutput", "SMPL_JOINT_NAMES", "SMPL_PARENTS"]
 
@@ -43,65 +44,53 @@ class BodyOutput:
     points: Tensor | None = None
 
 
-def _tree_levels(parents: Tensor) -> tuple[list[Tensor], list[Tensor], Tensor]:
-    """Group joints by depth in the kinematic tree (root first).
+def pointer_jumping_ancestors(parents: list[int]) -> Tensor:
+    """Ancestor tables for `forward_kinematics`: (R, J+1) long, R = ceil(log2(tree depth + 1)).
 
-    Returns (levels, parent_slots, inverse): the joint ids of each level; for each level >= 1
-    the positions of its joints' parents in the concatenation of the previous levels; and the
-    permutation that puts the concatenated levels back into joint order.
+    Slot J is the identity transform (every joint's ancestor beyond the root). Row r holds each
+    joint's 2^r-th ancestor (or J): after round r a joint's transform spans 2^(r+1) tree levels.
     """
-    depth = [0] * len(parents)
-    for j in range(1, len(parents)):
-        depth[j] = depth[int(parents[j])] + 1
-    levels = [[j for j in range(len(parents)) if depth[j] == d] for d in range(max(depth) + 1)]
-    order = [j for level in levels for j in level]
-    position = {j: i for i, j in enumerate(order)}
-    parent_slots = [torch.tensor([position[int(parents[j])] for j in level]) for level in levels[1:]]
-    inverse = torch.argsort(torch.tensor(order))
-    return [torch.tensor(level) for level in levels], parent_slots, inverse
+    num_joints = len(parents)
+    ancestor = [int(p) if int(p) >= 0 else num_joints for p in parents] + [num_joints]
+    rounds = []
+    while any(a != num_joints for a in ancestor[:num_joints]):
+        rounds.append(ancestor)
+        ancestor = [ancestor[a] for a in ancestor]
+    return torch.tensor(rounds, dtype=torch.long).reshape(len(rounds), num_joints + 1)
 
 
-def _mm3(a: Tensor, b: Tensor) -> Tensor:
-    """Batched product of tiny matrices (...,n,m)@(...,m,p) by broadcasting: on CPU this is
-    several times faster than torch.matmul, which makes one BLAS call per 3x3 matrix."""
-    return (a.unsqueeze(-1) * b.unsqueeze(-3)).sum(-2)
+def forward_kinematics(local: Tensor, ancestors: Tensor) -> Tensor:
+    """World transforms by pointer jumping: log2(depth) batched steps instead of one per level.
 
-
-def rigid_transforms(rotmats: Tensor, joints: Tensor, parents: Tensor, tree) -> tuple[Tensor, Tensor, Tensor]:
-    """Forward kinematics with one batched matmul per tree level (not per joint).
-
-    rotmats (B,J,3,3) local rotations; joints (B,J,3) rest joints; tree = _tree_levels(parents).
-    Returns posed joints (B,J,3) and the skinning transforms R (B,J,3,3), t (B,J,3) that map
-    rest points to posed points (x' = R x + t), as smplx.lbs.batch_rigid_transform does.
+    local (4,4,J+1,...) homogeneous transform of each joint relative to its parent (slot J:
+    identity), components first so the batch stays innermost; ancestors (R,J+1) from
+    `pointer_jumping_ancestors`. Returns (4,4,J+1,...) transforms to the root's parent frame.
     """
-    levels, parent_slots, inverse = tree
-    rel = torch.cat([joints[:, :1], joints[:, 1:] - joints[:, parents[1:]]], dim=1)
-    world_R = rotmats[:, levels[0]]
-    world_t = rel[:, levels[0]]
-    for level, slots in zip(levels[1:], parent_slots):
-        pR, pt = world_R[:, slots], world_t[:, slots]
-        world_R = torch.cat([world_R, _mm3(pR, rotmats[:, level])], dim=1)
-        world_t = torch.cat([world_t, (pR * rel[:, level, None, :]).sum(-1) + pt], dim=1)
-    world_R, world_t = world_R[:, inverse], world_t[:, inverse]
-    return world_t, world_R, world_t - (world_R * joints[:, :, None, :]).sum(-1)
+    world = local
+    for ancestor in ancestors:
+        parent_side = world.index_select(2, ancestor)
+        world = (parent_side.unsqueeze(2) * world.unsqueeze(0)).sum(1)
+    return world
 
 
 @dataclass
 class LandmarkSkin:
-    """Surface landmarks (blends of vertices) pre-skinned per joint, for fast posing.
+    """Surface landmarks (blends of vertices, optionally plus SMPL joints) pre-skinned per joint.
 
-    A landmark k = sum_p w_kp v_p is, after LBS, sum_j R_j b_kj + a_kj t_j with
-    a_kj = sum_p w_kp W_pj and b_kj = sum_p w_kp W_pj v_p(betas): both precomputed here for the
-    (landmark, joint) pairs that matter, so posing K landmarks costs a few dozen 3x3 products
-    instead of skinning their vertices. Pose-corrective blend shapes are left out for landmarks
-    (SMPL: a few mm; anny has none). pair_joint (P,), template (P,3), shapedirs (P,3,NB),
-    weights (P,), gather (K,P) sums pairs into landmarks.
+    A landmark k = sum_p w_kp v_p is, after LBS, sum_j G_j [b_kj - a_kj J_j ; a_kj] with G_j the
+    joint's world transform, a_kj = sum_p w_kp W_pj and b_kj = sum_p w_kp W_pj v_p(betas); a
+    posed joint j blended with weight w is G_j [0 ; w]. Both are linear in betas, so the
+    homogeneous offsets of the (landmark, joint) pairs that matter are precomputed here and
+    posing K landmarks costs one 4x4-by-4 product per pair. Pose-corrective blend shapes are
+    left out for landmarks (SMPL: a few mm; anny has none).
+    pair_joint (P,) full-model joint of each pair; offset_template (4P,1) and
+    offset_shapedirs (4P,num_betas) the offsets, rows ordered (coordinate, pair); gather (K,P)
+    sums pairs into landmarks.
     """
 
     pair_joint: Tensor
-    template: Tensor
-    shapedirs: Tensor
-    weights: Tensor
+    offset_template: Tensor
+    offset_shapedirs: Tensor
     gather: Tensor
 
 
@@ -167,7 +156,39 @@ class BodyModel(nn.Module):
         # Joint locations as a linear function of betas, for the fast path.
         self.register_buffer("J_template", J_regressor.float() @ v_template.float())
         self.register_buffer("J_shapedirs", torch.einsum("jv,vcb->jcb", J_regressor.float(), shapedirs.float()))
-        self._tree = _tree_levels(self.parents.cpu())
+        self._build_fast_path_constants()
+
+    def _build_fast_path_constants(self) -> None:
+        """Constant tensors of the fast paths, derived from the buffers above (non-persistent
+        buffers, so .to(device/dtype) moves them; they are not part of the state dict)."""
+        num_joints, num_betas = self.num_full_joints, self.num_betas
+        parents = self.parents.tolist()
+        self.register_buffer("fk_ancestors", pointer_jumping_ancestors(parents), persistent=False)
+        # Rest offset of each joint from its parent (root: from the origin), linear in
+        # [betas, transl]: rows ordered (coordinate, joint), joint slot J (identity) all zero.
+        parent_ids = torch.tensor([max(p, 0) for p in parents])
+        is_child = (torch.arange(num_joints) > 0).float()[:, None]
+        rel_template = self.J_template - is_child * self.J_template[parent_ids]  # (J,3)
+        rel_shapedirs = self.J_shapedirs - is_child[..., None] * self.J_shapedirs[parent_ids]  # (J,3,NB)
+        template = torch.zeros(3, num_joints + 1, dtype=rel_template.dtype)
+        template[:, :num_joints] = rel_template.T
+        directions = torch.zeros(3, num_joints + 1, num_betas + 3, dtype=rel_template.dtype)
+        directions[:, :num_joints, :num_betas] = rel_shapedirs.permute(1, 0, 2)
+        directions[:, 0, num_betas:] = torch.eye(3)  # transl moves the root, hence everything
+        self.register_buffer("rel_template", template.reshape(-1, 1), persistent=False)
+        self.register_buffer("rel_directions", directions.reshape(3 * (num_joints + 1), num_betas + 3), persistent=False)
+        self.register_buffer("homogeneous_row", torch.tensor([0.0, 0.0, 0.0, 1.0]).reshape(1, 4, 1, 1), persistent=False)
+        # Local rotations of the full model from the SMPL ones: index into [SMPL 24 | rest pose
+        # of the full model | identity] (the last entry of the result is the identity slot).
+        source = list(range(24, 24 + num_joints)) + [24 + num_joints]
+        for smpl_joint, full_joint in enumerate(self.body_to_full.tolist()):
+            if full_joint >= 0:
+                source[full_joint] = smpl_joint
+        rest_rows = torch.cat([self.rest_full_pose.reshape(num_joints, 9).T, torch.eye(3).reshape(9, 1)], dim=1)
+        self.register_buffer("rest_rotation_rows", rest_rows.to(self.rest_full_pose), persistent=False)
+        self.register_buffer("full_rotation_source", torch.tensor(source), persistent=False)
+        self._smpl_is_full = num_joints == 24 and self.body_to_full.tolist() == list(range(24))
+        self._smpl_joints_are_first = self.smpl_joint_ids.tolist() == list(range(24))
 
     # ------------------------------------------------------------------ properties
     @property
@@ -188,30 +209,81 @@ class BodyModel(nn.Module):
         return torch.tensor(SMPL_PARENTS, device=self.v_template.device)
 
     # ------------------------------------------------------------------ posing
-    def _inputs(self, betas, body_pose, global_orient, transl, batch_size=None):
-        dev, dt = self.v_template.device, self.v_template.dtype
-        tensors = [t for t in (betas, body_pose, global_orient, transl) if t is not None]
-        bsz = batch_size or (tensors[0].shape[0] if tensors else 1)
+    def _batch_size(self, *tensors: Tensor | None) -> int:
+        for t in tensors:
+            if t is not None:
+                return int(t.shape[0])
+        return 1
+
+    def _betas(self, betas: Tensor | None, bsz: int) -> Tensor:
+        """betas (B,<=num_betas) zero-padded (or cut) to (B,num_betas); None -> zeros."""
         if betas is None:
-            betas = torch.zeros(bsz, self.num_betas, device=dev, dtype=dt)
+            return torch.zeros(bsz, self.num_betas, device=self.v_template.device, dtype=self.v_template.dtype)
         if betas.shape[-1] < self.num_betas:
-            betas = torch.nn.functional.pad(betas, (0, self.num_betas - betas.shape[-1]))
-        betas = betas[:, : self.num_betas]
+            return torch.nn.functional.pad(betas, (0, self.num_betas - betas.shape[-1]))
+        if betas.shape[-1] > self.num_betas:
+            return betas[:, : self.num_betas]
+        return betas
+
+    def _smpl_rotations(self, body_pose: Tensor | None, global_orient: Tensor | None, bsz: int) -> Tensor:
+        """SMPL-24 local rotations (B,24,3,3) from axis-angle or matrix inputs (None -> identity)."""
+        dev, dt = self.v_template.device, self.v_template.dtype
         if body_pose is None:
             body_pose = torch.zeros(bsz, 69, device=dev, dtype=dt)
         if global_orient is None:
             global_orient = torch.zeros(bsz, 3, device=dev, dtype=dt)
-        rot_body = _to_rotmats(body_pose, 23)
-        rot_root = _to_rotmats(global_orient, 1)
-        smpl_rots = torch.cat([rot_root, rot_body], dim=1)  # (B,24,3,3)
-        full = self.rest_full_pose.to(smpl_rots.dtype).expand(bsz, -1, -1, -1)
-        valid = self.body_to_full >= 0
-        if bool(valid.all()) and self.num_full_joints == 24:
-            full = smpl_rots
-        else:
-            full = full.clone()
-            full[:, self.body_to_full[valid]] = smpl_rots[:, valid]
+        return torch.cat([_to_rotmats(global_orient, 1), _to_rotmats(body_pose, 23)], dim=1)
+
+    def _inputs(self, betas, body_pose, global_orient, transl, batch_size=None):
+        """(betas (B,num_betas), full-model local rotations (B,J,3,3), transl) for `forward`."""
+        bsz = batch_size or self._batch_size(betas, body_pose, global_orient, transl)
+        betas = self._betas(betas, bsz)
+        smpl_rots = self._smpl_rotations(body_pose, global_orient, bsz)
+        if self._smpl_is_full:
+            return betas, smpl_rots, transl
+        rest = self.rest_full_pose.to(smpl_rots.dtype).expand(bsz, -1, -1, -1)
+        full = torch.cat([smpl_rots, rest], dim=1).index_select(1, self.full_rotation_source[:-1])
         return betas, full, transl
+
+    def _local_rotation_rows(self, body_pose: Tensor | None, global_orient: Tensor | None, bsz: int) -> Tensor:
+        """Full-model local rotations plus the identity slot, components first: (9, J+1, B)."""
+        dev, dt = self.v_template.device, self.v_template.dtype
+        axis_angle = (body_pose is None or body_pose.ndim == 2) and (global_orient is None or global_orient.ndim == 2)
+        if axis_angle:
+            body_pose = torch.zeros(bsz, 69, device=dev, dtype=dt) if body_pose is None else body_pose
+            global_orient = torch.zeros(bsz, 3, device=dev, dtype=dt) if global_orient is None else global_orient
+            parts = [global_orient, body_pose]
+            if self._smpl_is_full:  # a zero rotation vector makes the identity slot exactly
+                parts.append(torch.zeros(bsz, 3, device=body_pose.device, dtype=body_pose.dtype))
+            vectors = torch.cat(parts, dim=1)
+            slots = vectors.shape[1] // 3
+            rows = rotation_matrix_rows(vectors.view(bsz, slots, 3).permute(2, 1, 0).reshape(3, slots * bsz))
+            rows = rows.view(9, slots, bsz)
+            if self._smpl_is_full:
+                return rows
+        else:
+            smpl_rots = self._smpl_rotations(body_pose, global_orient, bsz)
+            rows = smpl_rots.permute(2, 3, 1, 0).reshape(9, 24, bsz)
+        rest = self.rest_rotation_rows.to(rows.dtype).unsqueeze(-1).expand(-1, -1, bsz)
+        return torch.cat([rows, rest], dim=1).index_select(1, self.full_rotation_source)
+
+    def _world_transforms(self, betas: Tensor, rotation_rows: Tensor, transl: Tensor | None) -> Tensor:
+        """World transforms (4,4,J+1,B) of all joints (slot J: identity), translation included."""
+        bsz = betas.shape[0]
+        slots = rotation_rows.shape[1]
+        if transl is None:
+            offsets = torch.addmm(self.rel_template, self.rel_directions[:, : self.num_betas], betas.T)
+        else:
+            offsets = torch.addmm(self.rel_template, self.rel_directions, torch.cat([betas, transl], dim=1).T)
+        top = torch.cat([rotation_rows.view(3, 3, slots, bsz), offsets.view(3, 1, slots, bsz)], dim=1)
+        local = torch.cat([top, self.homogeneous_row.expand(1, 4, slots, bsz)], dim=0)
+        return forward_kinematics(local, self.fk_ancestors)
+
+    def _posed_smpl_joints(self, world: Tensor) -> Tensor:
+        """SMPL-24 joint positions (B,24,3) from world transforms (4,4,J+1,B)."""
+        positions = world[:3, 3]  # (3,J+1,B)
+        positions = positions[:, :24] if self._smpl_joints_are_first else positions.index_select(1, self.smpl_joint_ids)
+        return positions.permute(2, 1, 0)
 
     def forward(
         self,
@@ -248,42 +320,65 @@ class BodyModel(nn.Module):
         Same result as `forward(...)` restricted to those joints/vertices, at a fraction of
         the cost (no full-mesh skinning); used for keypoint-only fitting.
         """
-        betas, rotmats, transl = self._inputs(betas, body_pose, global_orient, transl)
-        bsz = rotmats.shape[0]
-        J = self.J_template + torch.einsum("jcb,nb->njc", self.J_shapedirs, betas)
-        posed_joints, A = batch_rigid_transform(rotmats, J, self.parents, dtype=J.dtype)
-        joints = posed_joints[:, self.smpl_joint_ids]
+        bsz = self._batch_size(betas, body_pose, global_orient, transl)
+        betas = self._betas(betas, bsz)
+        rotation_rows = self._local_rotation_rows(body_pose, global_orient, bsz)
+        world = self._world_transforms(betas, rotation_rows, transl)
+        joints = self._posed_smpl_joints(world)
         points = None
         if vertex_ids is not None and len(vertex_ids) > 0:
             ids = vertex_ids.to(self.v_template.device).long()
+            num_joints = self.num_full_joints
             v = self.v_template[ids] + torch.einsum("pcb,nb->npc", self.shapedirs[ids], betas)
+            rotmats = rotation_rows[:, :num_joints].permute(2, 1, 0).reshape(bsz, num_joints, 3, 3)
             ident = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
             pose_feature = (rotmats[:, 1:] - ident).reshape(bsz, -1)
             pd = self.posedirs.view(self.posedirs.shape[0], -1, 3)[:, ids].reshape(self.posedirs.shape[0], -1)
             v = v + (pose_feature @ pd).view(bsz, -1, 3)
-            T = torch.einsum("pj,njab->npab", self.lbs_weights[ids], A)
-            points = torch.einsum("npab,npb->npa", T[..., :3, :3], v) + T[..., :3, 3]
-        if transl is not None:
-            joints = joints + transl[:, None]
-            if points is not None:
-                points = points + transl[:, None]
+            # Skinning transforms G_j [I, -J_j]: rest points to posed points (transl included).
+            rest_joints = self.J_template + torch.einsum("jcb,nb->njc", self.J_shapedirs, betas)  # (B,J,3)
+            world_R = world[:3, :3, :num_joints].permute(3, 2, 0, 1)  # (B,J,3,3)
+            world_t = world[:3, 3, :num_joints].permute(2, 1, 0)  # (B,J,3)
+            skin_t = world_t - (world_R * rest_joints[:, :, None, :]).sum(-1)
+            weights = self.lbs_weights[ids]
+            R = torch.einsum("pj,njab->npab", weights, world_R)
+            t = torch.einsum("pj,nja->npa", weights, skin_t)
+            points = torch.einsum("npab,npb->npa", R, v) + t
         return BodyOutput(joints=joints, points=points)
 
-    def landmark_skin(self, vertex_ids: Tensor, vertex_weights: Tensor) -> LandmarkSkin:
-        """Pre-skin K landmarks given as blends (K,P) of the vertices `vertex_ids` (P,)."""
-        ids = vertex_ids.to(self.v_template.device).long()
-        w = vertex_weights.to(self.v_template)
+    def landmark_skin(self, vertex_ids: Tensor, vertex_weights: Tensor, joint_weights: Tensor | None = None) -> LandmarkSkin:
+        """Pre-skin K landmarks given as blends (K,P) of the vertices `vertex_ids` (P,), plus
+        optionally blends (K,24) of the posed SMPL-24 joints (a KeypointRegressor's
+        joint_weights): `pose_landmarks` then returns whole keypoints."""
+        dev, dt = self.v_template.device, self.v_template.dtype
+        ids = vertex_ids.to(dev).long()
+        w = vertex_weights.to(device=dev, dtype=dt)
         Wp = self.lbs_weights[ids]  # (P,J)
         a = torch.einsum("kp,pj->kj", w, Wp)
-        template = torch.einsum("kp,pj,pc->kjc", w, Wp, self.v_template[ids])
-        shapedirs = torch.einsum("kp,pj,pcb->kjcb", w, Wp, self.shapedirs[ids])
-        k_idx, j_idx = torch.nonzero(a.abs() > 1e-7, as_tuple=True)
-        gather = torch.zeros(a.shape[0], len(k_idx), device=a.device)
-        gather[k_idx, torch.arange(len(k_idx), device=a.device)] = 1.0
+        b_template = torch.einsum("kp,pj,pc->kjc", w, Wp, self.v_template[ids])
+        b_shapedirs = torch.einsum("kp,pj,pcb->kjcb", w, Wp, self.shapedirs[ids])
+        # homogeneous offsets from each joint's rest position: [b - a J_j ; a]
+        template = torch.cat([b_template - a[..., None] * self.J_template, a[..., None]], dim=-1)  # (K,J,4)
+        shapedirs = b_shapedirs - a[..., None, None] * self.J_shapedirs  # (K,J,3,NB)
+        shapedirs = torch.cat([shapedirs, torch.zeros_like(shapedirs[:, :, :1])], dim=2)  # (K,J,4,NB)
+        used = a.abs() > 1e-7
+        if joint_weights is not None:
+            jw = joint_weights.to(device=dev, dtype=dt)
+            if jw.shape != (a.shape[0], 24):
+                raise ValueError(f"joint_weights must be (K,24) = ({a.shape[0]},24), got {tuple(jw.shape)}")
+            full = torch.zeros_like(a).index_add_(1, self.smpl_joint_ids, jw)  # (K,J)
+            template[..., 3] += full
+            used = used | (full != 0)
+        k_idx, j_idx = torch.nonzero(used, as_tuple=True)
+        num_pairs = len(k_idx)
+        gather = torch.zeros(a.shape[0], num_pairs, device=dev, dtype=dt)
+        gather[k_idx, torch.arange(num_pairs, device=dev)] = 1.0
         return LandmarkSkin(
-            pair_joint=j_idx, template=template[k_idx, j_idx], shapedirs=shapedirs[k_idx, j_idx],
-            weights=a[k_idx, j_idx], gather=gather,
-        )  # fmt: skip
+            pair_joint=j_idx,
+            offset_template=template[k_idx, j_idx].T.reshape(4 * num_pairs, 1).contiguous(),
+            offset_shapedirs=shapedirs[k_idx, j_idx].permute(1, 0, 2).reshape(4 * num_pairs, self.num_betas).contiguous(),
+            gather=gather,
+        )
 
     def pose_landmarks(
         self,
@@ -293,19 +388,19 @@ class BodyModel(nn.Module):
         global_orient: Tensor | None = None,
         transl: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Fastest path: SMPL-24 joints (B,24,3) and pre-skinned landmarks (B,K,3), metres."""
-        betas, rotmats, transl = self._inputs(betas, body_pose, global_orient, transl)
-        nb = betas.shape[0]
-        J = self.J_template + (betas @ self.J_shapedirs.reshape(-1, self.num_betas).T).view(nb, -1, 3)
-        posed, R, t = rigid_transforms(rotmats, J, self.parents, self._tree)
-        b = skin.template + (betas @ skin.shapedirs.reshape(-1, self.num_betas).T).view(nb, -1, 3)
-        pairs = (R[:, skin.pair_joint] * b[..., None, :]).sum(-1) + skin.weights[:, None] * t[:, skin.pair_joint]
-        landmarks = torch.matmul(skin.gather, pairs)
-        joints = posed[:, self.smpl_joint_ids]
-        if transl is not None:
-            joints = joints + transl[:, None]
-            landmarks = landmarks + transl[:, None]
-        return joints, landmarks
+        """Fastest path: SMPL-24 joints (B,24,3) and pre-skinned landmarks (B,K,3), metres.
+
+        Inputs as for `forward`. Every step works components-first with the batch innermost
+        (vectorised at large batches) and in few ops (PyTorch's per-op cost rules at batch 1).
+        """
+        bsz = self._batch_size(betas, body_pose, global_orient, transl)
+        betas = self._betas(betas, bsz)
+        world = self._world_transforms(betas, self._local_rotation_rows(body_pose, global_orient, bsz), transl)
+        num_pairs = skin.pair_joint.shape[0]
+        offsets = torch.addmm(skin.offset_template, skin.offset_shapedirs, betas.T).view(1, 4, num_pairs, bsz)
+        pairs = (world[:3].index_select(2, skin.pair_joint) * offsets).sum(1)  # (3,P,B)
+        landmarks = torch.matmul(skin.gather, pairs)  # (3,K,B)
+        return self._posed_smpl_joints(world), landmarks.permute(2, 1, 0)
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, gender={self.gender!r}, vertices={self.num_vertices}, num_betas={self.num_betas}"

@@ -30,7 +30,7 @@ def fit_command(
     focal: float = typer.Option(None, help="Focal length in pixels (default: EXIF, else the image diagonal)."),
     keypoints: Path = typer.Option(None, help="Keypoint file or folder (OpenPose JSON, COCO JSON, fitter npz/json) instead of mediapipe."),
     silhouette: bool = typer.Option(True, "--silhouette/--no-silhouette", help="Use the person mask (mediapipe) in a final stage."),
-    parts: Path = typer.Option(None, help="Part label PNG file/folder + mapping (see README)."),
+    parts: Path = typer.Option(None, help="Body-part label PNG (or folder of <stem>.png) with parts.json beside it (see README)."),
     config: str = typer.Option("default", help="fast, default or accurate."),
     device: str = typer.Option("cpu", help="cpu or cuda (cuda:N)."),
     batch_size: int = typer.Option(8, min=1, help="People fitted together in one batch."),
@@ -47,8 +47,6 @@ def fit_command(
         fail(f"--config must be fast, default or accurate, not {config!r}")
     if init != "none":
         fail(f"--init {init!r} is not available in this version; use --init none")
-    if parts is not None:
-        fail("--parts is not supported yet; run without it")
     if device.startswith("cuda"):
         import torch
 
@@ -63,7 +61,7 @@ def fit_command(
     if not images:
         fail("no images found in " + ", ".join(str(p) for p in paths) + " (try --recursive)")
     options = FitOptions(out_dir=out, body_model=body_model, gender=gender, init=init, focal=focal,
-                         keypoints=keypoints, silhouette=silhouette, config=config, device=device,
+                         keypoints=keypoints, silhouette=silhouette, parts=parts, config=config, device=device,
                          batch_size=batch_size, overwrite=overwrite, side_view=side_view, recursive=recursive,
                          gmm=gmm)  # fmt: skip
     try:

@@ -2,17 +2,22 @@
 
 All functions take and return torch tensors with arbitrary leading batch dimensions and are
 differentiable. Axis-angle vectors are in radians. This is the only place rotations are
-converted; everything else in fitter imports from here. The axis-angle <-> matrix conversions
-delegate to `roma` (installed with anny), whose small-angle handling is numerically safe.
+converted; everything else in fitter imports from here. axis_angle_to_matrix is a lean
+Rodrigues formula (it sits on the fitting hot path, where PyTorch's per-op overhead dominates);
+the other conversions delegate to `roma` (installed with anny), whose small-angle handling is
+numerically safe.
 """
 
 from __future__ import annotations
+
+import functools
 
 import roma
 import torch
 
 __all__ = [
     "axis_angle_to_matrix",
+    "rotation_matrix_rows",
     "matrix_to_axis_angle",
     "rot6d_to_matrix",
     "matrix_to_rot6d",
@@ -22,9 +27,46 @@ __all__ = [
 ]
 
 
+@functools.lru_cache(maxsize=None)
+def _rodrigues_constants(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """(skew (9,3), eye (9,1), angle_factors (2,1), min_angle_sq) for `rotation_matrix_rows`."""
+    with torch.inference_mode(False), torch.no_grad():
+        skew = torch.zeros(9, 3, dtype=dtype, device=device)  # skew @ v = [v]_x flattened row-major
+        for entry, component, sign in ((1, 2, -1), (2, 1, 1), (3, 2, 1), (5, 0, -1), (6, 1, -1), (7, 0, 1)):
+            skew[entry, component] = sign
+        eye = torch.eye(3, dtype=dtype, device=device).reshape(9, 1)
+        angle_factors = torch.tensor([[1.0], [0.5]], dtype=dtype, device=device)  # sin(t)/t, sin(t/2)/t
+    # Below this squared angle the angle is clamped: sin(t)/t and sin(t/2)/t then err by < eps/6.
+    return skew, eye, angle_factors, float(torch.finfo(dtype).eps)
+
+
+def rotation_matrix_rows(axis_angle_rows: torch.Tensor) -> torch.Tensor:
+    """Rodrigues in a components-first layout: (3, N) rotation vectors (radians) -> (9, N)
+    row-major rotation-matrix entries. Used directly by the body model's fast path, where
+    keeping the batch innermost keeps every op vectorised.
+
+    R = cos(t) I + b v v^T + a [v]_x with t = |v|, a = sin(t)/t, b = (1 - cos t)/t^2 =
+    2 (sin(t/2)/t)^2 and cos(t) = 1 - b t^2 (no 1 - cos cancellation). Exact at any angle (also
+    beyond pi). Near zero the angle inside sin(.)/t is clamped to sqrt(dtype eps), which changes
+    a and b by less than eps and keeps every gradient finite and correct to round-off.
+    """
+    skew, eye, angle_factors, min_angle_sq = _rodrigues_constants(axis_angle_rows.dtype, axis_angle_rows.device)
+    v = axis_angle_rows
+    angle_sq = (v * v).sum(0, keepdim=True)  # (1,N)
+    angle = angle_sq.clamp_min(min_angle_sq).sqrt()
+    a_half = torch.sin(angle * angle_factors) / angle  # (2,N): sin(t)/t, sin(t/2)/t
+    a, half = a_half[:1], a_half[1:]
+    b = 2.0 * half * half
+    cos = 1.0 - b * angle_sq
+    outer = (v.unsqueeze(1) * v.unsqueeze(0)).reshape(9, -1)
+    return torch.addmm(torch.addcmul(cos * eye, b, outer), skew, a * v)
+
+
 def axis_angle_to_matrix(axis_angle: torch.Tensor) -> torch.Tensor:
-    """(..., 3) rotation vectors (radians) -> (..., 3, 3) rotation matrices."""
-    return roma.rotvec_to_rotmat(axis_angle)
+    """(..., 3) rotation vectors (radians) -> (..., 3, 3) rotation matrices (Rodrigues, see
+    `rotation_matrix_rows`; exact at zero, where the gradient is the true one)."""
+    rows = rotation_matrix_rows(axis_angle.reshape(-1, 3).T)
+    return rows.T.reshape(*axis_angle.shape[:-1], 3, 3)
 
 
 def matrix_to_axis_angle(matrix: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,74 @@
+"""`fitter train ...`: train fitter's own regressors (NBF) on synthetic data from the free body model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from fitter.cli.common import console, fail
+
+app = typer.Typer(
+    help="Train regressors on synthetic renders of the body model (no data download needed).\n\n"
+    "Examples:\n\n  fitter train nbf --steps 300 --batch-size 16 --resolution 64\n\n"
+    "  fitter train nbf --device cuda --steps 20000 --batch-size 64 --resolution 128",
+    no_args_is_help=True,
+)
+
+
+@app.command("nbf")
+def train_nbf_command(
+    steps: int = typer.Option(300, min=0, help="Adam steps (one fresh synthetic batch each)."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Bodies per step."),
+    resolution: int = typer.Option(64, min=32, help="Input part-map side in pixels (the checkpoint records it)."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    out: Path = typer.Option(None, help="Checkpoint path [default: $FITTER_HOME/data/checkpoints/nbf_<body model>.pt]."),
+    input_kind: str = typer.Option("rendered", "--input", help="rendered (exact part maps) or split (silhouette split by the 2D skeleton, as on photos)."),
+    lr: float = typer.Option(3e-4, help="Adam learning rate."),
+    pose_scale: float = typer.Option(0.6, help="Shrink joint-limit pose samples towards the mean pose (0..1)."),
+    seed: int = typer.Option(0, help="Random seed of the synthetic data and the weights."),
+    body_model: str = typer.Option("anny", "--body-model", help="Body model to render (anny, smpl, ... or a file)."),
+    threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
+) -> None:
+    """Train the NBF regressor on 12-part maps rendered from the body model; writes a checkpoint
+    that `fitter fit --init nbf` (find_checkpoint("nbf")) uses."""
+    import torch
+
+    from fitter.body import load_body_model
+    from fitter.regressors.train_nbf import INPUT_KINDS, NBFTrainConfig, default_nbf_path, train_nbf
+
+    if input_kind not in INPUT_KINDS:
+        fail(f"--input must be one of {', '.join(INPUT_KINDS)}, not {input_kind!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        fail("--device cuda asked for but torch sees no CUDA device; use --device cpu")
+    if threads > 0:
+        torch.set_num_threads(threads)
+    try:
+        with console.status(f"loading {body_model}..."):
+            model = load_body_model(body_model, device=device)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    config = NBFTrainConfig(steps=steps, batch_size=batch_size, resolution=resolution, lr=lr, input_kind=input_kind,
+                            pose_scale=pose_scale, seed=seed)  # fmt: skip
+    path = out if out is not None else default_nbf_path(model.name)
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("[bold]nbf[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+    ) as progress:  # fmt: skip
+        task = progress.add_task("train", total=steps, loss="")
+
+        def on_step(step: int, values: dict[str, float]) -> None:
+            text = " ".join(f"{k} {v:.4f}" for k, v in values.items())
+            progress.update(task, advance=1, loss=text)
+
+        try:
+            _, record = train_nbf(model, config, out_path=path, device=device, on_step=on_step)
+        except ValueError as exc:
+            fail(str(exc))
+    history = record["loss_history"]
+    tail = history[-min(20, len(history)) :] if history else []
+    summary = f"final loss (mean of last {len(tail)}) {sum(tail) / len(tail):.4f}, " if tail else ""
+    console.print(f"{summary}{record['seconds']:.0f} s; wrote {record['path']}")

@@ -1,0 +1,279 @@
+"""Batch fitting on Ray: detection and fitting spread over the workers and GPUs of a Ray cluster.
+
+The outputs, resume and failure rules are those of `fitter.pipeline.fit_paths` (the local
+backend), because every worker runs the same code on its batches: `output_stem` names the
+files, `is_finished` (the .npz, written last) skips finished images, `prepare_image` reads and
+detects, and `_finish_batch` fits and writes atomically. A bad image fails alone.
+
+Each worker is a Ray Data actor (`ImageFitter`) that loads the body model and the BlazePose
+detector once and then fits the batches of image rows it is given. With `options.device` "cuda"
+or "cuda:N" every worker reserves `gpus_per_worker` GPUs (default 1) and fits on the GPU Ray
+gives it (Ray sets CUDA_VISIBLE_DEVICES, so N is ignored); 0.5 lets two workers share one GPU,
+so that one worker's detection (CPU) overlaps the other's fit.
+
+Every worker reads the images and writes the outputs itself, so on a multi-node cluster the
+images, the output folder (and keypoint / GMM files) must be at the same absolute paths on
+every node (a shared file system). Relative paths in `FitOptions` are made absolute on the
+driver (against its working directory) before they are sent to the workers, and the workers
+get absolute image paths, so info["image"] in the outputs (and failure messages) name the
+absolute path where the local backend keeps the path as given.
+
+Ray is an optional dependency: `pip install "fitter[ray]"`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fitter.pipeline import FitOptions, FolderSummary, ImageJob, _finish_batch, is_finished, output_stem, prepare_image
+
+if TYPE_CHECKING:
+    import ray.data
+
+__all__ = ["ImageFitter", "fit_dataset", "fit_paths_ray"]
+
+_INSTALL_HINT = 'the Ray backend needs Ray: pip install "fitter[ray]" (or pip install "ray[data]" "pyarrow<26")'
+
+
+def _import_ray():
+    """The `ray` module with `ray.data` loaded, or a ModuleNotFoundError saying how to install it."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as exc:
+        raise ModuleNotFoundError(f"{_INSTALL_HINT} ({exc})") from exc
+    return ray
+
+
+def _absolute_options(options: FitOptions) -> FitOptions:
+    """`options` with its file and folder paths made absolute against this process's working directory."""
+    absolute = {name: Path(getattr(options, name)).resolve()
+                for name in ("out_dir", "keypoints", "parts", "gmm") if getattr(options, name) is not None}  # fmt: skip
+    return dataclasses.replace(options, **absolute)
+
+
+class ImageFitter:
+    """Ray Data actor: loads the body model and the detector once, then fits batches of image rows.
+
+    A batch is a dict of equal-length numpy arrays (Ray Data's "numpy" batch format) with a
+    "path" column (image files readable by this worker; recorded as info["image"] in the
+    outputs). It returns the same columns plus "stem" (output path without suffix) and "status"
+    ("done", "skipped" when the outputs exist and options.overwrite is False, or "failed: <why>").
+    """
+
+    def __init__(self, options: FitOptions, roots: Sequence[str] = (), num_threads: int | None = None) -> None:
+        import torch
+
+        from fitter.body import load_body_model
+
+        if num_threads is not None:
+            torch.set_num_threads(max(1, int(num_threads)))
+        if options.device.startswith("cuda"):  # Ray shows this worker only the GPU it reserved
+            options = dataclasses.replace(options, device="cuda")
+        self.options = options
+        self.roots = [Path(root) for root in roots]
+        self.model = load_body_model(options.body_model, gender=options.gender, device=options.device)
+        self.detector = None
+        if options.keypoints is None:
+            from fitter.detect import BlazePoseDetector
+
+            self.detector = BlazePoseDetector()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if "path" not in batch:
+            raise ValueError(f"fit_dataset needs a 'path' column of image files; the rows have {sorted(batch)}")
+        paths = [Path(str(p)) for p in batch["path"]]
+        stems = [output_stem(path, self.roots, self.options.out_dir) for path in paths]
+        statuses = [""] * len(paths)
+        waiting: list[tuple[int, ImageJob]] = []  # detected, not yet fitted
+        for i, (path, stem) in enumerate(zip(paths, stems)):
+            if not self.options.overwrite and is_finished(stem):
+                statuses[i] = "skipped"
+                continue
+            job = prepare_image(path, stem, self.options, self.detector)
+            if job.error is not None:
+                statuses[i] = f"failed: {job.error}"
+                continue
+            waiting.append((i, job))
+            if sum(len(j.keypoints) for _, j in waiting) >= self.options.batch_size:  # as fit_paths batches people
+                self._fit(waiting, statuses)
+                waiting = []
+        if waiting:
+            self._fit(waiting, statuses)
+        out = dict(batch)
+        out["stem"] = np.array([str(stem) for stem in stems], dtype=object)
+        out["status"] = np.array(statuses, dtype=object)
+        return out
+
+    def _fit(self, waiting: list[tuple[int, ImageJob]], statuses: list[str]) -> None:
+        """Fit and write `waiting` with the local backend's code; store each image's status."""
+        by_path: dict[Path, str] = {}
+        _finish_batch([job for _, job in waiting], self.model, self.options, FolderSummary(),
+                      lambda path, status: by_path.__setitem__(path, status))  # fmt: skip
+        for i, job in waiting:
+            statuses[i] = by_path[job.path]
+
+    def __del__(self) -> None:
+        detector = getattr(self, "detector", None)
+        if detector is not None:
+            detector.close()
+
+
+def _worker_resources(ray: Any, options: FitOptions, cpus_per_worker: float, gpus_per_worker: float | None) -> tuple[float, float, int]:
+    """(cpus, gpus) each worker reserves and how many such workers the cluster holds at most."""
+    use_gpu = options.device.startswith("cuda")
+    gpus = (1.0 if use_gpu else 0.0) if gpus_per_worker is None else float(gpus_per_worker)
+    if not cpus_per_worker > 0:
+        raise ValueError(f"cpus_per_worker must be > 0, got {cpus_per_worker}")
+    if use_gpu and not gpus > 0:
+        raise ValueError(f"options.device is {options.device!r} but gpus_per_worker is {gpus}; give a GPU share > 0 (e.g. 1 or 0.5)")
+    if not use_gpu and gpus != 0:
+        raise ValueError(f"gpus_per_worker={gpus} needs options.device 'cuda'; with device {options.device!r} leave it unset")
+    available = ray.cluster_resources()
+    total_cpus, total_gpus = float(available.get("CPU", 0)), float(available.get("GPU", 0))
+    if cpus_per_worker > total_cpus:
+        raise ValueError(f"cpus_per_worker={cpus_per_worker} but the Ray cluster has {total_cpus:g} CPUs; ask for fewer")
+    if use_gpu:
+        if gpus > total_gpus:
+            raise ValueError(f"options.device is {options.device!r} but the Ray cluster has {total_gpus:g} GPUs "
+                             f"(each worker needs {gpus:g}); add GPU nodes or fit with device 'cpu'")  # fmt: skip
+        most = int(math.floor(total_gpus / gpus + 1e-9))
+    else:
+        most = int(math.floor(total_cpus / cpus_per_worker + 1e-9))
+    return float(cpus_per_worker), gpus, max(1, most)
+
+
+def fit_dataset(
+    ds: "ray.data.Dataset",
+    options: FitOptions,
+    roots: Sequence[Path] | None = None,
+    *,
+    workers: int | None = None,
+    cpus_per_worker: float = 1.0,
+    gpus_per_worker: float | None = None,
+) -> "ray.data.Dataset":
+    """Fit every image of a Ray Dataset; a lazy Dataset of one status row per image.
+
+    ds: rows with a "path" column (str, absolute paths of image files that every worker can
+    read); other columns are passed through. Outputs are written under options.out_dir exactly as
+    `fit_paths` writes them (`roots`: the folders the paths were found in, for the output
+    layout). Result rows: the input columns + "stem" (str, output path without suffix) +
+    "status" ("done" | "skipped" | "failed: <why>"). Nothing runs until the result is consumed
+    (iter_rows, take_all, materialize...).
+
+    workers: the number of actors (each loads the model and the detector once); None scales
+    between 1 and what the cluster holds (GPUs / gpus_per_worker with device cuda, else CPUs /
+    cpus_per_worker). cpus_per_worker is also the worker's torch thread count. gpus_per_worker
+    defaults to 1 with device cuda. Each actor gets options.batch_size images per call.
+    """
+    ray = _import_ray()
+    if options.batch_size < 1:
+        raise ValueError(f"options.batch_size must be >= 1, got {options.batch_size}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1 (or None to scale with the cluster), got {workers}")
+    schema = ds.schema(fetch_if_missing=False)
+    if schema is not None and "path" not in schema.names:
+        raise ValueError(f"fit_dataset needs a 'path' column of image files; the dataset has {list(schema.names)}; "
+                         "build it e.g. with ray.data.from_items([{'path': str(p)} for p in paths])")  # fmt: skip
+    cpus, gpus, most = _worker_resources(ray, options, cpus_per_worker, gpus_per_worker)
+    if workers is None:
+        pool = ray.data.ActorPoolStrategy(min_size=1, max_size=most, max_tasks_in_flight_per_actor=1)
+    else:
+        pool = ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1)
+    options = _absolute_options(options)
+    return ds.map_batches(
+        ImageFitter,
+        batch_size=options.batch_size,
+        batch_format="numpy",
+        compute=pool,
+        fn_constructor_kwargs={"options": options, "roots": [str(Path(r).resolve()) for r in roots or []],
+                               "num_threads": max(1, int(cpus))},  # fmt: skip
+        num_cpus=cpus,
+        num_gpus=gpus if gpus > 0 else None,
+    )
+
+
+def fit_paths_ray(
+    paths: Iterable[Path],
+    options: FitOptions,
+    roots: list[Path] | None = None,
+    on_image: Callable[[Path, str], None] | None = None,
+    address: str | None = None,
+    *,
+    workers: int | None = None,
+    cpus_per_worker: float = 1.0,
+    gpus_per_worker: float | None = None,
+) -> FolderSummary:
+    """`fit_paths` on Ray: the same outputs, skipping and failure reporting; each worker loads its own model.
+
+    Finished images are skipped here, before Ray starts. `address`: the Ray cluster to use
+    ("ray://host:10001", "host:6379" or "auto"); None connects to $RAY_ADDRESS or a cluster
+    started on this machine with `ray start`, else starts a local one. When Ray is already
+    initialised in this process that connection is used and left open; otherwise it is shut down
+    at the end. `on_image(path, status)` is called once per image as results arrive ("done",
+    "skipped", "failed: ..."); the summary lists images in input order. workers: the number of
+    actors (default: as many as the cluster holds, at most one per batch); see `fit_dataset`.
+    """
+    start = time.perf_counter()
+    paths = list(paths)
+    roots = roots or []
+    summary = FolderSummary()
+    report = on_image or (lambda path, status: None)
+    todo: list[int] = []
+    for index, path in enumerate(paths):
+        if not options.overwrite and is_finished(output_stem(path, roots, options.out_dir)):
+            summary.skipped.append(path)
+            report(path, "skipped")
+        else:
+            todo.append(index)
+    if not todo:
+        summary.seconds = time.perf_counter() - start
+        return summary
+    ray = _import_ray()
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address)
+    context = ray.data.DataContext.get_current()
+    progress_bars = context.enable_progress_bars
+    context.enable_progress_bars = False  # the caller reports progress through on_image
+    done: dict[int, str] = {}
+    try:
+        if workers is None:
+            most = _worker_resources(ray, options, cpus_per_worker, gpus_per_worker)[2]
+            workers = min(most, math.ceil(len(todo) / max(1, options.batch_size)))
+        rows = [{"index": i, "path": str(paths[i].resolve())} for i in todo]
+        results = fit_dataset(ray.data.from_items(rows), options, roots, workers=workers,
+                              cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker)  # fmt: skip
+        try:
+            for row in results.iter_rows():
+                index, status = int(row["index"]), str(row["status"])
+                done[index] = status
+                report(paths[index], status)
+        except ray.exceptions.RayError as exc:  # e.g. a worker could not load the body model
+            lines = [line for line in str(exc).splitlines() if line.strip()]
+            raise RuntimeError(f"Ray workers failed after {len(done)} of {len(todo)} images (finished ones are kept; "
+                               f"run again to resume): {lines[-1] if lines else type(exc).__name__}") from exc  # fmt: skip
+    finally:
+        context.enable_progress_bars = progress_bars
+        if started_here:
+            ray.shutdown()
+    missing = [paths[i] for i in todo if i not in done]
+    if missing:  # Ray returns every row or raises; this guards against a silently lost row
+        raise RuntimeError(f"Ray returned no result for {len(missing)} image(s), e.g. {missing[0]}; run again to resume")
+    for index in todo:
+        status = done[index]
+        if status == "done":
+            summary.done.append(paths[index])
+        elif status == "skipped":  # finished meanwhile (another run, or a retried Ray task)
+            summary.skipped.append(paths[index])
+        else:
+            summary.failed[paths[index]] = status.removeprefix("failed: ")
+    summary.seconds = time.perf_counter() - start
+    return summary
