@@ -8,6 +8,7 @@ Prints, with and without the silhouette term:
   each dataset's intrinsics (H36M's lens distortion is ignored: up to ~3 px at the edges);
   MPJPE after aligning the hip midpoints, PA-MPJPE after a similarity Procrustes;
 * seconds per image (detection + fit, model loaded).
+Variants: keypoints only; + the person-mask silhouette term; + mediapipe's 3D world landmarks.
 
     python benchmarks/real.py [--eval-dir ../shared/eval] [--config default] [--sets coco,h36m,...]
 
@@ -87,7 +88,7 @@ def _cases(eval_dir: Path, sets: list[str]):
 
 
 def run(args) -> None:
-    console = Console()
+    console = Console(width=160)
     eval_dir = Path(args.eval_dir)
     if not eval_dir.is_dir():
         raise SystemExit(f"evaluation folder {eval_dir} not found (it lives in the project workspace's shared/eval)")
@@ -105,10 +106,11 @@ def run(args) -> None:
                 detections[path] = (image, detector.detect(image))
                 det_time[path] = time.perf_counter() - t
     table = Table(title=f"real photos ({eval_dir}), body model {args.body_model}, config {args.config}")
-    for col in ("silhouette", "set", "n", "detected", "PCK@0.1 fit", "PCK@0.1 detector", "mask IoU",
+    for col in ("terms", "set", "n", "detected", "PCK@0.1 fit", "PCK@0.1 detector", "mask IoU",
                 "MPJPE mm", "PA-MPJPE mm", "s / image"):  # fmt: skip
         table.add_column(col, justify="right")
-    for use_sil in (False, True):
+    variants = {"keypoints": (False, False), "+silhouette": (True, False), "+3D landmarks": (False, True)}
+    for variant, (use_sil, use_3d) in variants.items():
         stats: dict[str, dict[str, list]] = {}
         for name, path, gt in cases:
             s = stats.setdefault(name, {k: [] for k in ("pck", "pck_det", "iou", "mpjpe", "pa", "time", "found")})
@@ -121,6 +123,8 @@ def run(args) -> None:
             kwargs = {}
             if "focal" in gt:
                 kwargs = {"focal_length": gt["focal"], "principal_point": gt["center"]}
+            if use_3d:
+                kwargs["landmarks3d"] = np.concatenate([det.world_landmarks, det.keypoints[:, 2:3]], axis=1)[None]
             res = fit_keypoints(det.keypoints[None], "blazepose33", (w, h), body_model=model, config=args.config,
                                 masks=[det.mask > 0.5] if (use_sil and det.mask is not None) else None, **kwargs)  # fmt: skip
             s["time"].append(time.perf_counter() - t + det_time[path])
@@ -149,7 +153,7 @@ def run(args) -> None:
             def pct(pairs):
                 return f"{100 * sum(c for c, _ in pairs) / max(1, sum(n for _, n in pairs)):.1f}%" if pairs else "-"
             mean = lambda v, fmt="{:.1f}": fmt.format(np.mean(v)) if v else "-"  # noqa: E731
-            table.add_row("on" if use_sil else "off", name, str(len(s["found"])), str(sum(s["found"])),
+            table.add_row(variant, name, str(len(s["found"])), str(sum(s["found"])),
                           pct(s["pck"]), pct(s["pck_det"]), mean(s["iou"], "{:.3f}"), mean(s["mpjpe"]), mean(s["pa"]),
                           mean(s["time"], "{:.2f}"))  # fmt: skip
     console.print(table)

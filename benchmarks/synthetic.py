@@ -29,7 +29,7 @@ from fitter.optimize import fit_keypoints, mean_body_pose
 
 
 def sample_cases(model: BodyModel, n: int, keypoint_set: str = "coco17", seed: int = 0, pose_scale: float = 0.5,
-                 poses: np.ndarray | None = None, image_size=(1280, 960)) -> dict:  # fmt: skip
+                 poses: np.ndarray | None = None, image_size=(1280, 960), max_yaw_deg: float = 180.0) -> dict:  # fmt: skip
     """Sample n bodies + cameras fully in view. Returns dict with betas, body_pose,
     global_orient, transl (camera frame), joints (n,24,3), keypoints (n,K,3) clean, focal (n,)."""
     from priors import sample_within_limits
@@ -48,7 +48,7 @@ def sample_cases(model: BodyModel, n: int, keypoint_set: str = "coco17", seed: i
         else:
             lim = sample_within_limits(m, generator=gen)
             body_pose = mean_body_pose() + pose_scale * (lim - mean_body_pose())
-        yaw = (torch.rand(m, generator=gen) * 2 - 1) * math.pi
+        yaw = (torch.rand(m, generator=gen) * 2 - 1) * math.radians(max_yaw_deg)
         tilt = (torch.rand(m, 2, generator=gen) * 2 - 1) * math.radians(10)
         R = (axis_angle_to_matrix(torch.tensor([math.pi, 0.0, 0.0]))
              @ axis_angle_to_matrix(torch.stack([tilt[:, 0], yaw, tilt[:, 1]], dim=1)))  # fmt: skip
@@ -93,12 +93,14 @@ def joint_errors(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def run(args) -> None:
-    console = Console()
+    console = Console(width=140)
     torch.set_num_threads(args.threads) if args.threads else None
     model = load_body_model(args.body_model)
     poses = np.load(args.poses)["poses"][:, 3:72] if args.poses else None
-    cases = sample_cases(model, args.n, args.keypoint_set, seed=args.seed, pose_scale=args.pose_scale, poses=poses)
-    table = Table(title=f"synthetic {args.keypoint_set} fits, body model {args.body_model}, config {args.config}, n={args.n}")
+    cases = sample_cases(model, args.n, args.keypoint_set, seed=args.seed, pose_scale=args.pose_scale, poses=poses,
+                         max_yaw_deg=args.max_yaw)  # fmt: skip
+    table = Table(title=f"synthetic {args.keypoint_set} fits, body model {args.body_model}, config {args.config}, n={args.n}, "
+                        f"pose scale {args.pose_scale}, heading +-{args.max_yaw:g} deg")  # fmt: skip
     for col in ("noise px", "missing", "MPJPE mm", "PA-MPJPE mm", "2D err px", "failed"):
         table.add_column(col, justify="right")
     for noise in (0.0, 3.0, 10.0):
@@ -120,7 +122,8 @@ def run(args) -> None:
         fit_keypoints(cases["keypoints"][i : i + 1], args.keypoint_set, cases["image_size"],
                       focal_length=cases["focal"][i : i + 1], body_model=model, config=args.config)  # fmt: skip
         times.append(time.perf_counter() - t)
-    big = sample_cases(model, args.batch, args.keypoint_set, seed=args.seed + 1, pose_scale=args.pose_scale, poses=poses)
+    big = sample_cases(model, args.batch, args.keypoint_set, seed=args.seed + 1, pose_scale=args.pose_scale, poses=poses,
+                       max_yaw_deg=args.max_yaw)  # fmt: skip
     t = time.perf_counter()
     fit_keypoints(big["keypoints"], args.keypoint_set, big["image_size"], focal_length=big["focal"], body_model=model,
                   config=args.config)  # fmt: skip
@@ -144,6 +147,7 @@ def main() -> None:
     parser.add_argument("--body-model", default="anny")
     parser.add_argument("--poses", default=None, help="AMASS-style npz with a `poses` array (N,>=72)")
     parser.add_argument("--pose-scale", type=float, default=0.5, help="shrink joint-limit samples towards the mean pose")
+    parser.add_argument("--max-yaw", type=float, default=180.0, help="headings drawn in +-this many degrees (0 = facing the camera)")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     run(parser.parse_args())

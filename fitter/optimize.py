@@ -57,7 +57,7 @@ class FitConfig:
     flip_test: bool = True
     flip_threshold: float = 0.25  # shoulder distance / 2D torso length below which we flip-test
     flip_yaws: tuple[float, ...] = (180.0, 90.0, -90.0)  # extra starting headings (degrees) tried then
-    landmarks3d_weight: float = 0.0  # weight of the optional 3D landmark term (metres^2)
+    landmarks3d_weight: float = 2000.0  # weight of the 3D landmark term (metres^2), used when landmarks are given
     silhouette_iters: int = 40  # extra final stage when person masks are given
     silhouette_weight: float = 2e4  # x chamfer loss (squared distances / image diagonal^2)
     silhouette_resolution: int = 256  # masks are matched at this longest side, pixels
@@ -296,7 +296,7 @@ def _fit_batch(problem: _Problem, init: dict[str, torch.Tensor], prior_set, conf
                 terms["pose"] = (config.pose_l2_scale * pose_w) ** 2 * pose_l2_prior(params.body_pose - mean_pose)
             if has_3d:
                 terms["landmarks3d"] = config.landmarks3d_weight * landmarks3d_term(
-                    pts3d, problem.landmarks3d, (problem.landmarks3d_weights))
+                    pts3d, problem.landmarks3d, problem.landmarks3d_weights, scale=True)
             state["terms"] = terms
             return sum(terms.values())
 

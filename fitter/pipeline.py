@@ -51,6 +51,7 @@ class FitOptions:
     side_view: bool = False
     recursive: bool = False
     gmm: Path | None = None
+    landmarks3d: bool = False  # also pull the body towards mediapipe's 3D world landmarks
 
 
 @dataclass
@@ -239,7 +240,7 @@ def _fit_jobs(jobs: list[ImageJob], model: BodyModel, options: FitOptions) -> li
     for i, job in enumerate(jobs):
         by_set.setdefault(job.keypoint_set, []).append(i)
     for kset, idx in by_set.items():
-        kps, sizes, paths, owner, masks, part_masks = [], [], [], [], [], []
+        kps, sizes, paths, owner, masks, part_masks, lm3d = [], [], [], [], [], [], []
         for i in idx:
             h, w = jobs[i].image.shape[:2]
             for p in range(len(jobs[i].keypoints)):
@@ -249,12 +250,16 @@ def _fit_jobs(jobs: list[ImageJob], model: BodyModel, options: FitOptions) -> li
                 owner.append(i)
                 masks.append(jobs[i].mask)
                 part_masks.append(jobs[i].part_masks)
+                wl = jobs[i].world_landmarks
+                lm3d.append(np.concatenate([wl, jobs[i].keypoints[p, :, 2:3]], axis=1) if wl is not None
+                            else np.zeros((jobs[i].keypoints.shape[1], 4), np.float32))  # fmt: skip
         try:
             res = fit_keypoints(np.stack(kps), kset, np.array(sizes, dtype=np.float32), focal_length=options.focal,
                                 body_model=model, config=options.config, device=options.device,
                                 gmm_path=str(options.gmm) if options.gmm else None, image_paths=paths,
                                 masks=masks if options.silhouette else None,
-                                part_masks=part_masks if any(p is not None for p in part_masks) else None)  # fmt: skip
+                                part_masks=part_masks if any(p is not None for p in part_masks) else None,
+                                landmarks3d=np.stack(lm3d) if options.landmarks3d and kset == "blazepose33" else None)  # fmt: skip
         except Exception as exc:  # the whole group failed: every image in it reports it
             for i in idx:
                 results[i] = exc

@@ -18,6 +18,8 @@ SPIN weights this term by 15.2**2 (the optimizer's choice, see `priors.SPIN_PRIO
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from priors._pose import body_pose_axis_angle
@@ -29,10 +31,16 @@ ANGLE_PRIOR_BODY_POSE_INDICES = tuple(i - 3 for i in ANGLE_PRIOR_FULL_POSE_INDIC
 ANGLE_PRIOR_SIGNS = (1.0, -1.0, -1.0, -1.0)
 
 
+@functools.lru_cache(maxsize=None)
+def _index_and_doubled_signs(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    with torch.inference_mode(False):
+        index = torch.tensor(ANGLE_PRIOR_BODY_POSE_INDICES, device=device)
+        return index, 2.0 * torch.tensor(ANGLE_PRIOR_SIGNS, device=device, dtype=dtype)
+
+
 def angle_prior(body_pose: torch.Tensor) -> torch.Tensor:
     """SPIN angle prior. body_pose (B,69) axis-angle or (B,23,3,3) -> (B,) sum over the 4 joints
-    of exp(sign * angle)^2 (dimensionless)."""
+    of exp(sign * angle)^2 = exp(2 sign angle) (dimensionless)."""
     pose = body_pose_axis_angle(body_pose)
-    index = torch.tensor(ANGLE_PRIOR_BODY_POSE_INDICES, device=pose.device)
-    signs = torch.tensor(ANGLE_PRIOR_SIGNS, device=pose.device, dtype=pose.dtype)
-    return torch.exp(pose[:, index] * signs).pow(2).sum(dim=-1)
+    index, doubled_signs = _index_and_doubled_signs(pose.dtype, pose.device)
+    return torch.exp(pose.index_select(1, index) * doubled_signs).sum(dim=-1)

@@ -34,10 +34,10 @@ radians^2, per batch item.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
-import roma
 import torch
 
 from fitter.geometry import axis_angle_to_matrix, matrix_to_axis_angle
@@ -233,25 +233,69 @@ def _bone_axis_onehot(dtype: torch.dtype, device) -> torch.Tensor:
     return torch.nn.functional.one_hot(index, 3).to(dtype)
 
 
+@functools.lru_cache(maxsize=None)
+def _swing_twist_constants(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Constants of the swing-twist decomposition in "bone frames": per joint, the axis-angle
+    components reordered cyclically (k+1, k+2, k) so the bone axis k comes last (a cyclic
+    reorder is a rotation, so cross products keep their form).
+
+    Returns (to_bone (69,) rows of the (69,B) transposed pose in order (component, joint),
+    from_bone (69,) the inverse, lower and upper (3,23,1) bounds in that order, radians).
+    """
+    with torch.inference_mode(False), torch.no_grad():
+        axes = [_AXES.index(lim.bone_axis) for lim in JOINT_LIMITS.values()]
+        order = [[(k + 1) % 3, (k + 2) % 3, k] for k in axes]  # (23,3) source axis of each slot
+        to_bone = [3 * j + order[j][c] for c in range(3) for j in range(NUM_BODY_JOINTS)]
+        from_bone = [order[j].index(a) * NUM_BODY_JOINTS + j for j in range(NUM_BODY_JOINTS) for a in range(3)]
+        lower, upper = joint_limit_bounds(dtype, device)  # (23,3) x, y, z
+        gather = torch.tensor(order, device=device)
+        lower = lower.gather(1, gather).T.unsqueeze(-1).contiguous()
+        upper = upper.gather(1, gather).T.unsqueeze(-1).contiguous()
+        return (torch.tensor(to_bone, device=device), torch.tensor(from_bone, device=device), lower, upper)
+
+
+def _bone_frame_angles(body_pose: torch.Tensor) -> torch.Tensor:
+    """Swing-twist limit angles in bone frames: body_pose (B,69) or (B,23,3,3) -> (3,23,B)
+    radians, rows = (first swing, second swing, twist) in the cyclic order of
+    `_swing_twist_constants`, batch innermost.
+
+    With the rotation as a unit quaternion (s u, c), s = sin(t/2)/t, c = cos(t/2), t = |u|
+    (sign fixed so that c >= 0), the twist quaternion is (s u_k e_k, c)/n with
+    n = sqrt(c^2 + s^2 u_k^2), and the swing quaternion (s (c u_p + s u_k J u_p)/n, n) with u_p
+    the two perpendicular components and J u_p = (-u_2, u_1); its rotation vector is
+    2 atan2(|.|, n) times its unit axis. Angles below sqrt(dtype eps) are clamped inside
+    sin(x)/x-type ratios (error < eps, finite gradients).
+    """
+    pose = body_pose_axis_angle(body_pose)
+    to_bone, _, _, _ = _swing_twist_constants(pose.dtype, pose.device)
+    eps = torch.finfo(pose.dtype).eps
+    u = pose.T.index_select(0, to_bone).view(3, NUM_BODY_JOINTS, pose.shape[0])
+    uu = u * u
+    angle = uu.sum(0).clamp_min(eps).sqrt()  # (23,B)
+    half = 0.5 * angle
+    s = torch.sin(half) / angle
+    c = torch.cos(half)
+    y = s * u[2]  # quaternion component along the bone (before the c >= 0 sign fix)
+    c2 = c * c
+    norm = torch.addcmul(c2, y, y).clamp_min(1e-12).sqrt()
+    half_twist = torch.atan2(y * c, c2)  # = atan2(sign(c) y, |c|)
+    swing_sin = (s * s * (uu[0] + uu[1])).clamp_min(eps).sqrt()  # |swing quaternion vector|
+    gain = s * torch.atan2(swing_sin, norm) / (swing_sin * norm)
+    u_perp = u[:2]
+    turned = torch.stack([-u_perp[1], u_perp[0]])  # J u_p
+    half_swing = gain * torch.addcmul(c * u_perp, y, turned)
+    return 2.0 * torch.cat([half_swing, half_twist.unsqueeze(0)], dim=0)
+
+
 def joint_limit_angles(body_pose: torch.Tensor) -> torch.Tensor:
     """Swing-twist limit angles. body_pose (B,69) axis-angle or (B,23,3,3) -> (B,23,3) radians.
 
     Per joint: the x, y, z angles of the module docstring (swing rotation-vector components
     perpendicular to the bone axis; the twist angle, in (-pi, pi], at the bone axis).
     """
-    pose = body_pose_axis_angle(body_pose).reshape(-1, NUM_BODY_JOINTS, 3)
-    quat = roma.rotvec_to_unitquat(pose)  # (B,23,4) xyzw
-    quat = torch.where(quat[..., 3:] < 0, -quat, quat)  # w >= 0: twist in [-pi, pi]
-    vec, w = quat[..., :3], quat[..., 3]
-    onehot = _bone_axis_onehot(pose.dtype, pose.device)  # (23,3)
-    v_axis = (vec * onehot).sum(dim=-1)  # (B,23)
-    twist = 2.0 * torch.atan2(v_axis, w)
-    # swing quaternion = q * conj(twist quaternion), twist quaternion = (v_axis e_k, w) / norm
-    norm = torch.sqrt((w * w + v_axis * v_axis).clamp_min(1e-12))
-    cross = torch.cross(vec, onehot.expand_as(vec), dim=-1)
-    swing_vec = (w[..., None] * (vec - v_axis[..., None] * onehot) - v_axis[..., None] * cross) / norm[..., None]
-    swing = roma.unitquat_to_rotvec(torch.cat([swing_vec, norm[..., None]], dim=-1))
-    return swing * (1.0 - onehot) + twist[..., None] * onehot
+    bone = _bone_frame_angles(body_pose)
+    _, from_bone, _, _ = _swing_twist_constants(bone.dtype, bone.device)
+    return bone.reshape(3 * NUM_BODY_JOINTS, -1).index_select(0, from_bone).T.reshape(-1, NUM_BODY_JOINTS, 3)
 
 
 def joint_limit_penalty(body_pose: torch.Tensor, joint_weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -259,15 +303,14 @@ def joint_limit_penalty(body_pose: torch.Tensor, joint_weights: torch.Tensor | N
 
     Zero inside every range, sum of squared excess outside; joint_weights (23,) optional per-joint factors.
     """
-    angles = joint_limit_angles(body_pose)
-    lower, upper = joint_limit_bounds(angles.dtype, angles.device)
-    excess = torch.relu(lower - angles) + torch.relu(angles - upper)  # (B,23,3)
-    per_joint = excess.pow(2).sum(dim=-1)
-    if joint_weights is not None:
-        if joint_weights.shape != (NUM_BODY_JOINTS,):
-            raise ValueError(f"joint_weights must be (23,), got {tuple(joint_weights.shape)}")
-        per_joint = per_joint * joint_weights.to(per_joint)
-    return per_joint.sum(dim=-1)
+    if joint_weights is not None and joint_weights.shape != (NUM_BODY_JOINTS,):
+        raise ValueError(f"joint_weights must be (23,), got {tuple(joint_weights.shape)}")
+    angles = _bone_frame_angles(body_pose)  # (3,23,B)
+    _, _, lower, upper = _swing_twist_constants(angles.dtype, angles.device)
+    excess = angles - angles.clamp(lower, upper)
+    if joint_weights is None:
+        return (excess * excess).sum((0, 1))
+    return ((excess * excess).sum(0) * joint_weights.to(excess)[:, None]).sum(0)
 
 
 def angles_to_body_pose(angles: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,10 @@ fails alone, a re-run skips finished images, fit_dataset's status rows, bad argu
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +28,31 @@ def _options(out: Path, **overrides) -> FitOptions:
     return FitOptions(out_dir=out, config="fast", silhouette=False, batch_size=2, **overrides)
 
 
+def _fitter_workers() -> set[int]:
+    """Process ids of running ImageFitter actors (Linux /proc; empty elsewhere)."""
+    pids = set()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if (proc / "cmdline").read_bytes().startswith(b"ray::MapWorker(MapBatches(ImageFitter))"):
+                pids.add(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
 @pytest.fixture(scope="module")
 def local_ray():
+    """A local 2-CPU Ray; afterwards every worker it started must have exited."""
+    before = _fitter_workers()
     ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 2**20)
     yield
     ray.shutdown()
+    deadline = time.monotonic() + 20
+    while (left := _fitter_workers() - before) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for pid in left:  # do not leave them running on the machine
+        os.kill(pid, signal.SIGTERM)
+    assert not left, f"ImageFitter workers {sorted(left)} still ran 20 s after ray.shutdown (hung at exit)"
 
 
 @pytest.fixture(scope="module")

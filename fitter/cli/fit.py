@@ -38,6 +38,8 @@ def fit_command(
     recursive: bool = typer.Option(False, help="Search folders recursively."),
     side_view: bool = typer.Option(False, help="Also write <stem>_side.png."),
     gmm: Path = typer.Option(None, help="GMM pose prior file (SMPLify gmm_08.pkl layout or npz)."),
+    landmarks3d: bool = typer.Option(False, "--landmarks3d/--no-landmarks3d",
+                                     help="Also pull the body towards mediapipe's 3D world landmarks (after a similarity alignment)."),
 ) -> None:
     """Fit a body model to every person in the given photos; write .npz/.json/.obj/_overlay.png."""
     from fitter.io.images import list_images
@@ -63,7 +65,7 @@ def fit_command(
     options = FitOptions(out_dir=out, body_model=body_model, gender=gender, init=init, focal=focal,
                          keypoints=keypoints, silhouette=silhouette, parts=parts, config=config, device=device,
                          batch_size=batch_size, overwrite=overwrite, side_view=side_view, recursive=recursive,
-                         gmm=gmm)  # fmt: skip
+                         gmm=gmm, landmarks3d=landmarks3d)  # fmt: skip
     try:
         from fitter.body import load_body_model
 

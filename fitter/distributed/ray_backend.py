@@ -80,6 +80,8 @@ class ImageFitter:
         self.options = options
         self.roots = [Path(root) for root in roots]
         self.model = load_body_model(options.body_model, gender=options.gender, device=options.device)
+        # Not closed in a __del__: closing mediapipe's graph while the worker process exits
+        # deadlocks it (mediapipe 0.10.21), leaving the process behind; the exit frees it anyway.
         self.detector = None
         if options.keypoints is None:
             from fitter.detect import BlazePoseDetector
@@ -119,11 +121,6 @@ class ImageFitter:
                       lambda path, status: by_path.__setitem__(path, status))  # fmt: skip
         for i, job in waiting:
             statuses[i] = by_path[job.path]
-
-    def __del__(self) -> None:
-        detector = getattr(self, "detector", None)
-        if detector is not None:
-            detector.close()
 
 
 def _worker_resources(ray: Any, options: FitOptions, cpus_per_worker: float, gpus_per_worker: float | None) -> tuple[float, float, int]:

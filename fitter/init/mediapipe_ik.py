@@ -46,8 +46,8 @@ class IKConfig:
     """Settings of the landmark IK. Loss = data (m^2, weighted mean) + weights x priors."""
 
     iters: int = 60
-    lr: float = 0.06
-    joint_limit_weight: float = 0.05  # x joint_limit_penalty (rad^2)
+    lr: float = 0.1
+    joint_limit_weight: float = 0.2  # x joint_limit_penalty (rad^2)
     pose_l2_weight: float = 2e-4  # x sum of squared (body_pose - start pose) (rad^2)
     min_scale: float = 0.75  # landmark / model size ratio is clamped to this range
     max_scale: float = 1.35
@@ -55,7 +55,7 @@ class IKConfig:
 
 
 def _as_tensor(x, dtype=torch.float32, device="cpu") -> Tensor:
-    return torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x, dtype=dtype, device=device)
+    return torch.as_tensor(np.array(x) if not torch.is_tensor(x) else x, dtype=dtype, device=device)
 
 
 def _frontal(n: int, dtype, device) -> Tensor:

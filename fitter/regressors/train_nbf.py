@@ -15,8 +15,9 @@ one on synthetic data made on the fly:
   "split" = the rendered silhouette split by the noisy 2D skeleton
   (`fitter.init.part_split.split_mask_by_skeleton`), i.e. what `--init nbf` sees on a photo;
 * losses (SPIN's weights): rotation matrices of the 24 parts in the camera frame (MSE, 1),
-  betas (MSE, 0.01), pelvis-centred 3D joints (MSE in m^2, 5), 2D joints projected with the
-  predicted crop camera turned into the full camera (MSE in half-box units, 5).
+  betas (MSE, 0.01), pelvis-centred 3D joints (MSE in m^2, 5), 2D joints in half-box units
+  about the box centre (MSE, 5): targets projected in full perspective, predictions by the
+  crop camera's weak perspective s (X + tx, Y + ty) (SPIN/CLIFF's crop camera; bounded for any s).
 
 Checkpoint: `save_nbf_checkpoint` at $FITTER_HOME/data/checkpoints/nbf_<body model>.pt
 (`nbf_anny.pt` for the default), which `find_checkpoint("nbf")` finds through its `nbf*.pt`
@@ -39,7 +40,6 @@ from torch import Tensor
 from fitter.body.model import SMPL_PARENTS, BodyModel
 from fitter.geometry import (
     axis_angle_to_matrix,
-    crop_cam_to_full_translation,
     matrix_to_axis_angle,
     perspective_project,
     translation_to_crop_cam,
@@ -199,10 +199,10 @@ def nbf_losses(pred: dict[str, Tensor], batch: NBFBatch, body_model: BodyModel, 
     rotmat = pred["pred_rotmat"]
     betas = pred["pred_betas"]
     joints = body_model.forward_joints(betas, rotmat[:, 1:], rotmat[:, :1], None).joints
-    transl = crop_cam_to_full_translation(pred["pred_cam"], batch.box_center, batch.box_size, batch.image_size, batch.focal)
-    principal = batch.image_size / 2.0
-    joints_px = perspective_project(joints + transl[:, None], batch.focal, principal)
-    joints2d = (joints_px - batch.box_center[:, None]) / (batch.box_size[:, None, None] / 2.0)
+    cam = pred["pred_cam"]
+    # weak perspective in half-box units, (x - cx) / (b / 2) = s (X + tx): bounded for any s, and the
+    # full-frame camera of `crop_cam_to_full_translation` up to the body's depth extent
+    joints2d = cam[:, None, :1] * (joints[..., :2] + cam[:, None, 1:])
     terms = {
         "rotation": config.weight_rotation * (pred["pred_global_rotmat"] - batch.global_rotmat).pow(2).mean(),
         "betas": config.weight_betas * (betas - batch.betas).pow(2).mean(),
