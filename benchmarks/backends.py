@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
 from rich.console import Console
 from rich.table import Table
 
@@ -53,6 +54,8 @@ def run_local(args: argparse.Namespace, paths: list[Path], root: Path, out: Path
     """(summary, setup seconds, wall seconds) of fit_paths with the model loaded first."""
     from fitter.body import load_body_model
 
+    if args.local_threads:
+        torch.set_num_threads(args.local_threads)
     start = time.perf_counter()
     model = load_body_model("anny", device=args.device)
     setup = time.perf_counter() - start
@@ -92,6 +95,7 @@ def main() -> None:
     parser.add_argument("--cpus", type=int, default=os.cpu_count(), help="CPUs of the local Ray")
     parser.add_argument("--workers", type=int, default=None, help="Ray workers (default: as many as fit)")
     parser.add_argument("--cpus-per-worker", type=float, default=1.0)
+    parser.add_argument("--local-threads", type=int, default=None, help="torch threads of the local backend (default: torch's)")
     parser.add_argument("--backends", default="local,ray")
     args = parser.parse_args()
     console = Console(width=None if sys.stdout.isatty() else 140)  # wide enough when piped to a file
@@ -108,7 +112,8 @@ def main() -> None:
                 parser.error(f"--backends: unknown backend {name!r}; use local and/or ray")
             with console.status(f"{name}: fitting {len(paths)} images..."):
                 summary, setup, wall = runners[name](args, paths, root, scratch / f"out_{name}")
-            workers = "1 process" if name == "local" else f"{args.workers or 'auto'} x {args.cpus_per_worker:g} CPU"
+            local_threads = args.local_threads or torch.get_num_threads()
+            workers = f"1 x {local_threads} threads" if name == "local" else f"{args.workers or 'auto'} x {args.cpus_per_worker:g} CPU"
             table.add_row(name, workers, str(len(paths)), str(len(summary.done)), str(len(summary.failed)), f"{setup:.1f}",
                           f"{summary.seconds:.1f}", f"{wall:.1f}", f"{len(summary.done) / wall:.3f}")  # fmt: skip
         console.print(table)

@@ -86,8 +86,8 @@ def components(inp: Inputs) -> dict[str, Component]:
     model, batch = inp.model, inp.betas.shape[0]
     vectors = _leaf(torch.cat([inp.global_orient, inp.body_pose], 1).detach().view(batch, 24, 3))
     num_slots = model.num_full_joints + 1
-    local = torch.eye(4).reshape(4, 4, 1, 1).repeat(1, 1, num_slots, batch)
-    local[:3, 3] = 0.1 * torch.randn(3, num_slots, batch)
+    local = torch.eye(4).reshape(1, 4, 4, 1).repeat(num_slots, 1, 1, batch)  # (J+1,4,4,B)
+    local[:, :3, 3] = 0.1 * torch.randn(num_slots, 3, batch)
     local = _leaf(local)
     pts = _leaf(inp.points()[1])
     proj = _leaf(perspective_project(pts, inp.focal, inp.center))

@@ -35,6 +35,15 @@ from synthetic import joint_errors, sample_cases  # noqa: E402
 IMAGE_SIZE = (1280, 960)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: on a shared 2-core machine two threads fight and run several times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def orientation_error_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(N,) angle in degrees of the rotation between axis-angle orientations a and b (N,3)."""
     ra = axis_angle_to_matrix(torch.as_tensor(np.asarray(a), dtype=torch.float32))
@@ -191,6 +200,25 @@ def test_hmr_initializer_matches_manual_pipeline(tmp_path, monkeypatch, anny_mod
                                                 torch.as_tensor(cases["focal"][:2]))  # fmt: skip
     for key in ("body_pose", "global_orient", "transl"):
         np.testing.assert_allclose(init[key], manual[key].numpy(), atol=1e-4)
+
+
+def test_nbf_initializer_with_and_without_mask(tmp_path, anny_model, cases):
+    """A (barely) trained NBF checkpoint: mask split into parts at its training resolution, betas kept (same body model)."""
+    from fitter.regressors.train_nbf import NBFTrainConfig, train_nbf
+
+    path = tmp_path / "nbf_test.pt"
+    train_nbf(anny_model, NBFTrainConfig(steps=1, batch_size=2, resolution=32), out_path=path)
+    size = (640, 480)  # half the cases' image size: keypoints and focal scaled by 0.5
+    truth, kp = _rendered_parts(anny_model, cases, 0, size)
+    masks = [truth > 0, None]
+    image = np.zeros((size[1], size[0], 3), np.uint8)
+    focal = np.full(2, cases["focal"][0] * 0.5, np.float32)
+    init = initialize("nbf", [image], np.stack([kp, kp]), "blazepose33", size, focal, anny_model, [0, 0], masks=masks,
+                      checkpoint_path=path)  # fmt: skip
+    assert init["betas"].shape == (2, 10) and init["body_pose"].shape == (2, 69) and init["transl"].shape == (2, 3)
+    assert all(np.all(np.isfinite(init[k])) for k in ("betas", "body_pose", "global_orient", "transl"))
+    assert np.any(init["betas"] != 0)  # trained on anny: its betas are anny's and are kept
+    assert not np.allclose(init["body_pose"][0], init["body_pose"][1])  # the mask changed the input
 
 
 # ------------------------------------------------------------------------------------ part split

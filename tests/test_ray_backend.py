@@ -79,7 +79,7 @@ def test_same_fits_and_files_as_local_backend(runs):
         here, there = FitResult.load(root / "ray" / f"{rel}.npz"), FitResult.load(root / "local" / f"{rel}.npz")
         assert here.status == there.status == ["ok"] and here.keypoint_set == there.keypoint_set == "blazepose33"
         np.testing.assert_array_equal(here.keypoints, there.keypoints)  # same detections
-        for name in PARAMETERS:  # worker threads differ (1 vs the process's), so float sums differ slightly
+        for name in PARAMETERS:  # other processes and thread counts: float sums differ slightly (measured < 4e-4)
             np.testing.assert_allclose(getattr(here, name), getattr(there, name), atol=2e-3, err_msg=name)
         np.testing.assert_allclose(here.extras["coco17_2d"], there.extras["coco17_2d"], atol=0.1)
         assert here.info["config"] == there.info["config"]

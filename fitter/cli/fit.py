@@ -18,6 +18,8 @@ EXAMPLES = """Examples:
   fitter fit photo.jpg --keypoints photo_keypoints.json --no-silhouette
 
   fitter fit photos/ --body-model smpl --gender female --focal 1500 --config accurate
+
+  fitter fit /shared/photos --recursive --out /shared/results --backend ray --address HEAD_IP:6379
 """
 
 
@@ -38,6 +40,8 @@ def fit_command(
     recursive: bool = typer.Option(False, help="Search folders recursively."),
     side_view: bool = typer.Option(False, help="Also write <stem>_side.png."),
     gmm: Path = typer.Option(None, help="GMM pose prior file (SMPLify gmm_08.pkl layout or npz)."),
+    backend: str = typer.Option("local", help="local, or ray (pip install 'fitter[ray]') to spread over a Ray cluster."),
+    address: str = typer.Option(None, help="Ray cluster address (HEAD_IP:6379); default: $RAY_ADDRESS, a local `ray start`, or a new local Ray."),
     landmarks3d: bool = typer.Option(False, "--landmarks3d/--no-landmarks3d",
                                      help="Also pull the body towards mediapipe's 3D world landmarks (after a similarity alignment)."),
 ) -> None:
@@ -45,6 +49,10 @@ def fit_command(
     from fitter.io.images import list_images
     from fitter.pipeline import FitOptions, fit_paths
 
+    if backend not in ("local", "ray"):
+        fail(f"--backend must be local or ray, not {backend!r}")
+    if address is not None and backend != "ray":
+        fail("--address needs --backend ray")
     if config not in ("fast", "default", "accurate"):
         fail(f"--config must be fast, default or accurate, not {config!r}")
     if init != "none":
@@ -84,7 +92,17 @@ def fit_command(
             if status.startswith("failed"):
                 progress.console.print(f"[red]{path}[/red]: {status}", highlight=False)
 
-        summary = fit_paths(images, options, roots=roots, on_image=on_image, model=model)
+        if backend == "ray":
+            try:
+                from fitter.distributed import fit_paths_ray
+
+                summary = fit_paths_ray(images, options, roots=roots, on_image=on_image, address=address)
+            except ModuleNotFoundError as exc:
+                fail(f"--backend ray needs Ray ({exc.name} is missing): pip install 'fitter[ray]'")
+            except (RuntimeError, ValueError) as exc:
+                fail(str(exc))
+        else:
+            summary = fit_paths(images, options, roots=roots, on_image=on_image, model=model)
     done, skipped, failed = len(summary.done), len(summary.skipped), len(summary.failed)
     per = summary.seconds / max(1, done)
     console.print(f"{done} fitted, {skipped} skipped (already done), {failed} failed in {summary.seconds:.1f} s "

@@ -16,6 +16,11 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def train() -> None:
+    """Train regressors on synthetic renders of the body model (keeps `train` a command group)."""
+
+
 @app.command("nbf")
 def train_nbf_command(
     steps: int = typer.Option(300, min=0, help="Adam steps (one fresh synthetic batch each)."),
@@ -24,7 +29,7 @@ def train_nbf_command(
     device: str = typer.Option("cpu", help="cpu or cuda."),
     out: Path = typer.Option(None, help="Checkpoint path [default: $FITTER_HOME/data/checkpoints/nbf_<body model>.pt]."),
     input_kind: str = typer.Option("rendered", "--input", help="rendered (exact part maps) or split (silhouette split by the 2D skeleton, as on photos)."),
-    lr: float = typer.Option(3e-4, help="Adam learning rate."),
+    lr: float = typer.Option(1e-4, help="Adam learning rate."),
     pose_scale: float = typer.Option(0.6, help="Shrink joint-limit pose samples towards the mean pose (0..1)."),
     seed: int = typer.Option(0, help="Random seed of the synthetic data and the weights."),
     body_model: str = typer.Option("anny", "--body-model", help="Body model to render (anny, smpl, ... or a file)."),

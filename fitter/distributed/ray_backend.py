@@ -54,8 +54,10 @@ def _import_ray():
 
 def _absolute_options(options: FitOptions) -> FitOptions:
     """`options` with its file and folder paths made absolute against this process's working directory."""
-    absolute = {name: Path(getattr(options, name)).resolve()
-                for name in ("out_dir", "keypoints", "parts", "gmm") if getattr(options, name) is not None}  # fmt: skip
+    absolute: dict[str, Any] = {name: Path(getattr(options, name)).resolve()
+                                for name in ("out_dir", "keypoints", "parts", "gmm") if getattr(options, name) is not None}  # fmt: skip
+    if Path(options.body_model).is_file():  # a model file rather than a name
+        absolute["body_model"] = str(Path(options.body_model).resolve())
     return dataclasses.replace(options, **absolute)
 
 

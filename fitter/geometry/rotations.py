@@ -41,43 +41,56 @@ def _rodrigues_constants(dtype: torch.dtype, device: torch.device) -> tuple[torc
     return skew, eye, angle_factors, adjoint, transpose
 
 
+def rodrigues_rows_with_cache(v: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """Forward half of `rotation_matrix_rows` for fused autograd Functions (call without
+    autograd): (3,N) rotation vectors -> ((9,N) matrix entries, cache for `rodrigues_rows_vjp`)."""
+    skew, eye, angle_factors, _, _ = _rodrigues_constants(v.dtype, v.device)
+    angle_sq = (v * v).sum(0, keepdim=True)  # (1,N)
+    angle = angle_sq.clamp_min(torch.finfo(v.dtype).eps).sqrt()
+    a_half = torch.sin(angle * angle_factors) / angle  # (2,N): sin(t)/t, sin(t/2)/t
+    a, half = a_half[:1], a_half[1:]
+    b = 2.0 * half * half
+    cos = 1.0 - b * angle_sq
+    outer = (v.unsqueeze(1) * v.unsqueeze(0)).reshape(9, -1)
+    rows = torch.addmm(torch.addcmul(cos * eye, b, outer), skew, a * v)
+    return rows, (v, a, b, cos, angle_sq)
+
+
+def rodrigues_rows_vjp(cache: tuple[torch.Tensor, ...], grad: torch.Tensor) -> torch.Tensor:
+    """Backward half: gradient (9,N) w.r.t. the matrix entries -> gradient (3,N) w.r.t. the
+    rotation vectors, in closed form:
+    d/dv sum(G * R) = a w + b (G + G^T) v + (-a tr G + beta v^T G v + alpha w.v) v, with
+    w.u = sum(G * [u]_x), alpha = a'(t)/t = (cos - a)/t^2, beta = b'(t)/t = (a - 2b)/t^2 (their
+    round-off, ~eps/t^2, meets factors ~t^2, so small angles are harmless)."""
+    v, a, b, cos, angle_sq = cache
+    _, _, _, adjoint, transpose = _rodrigues_constants(v.dtype, v.device)
+    grad = grad.reshape(9, -1)
+    omega_trace = adjoint @ grad  # (4,N)
+    omega, trace = omega_trace[:3], omega_trace[3:]
+    sym = (grad + grad.index_select(0, transpose)).view(3, 3, -1)
+    sym_v = (sym * v.unsqueeze(0)).sum(1)  # (G + G^T) v
+    vgv = 0.5 * (v * sym_v).sum(0, keepdim=True)
+    wv = (omega * v).sum(0, keepdim=True)
+    angle_sq = angle_sq.clamp_min(torch.finfo(v.dtype).eps)
+    alpha = (cos - a) / angle_sq
+    beta = torch.sub(a, b, alpha=2.0) / angle_sq
+    radial = torch.addcmul(torch.addcmul(-a * trace, beta, vgv), alpha, wv)
+    return torch.addcmul(torch.addcmul(a * omega, b, sym_v), radial, v)
+
+
 class _Rodrigues(torch.autograd.Function):
-    """(3,N) rotation vectors -> (9,N) matrix entries, with a closed-form backward (a few fused
+    """(3,N) rotation vectors -> (9,N) matrix entries with the closed-form backward (a few fused
     ops instead of autograd through ~20 elementwise ones; PyTorch's per-op cost rules the fit)."""
 
     @staticmethod
     def forward(ctx, v: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        skew, eye, angle_factors, _, _ = _rodrigues_constants(v.dtype, v.device)
-        min_angle_sq = torch.finfo(v.dtype).eps
-        angle_sq = (v * v).sum(0, keepdim=True)  # (1,N)
-        angle = angle_sq.clamp_min(min_angle_sq).sqrt()
-        a_half = torch.sin(angle * angle_factors) / angle  # (2,N): sin(t)/t, sin(t/2)/t
-        a, half = a_half[:1], a_half[1:]
-        b = 2.0 * half * half
-        cos = 1.0 - b * angle_sq
-        outer = (v.unsqueeze(1) * v.unsqueeze(0)).reshape(9, -1)
-        ctx.save_for_backward(v, a, b, cos, angle_sq)
-        return torch.addmm(torch.addcmul(cos * eye, b, outer), skew, a * v)
+        rows, cache = rodrigues_rows_with_cache(v)
+        ctx.save_for_backward(*cache)
+        return rows
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        # d/dv sum(G * R) = a w + b (G + G^T) v + (-a tr G + beta v^T G v + alpha w.v) v, with
-        # w.u = sum(G * [u]_x), alpha = a'(t)/t = (cos - a)/t^2, beta = b'(t)/t = (a - 2b)/t^2
-        # (their round-off, ~eps/t^2, meets factors ~t^2: harmless at small angles).
-        v, a, b, cos, angle_sq = ctx.saved_tensors
-        _, _, _, adjoint, transpose = _rodrigues_constants(v.dtype, v.device)
-        grad = grad.reshape(9, -1)
-        omega_trace = adjoint @ grad  # (4,N)
-        omega, trace = omega_trace[:3], omega_trace[3:]
-        sym = (grad + grad.index_select(0, transpose)).view(3, 3, -1)
-        sym_v = (sym * v.unsqueeze(0)).sum(1)  # (G + G^T) v
-        vgv = 0.5 * (v * sym_v).sum(0, keepdim=True)
-        wv = (omega * v).sum(0, keepdim=True)
-        angle_sq = angle_sq.clamp_min(torch.finfo(v.dtype).eps)
-        alpha = (cos - a) / angle_sq
-        beta = torch.sub(a, b, alpha=2.0) / angle_sq
-        radial = torch.addcmul(torch.addcmul(-a * trace, beta, vgv), alpha, wv)
-        return torch.addcmul(torch.addcmul(a * omega, b, sym_v), radial, v)
+        return rodrigues_rows_vjp(ctx.saved_tensors, grad)
 
 
 def rotation_matrix_rows(axis_angle_rows: torch.Tensor) -> torch.Tensor:

@@ -62,7 +62,7 @@ class NBFTrainConfig:
     steps: int = 300
     batch_size: int = 16
     resolution: int = 64  # input crop side, pixels
-    lr: float = 3e-4  # Adam
+    lr: float = 1e-4  # Adam
     input_kind: str = "rendered"  # "rendered" part maps or "split" silhouettes
     pose_scale: float = 0.6
     seed: int = 0

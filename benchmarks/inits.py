@@ -1,0 +1,146 @@
+"""Initializer benchmark: where fitting starts and where `fit_keypoints` ends, per initializer.
+
+Synthetic people (benchmarks/synthetic.py: anny bodies, betas ~ N(0,1), poses inside the joint
+limits, any heading, 24-85 mm lenses at 2-10 m) are seen as:
+* BlazePose-33 keypoints: the model's points projected, + Gaussian pixel noise (--noise-px),
+  confidence 1 (0 for points the model lacks);
+* mediapipe-like world landmarks: the same points in camera axes, hip-centred, + Gaussian noise
+  (--landmark-noise metres);
+* a person mask: the rendered silhouette (for NBF's part split); an RGB picture: the shaded mesh
+  on grey (only used by regressors whose checkpoints are present; out of their training domain).
+
+Initializers: none (fit_keypoints' frontal start), mediapipe (landmark IK), nbf (when a trained
+checkpoint is found or given with --nbf), hmr / cliff / pare (when their checkpoints are found).
+Prints start and final errors: PA-MPJPE and MPJPE (mm, 24 joints; MPJPE pelvis-aligned) and the
+global orientation error (degrees), plus seconds per person for the initializer.
+
+    python benchmarks/inits.py [--n 16] [--config fast] [--nbf /path/nbf_anny.pt]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from synthetic import joint_errors, sample_cases  # noqa: E402
+
+from fitter.body import load_body_model  # noqa: E402
+from fitter.geometry import axis_angle_to_matrix  # noqa: E402
+from fitter.init import available_initializers, initialize  # noqa: E402
+from fitter.keypoints import keypoint_names, keypoint_regressor  # noqa: E402
+from fitter.optimize import fit_keypoints, mean_body_pose  # noqa: E402
+
+
+def orientation_error_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N,) rotation angle (degrees) between axis-angle orientations a and b (N,3)."""
+    ra = axis_angle_to_matrix(torch.as_tensor(np.asarray(a), dtype=torch.float32))
+    rb = axis_angle_to_matrix(torch.as_tensor(np.asarray(b), dtype=torch.float32))
+    cos = ((ra.transpose(-1, -2) @ rb).diagonal(dim1=-1, dim2=-2).sum(-1) - 1) / 2
+    return torch.rad2deg(torch.arccos(cos.clamp(-1, 1))).numpy()
+
+
+def joints_of(model, params: dict) -> np.ndarray:
+    with torch.no_grad():
+        args = [torch.as_tensor(np.asarray(params[k]), dtype=torch.float32) for k in ("betas", "body_pose", "global_orient")]
+        return model(*args).joints.numpy()
+
+
+def make_observations(model, cases: dict, noise_px: float, landmark_noise: float, seed: int, images: bool) -> dict:
+    """Keypoints, world landmarks, masks (and pictures) of the sampled people."""
+    from fitter.render import render_mask, render_shaded
+
+    rng = np.random.default_rng(seed)
+    reg = keypoint_regressor(model, "blazepose33")
+    names = keypoint_names("blazepose33")
+    kp = cases["keypoints"].copy()
+    kp[..., :2] += rng.normal(0.0, noise_px, kp[..., :2].shape)
+    kp[..., 2] = (reg.quality.numpy() > 0).astype(np.float32)
+    params = [torch.as_tensor(cases[k]) for k in ("betas", "body_pose", "global_orient", "transl")]
+    width, height = (int(v) for v in cases["image_size"])
+    with torch.no_grad():
+        out = model(*params[:3])
+        pts = reg.from_vertices(out.joints, out.vertices)
+        hips = (pts[:, names.index("left_hip")] + pts[:, names.index("right_hip")]) / 2
+        world = (pts - hips[:, None]).numpy() + rng.normal(0.0, landmark_noise, pts.shape)
+        posed = model(*params).vertices
+        center = torch.tensor([width / 2.0, height / 2.0])
+        masks = render_mask(posed, model.faces, torch.as_tensor(cases["focal"]), center, (width, height)).numpy()
+    pictures = []
+    if images:
+        for i in range(len(posed)):
+            rgb, mask = render_shaded(posed[i], model.faces, float(cases["focal"][i]), center, (width, height))
+            pictures.append(np.where(mask[..., None], rgb, 128).astype(np.uint8))
+    else:
+        pictures = [np.zeros((height, width, 3), np.uint8)] * len(posed)
+    return {"keypoints": kp.astype(np.float32), "world": world.astype(np.float32), "masks": list(masks), "images": pictures}
+
+
+def run(args) -> None:
+    console = Console()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load_body_model(args.body_model)
+    cases = sample_cases(model, args.n, "blazepose33", seed=args.seed, pose_scale=args.pose_scale, image_size=(640, 480))
+    available = available_initializers()
+    names = ["none", "mediapipe"]
+    if args.nbf or "nbf" in available:
+        names.append("nbf")
+    names += [n for n in ("hmr", "cliff", "pare") if n in available]
+    obs = make_observations(model, cases, args.noise_px, args.landmark_noise, args.seed,
+                            images=any(n in ("hmr", "cliff", "pare") for n in names))  # fmt: skip
+    truth = joints_of(model, cases)
+    n = args.n
+    table = Table(title=f"initializers on {n} synthetic people (anny, blazepose33, noise {args.noise_px} px, "
+                        f"landmarks {args.landmark_noise * 100:.0f} cm, config {args.config})")  # fmt: skip
+    for col in ("init", "s/person", "start PA mm", "start MPJPE mm", "start orient deg",
+                "final PA mm", "final MPJPE mm", "final orient deg", "final 2D px"):  # fmt: skip
+        table.add_column(col, justify="right")
+    for name in names:
+        start = time.perf_counter()
+        init = initialize(name, obs["images"], obs["keypoints"], "blazepose33", cases["image_size"], cases["focal"], model,
+                          list(range(n)), world_landmarks=obs["world"], masks=obs["masks"],
+                          checkpoint_path=args.nbf if name == "nbf" else None)  # fmt: skip
+        seconds = (time.perf_counter() - start) / n
+        start_params = init if init is not None else {
+            "betas": np.zeros((n, 10), np.float32), "body_pose": mean_body_pose().expand(n, 69).numpy(),
+            "global_orient": np.tile(np.array([[math.pi, 0.0, 0.0]], np.float32), (n, 1)),
+        }  # fmt: skip
+        mp0, pa0 = joint_errors(joints_of(model, start_params), truth)
+        or0 = orientation_error_deg(start_params["global_orient"], cases["global_orient"])
+        fit_init = None if init is None else {k: init[k] for k in ("betas", "body_pose", "global_orient", "transl")}
+        result = fit_keypoints(obs["keypoints"], "blazepose33", cases["image_size"], focal_length=cases["focal"],
+                               body_model=model, init=fit_init, config=args.config)  # fmt: skip
+        mp1, pa1 = joint_errors(result.joints - result.transl[:, None], truth)
+        or1 = orientation_error_deg(result.global_orient, cases["global_orient"])
+        table.add_row(name, f"{seconds:.3f}", f"{pa0.mean():.1f}", f"{mp0.mean():.1f}", f"{or0.mean():.1f}",
+                      f"{pa1.mean():.1f}", f"{mp1.mean():.1f}", f"{or1.mean():.1f}",
+                      f"{result.reprojection_error_px.mean():.2f}")  # fmt: skip
+        console.print(f"{name}: done", style="dim")
+    console.print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=16, help="synthetic people")
+    parser.add_argument("--config", default="fast", help="fit_keypoints preset")
+    parser.add_argument("--noise-px", type=float, default=2.0, help="keypoint noise, pixels (640x480 images)")
+    parser.add_argument("--landmark-noise", type=float, default=0.03, help="world-landmark noise, metres")
+    parser.add_argument("--pose-scale", type=float, default=0.5)
+    parser.add_argument("--nbf", default=None, help="NBF checkpoint to use (default: find_checkpoint('nbf'))")
+    parser.add_argument("--body-model", default="anny")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
+    parser.add_argument("--seed", type=int, default=0)
+    run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()
