@@ -9,12 +9,19 @@ limits, any heading, 24-85 mm lenses at 2-10 m) are seen as:
 * a person mask: the rendered silhouette (for NBF's part split); an RGB picture: the shaded mesh
   on grey (only used by regressors whose checkpoints are present; out of their training domain).
 
-Initializers: none (fit_keypoints' frontal start), mediapipe (landmark IK), nbf (when a trained
-checkpoint is found or given with --nbf), hmr / cliff / pare (when their checkpoints are found).
+Initializers: none (fit_keypoints' frontal start), mediapipe (landmark IK), "mediapipe +
+landmarks3d" (the same start, and the world landmarks also pulled on during the fit with
+FitConfig.landmarks3d_weight), nbf (when a trained checkpoint is found or given with --nbf),
+hmr / cliff / pare (when their checkpoints are found).
 Prints start and final errors: PA-MPJPE and MPJPE (mm, 24 joints; MPJPE pelvis-aligned) and the
 global orientation error (degrees), plus seconds per person for the initializer.
 
-    python benchmarks/inits.py [--n 16] [--config fast] [--nbf /path/nbf_anny.pt]
+With --real, the photos of shared/eval with 3D ground truth (Human3.6M, MPI-INF-3DHP; camera
+frame, mm) are also run: mediapipe detects keypoints, world landmarks and the mask, and the
+table gives PA-MPJPE (mm) over the 12 limb joints (shoulders, elbows, wrists, hips, knees,
+ankles) of mediapipe's own world landmarks, of the start and of the fit.
+
+    python benchmarks/inits.py [--n 16] [--config fast] [--nbf /path/nbf_anny.pt] [--real]
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from fitter.body import load_body_model  # noqa: E402
 from fitter.geometry import axis_angle_to_matrix  # noqa: E402
 from fitter.init import available_initializers, initialize  # noqa: E402
 from fitter.keypoints import keypoint_names, keypoint_regressor  # noqa: E402
-from fitter.optimize import fit_keypoints, mean_body_pose  # noqa: E402
+from fitter.optimize import fit_config, fit_keypoints, mean_body_pose  # noqa: E402
 
 
 def orientation_error_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -52,6 +59,13 @@ def joints_of(model, params: dict) -> np.ndarray:
     with torch.no_grad():
         args = [torch.as_tensor(np.asarray(params[k]), dtype=torch.float32) for k in ("betas", "body_pose", "global_orient")]
         return model(*args).joints.numpy()
+
+
+def _landmarks_config(args):
+    """The fit config of the landmarks3d rows: the preset, with --landmarks3d-weight if given."""
+    if args.landmarks3d_weight is None:
+        return fit_config(args.config)
+    return fit_config(args.config, landmarks3d_weight=args.landmarks3d_weight)
 
 
 def make_observations(model, cases: dict, noise_px: float, landmark_noise: float, seed: int, images: bool) -> dict:
@@ -95,16 +109,19 @@ def run(args) -> None:
     if args.nbf or "nbf" in available:
         names.append("nbf")
     names += [n for n in ("hmr", "cliff", "pare") if n in available]
+    rows = [(name, name, False) for name in names]
+    rows.insert(2, ("mediapipe + landmarks3d", "mediapipe", True))  # the 3D landmarks also pulled on in the fit
     obs = make_observations(model, cases, args.noise_px, args.landmark_noise, args.seed,
                             images=any(n in ("hmr", "cliff", "pare") for n in names))  # fmt: skip
     truth = joints_of(model, cases)
     n = args.n
-    table = Table(title=f"initializers on {n} synthetic people (anny, blazepose33, noise {args.noise_px} px, "
+    table = Table(box=None, title=f"initializers on {n} synthetic people (anny, blazepose33, noise {args.noise_px} px, "
                         f"landmarks {args.landmark_noise * 100:.0f} cm, config {args.config})")  # fmt: skip
     for col in ("init", "s/person", "start PA mm", "start MPJPE mm", "start orient deg",
                 "final PA mm", "final MPJPE mm", "final orient deg", "final 2D px"):  # fmt: skip
         table.add_column(col, justify="right")
-    for name in names:
+    landmarks3d = np.concatenate([obs["world"], obs["keypoints"][..., 2:]], axis=-1)  # (N,33,4) + weight
+    for label, name, use_landmarks in rows:
         start = time.perf_counter()
         init = initialize(name, obs["images"], obs["keypoints"], "blazepose33", cases["image_size"], cases["focal"], model,
                           list(range(n)), world_landmarks=obs["world"], masks=obs["masks"],
@@ -117,14 +134,89 @@ def run(args) -> None:
         mp0, pa0 = joint_errors(joints_of(model, start_params), truth)
         or0 = orientation_error_deg(start_params["global_orient"], cases["global_orient"])
         fit_init = None if init is None else {k: init[k] for k in ("betas", "body_pose", "global_orient", "transl")}
+        config = _landmarks_config(args) if use_landmarks else args.config
         result = fit_keypoints(obs["keypoints"], "blazepose33", cases["image_size"], focal_length=cases["focal"],
-                               body_model=model, init=fit_init, config=args.config)  # fmt: skip
+                               body_model=model, init=fit_init, config=config,
+                               landmarks3d=landmarks3d if use_landmarks else None)  # fmt: skip
         mp1, pa1 = joint_errors(result.joints - result.transl[:, None], truth)
         or1 = orientation_error_deg(result.global_orient, cases["global_orient"])
-        table.add_row(name, f"{seconds:.3f}", f"{pa0.mean():.1f}", f"{mp0.mean():.1f}", f"{or0.mean():.1f}",
+        table.add_row(label, f"{seconds:.3f}", f"{pa0.mean():.1f}", f"{mp0.mean():.1f}", f"{or0.mean():.1f}",
                       f"{pa1.mean():.1f}", f"{mp1.mean():.1f}", f"{or1.mean():.1f}",
                       f"{result.reprojection_error_px.mean():.2f}")  # fmt: skip
-        console.print(f"{name}: done", style="dim")
+        console.print(f"{label}: done", style="dim")
+    console.print(table)
+
+
+EVAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "eval"
+LIMBS = ["left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+         "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle"]  # fmt: skip
+GT_NAMES = {"h36m": {**{n: n for n in LIMBS}, "left_ankle": "left_foot", "right_ankle": "right_foot"},
+            "mpi_inf_3dhp": {n: n for n in LIMBS}}  # fmt: skip
+
+
+def run_real(args, model, console: Console) -> None:
+    """Initializers on the eval photos with 3D ground truth (see the module docstring)."""
+    import json
+
+    from fitter.detect import BlazePoseDetector
+    from fitter.io.images import read_image
+
+    if not EVAL_DIR.is_dir():
+        console.print(f"--real: {EVAL_DIR} is absent; skipped")
+        return
+    reg = keypoint_regressor(model, "blazepose33")
+    index = [keypoint_names("blazepose33").index(n) for n in LIMBS]
+
+    def limbs(params) -> np.ndarray:
+        with torch.no_grad():
+            args_ = [torch.as_tensor(np.asarray(params[k]), dtype=torch.float32) for k in ("betas", "body_pose", "global_orient")]
+            out = model(*args_)
+            return reg.from_vertices(out.joints, out.vertices)[:, index].numpy()
+
+    rows: dict[str, list[float]] = {k: [] for k in ("mediapipe world landmarks", "start: none (frontal)", "start: mediapipe",
+                                                     "fit: none", "fit: mediapipe", "fit: mediapipe + landmarks3d")}  # fmt: skip
+    used = []
+    with BlazePoseDetector() as detector:
+        for subset in ("h36m", "mpi_inf_3dhp"):
+            ann = json.loads((EVAL_DIR / subset / "annotations.json").read_text())
+            names = ann["joint_names"]
+            for item in ann["images"]:
+                image = read_image(EVAL_DIR / subset / item["file"])
+                det = detector.detect(image)
+                if det is None:
+                    console.print(f"{subset}/{item['file']}: mediapipe found nobody; skipped")
+                    continue
+                used.append(f"{subset}/{Path(item['file']).name}")
+                truth = np.array(item["joints_3d_camera_mm"], np.float32)[[names.index(GT_NAMES[subset][n]) for n in LIMBS]][None] / 1000
+                size = (item["width"], item["height"])
+                focal = float(np.mean(item["camera"]["f"]))
+                kp = det.keypoints[None]
+                init = initialize("mediapipe", [image], kp, "blazepose33", size, [focal], model, [0],
+                                  world_landmarks=det.world_landmarks[None])  # fmt: skip
+                fit_init = {k: init[k] for k in ("betas", "body_pose", "global_orient", "transl")}
+                frontal = {"betas": np.zeros((1, 10)), "body_pose": mean_body_pose()[None].numpy(),
+                           "global_orient": np.array([[math.pi, 0.0, 0.0]])}  # fmt: skip
+                landmarks3d = np.concatenate([det.world_landmarks, det.keypoints[:, 2:]], axis=-1)[None]
+                fits = {
+                    "fit: none": fit_keypoints(kp, "blazepose33", size, [focal], body_model=model, config=args.config),
+                    "fit: mediapipe": fit_keypoints(kp, "blazepose33", size, [focal], body_model=model, init=fit_init,
+                                                    config=args.config),
+                    "fit: mediapipe + landmarks3d": fit_keypoints(
+                        kp, "blazepose33", size, [focal], body_model=model, init=fit_init, landmarks3d=landmarks3d,
+                        config=_landmarks_config(args)),
+                }  # fmt: skip
+                preds = {"mediapipe world landmarks": det.world_landmarks[None, index], "start: none (frontal)": limbs(frontal),
+                         "start: mediapipe": limbs(init)}  # fmt: skip
+                preds.update({k: limbs({p: getattr(r, p) for p in ("betas", "body_pose", "global_orient")}) for k, r in fits.items()})
+                for key, pred in preds.items():
+                    rows[key].append(float(joint_errors(pred.astype(np.float32), truth)[1][0]))
+    table = Table(box=None, title=f"eval photos with 3D ground truth ({len(used)}: {', '.join(used)}), PA-MPJPE mm, 12 limb joints")
+    table.add_column("what")
+    for name in used:
+        table.add_column(name.split("/")[0], justify="right")
+    table.add_column("mean", justify="right")
+    for key, values in rows.items():
+        table.add_row(key, *(f"{v:.1f}" for v in values), f"{np.mean(values):.1f}" if values else "-")
     console.print(table)
 
 
@@ -135,11 +227,17 @@ def main() -> None:
     parser.add_argument("--noise-px", type=float, default=2.0, help="keypoint noise, pixels (640x480 images)")
     parser.add_argument("--landmark-noise", type=float, default=0.03, help="world-landmark noise, metres")
     parser.add_argument("--pose-scale", type=float, default=0.5)
+    parser.add_argument("--landmarks3d-weight", type=float, default=None,
+                        help="FitConfig.landmarks3d_weight of the landmarks3d rows (default: the config's)")
     parser.add_argument("--nbf", default=None, help="NBF checkpoint to use (default: find_checkpoint('nbf'))")
     parser.add_argument("--body-model", default="anny")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     parser.add_argument("--seed", type=int, default=0)
-    run(parser.parse_args())
+    parser.add_argument("--real", action="store_true", help="also run the shared/eval photos with 3D ground truth")
+    args = parser.parse_args()
+    run(args)
+    if args.real:
+        run_real(args, load_body_model(args.body_model), Console())
 
 
 if __name__ == "__main__":

@@ -39,7 +39,8 @@ class FitOptions:
     out_dir: Path = Path("fitter_out")
     body_model: str = "anny"
     gender: str = "neutral"
-    init: str = "none"
+    init: str = "best"  # none, mediapipe, hmr, cliff, pare, nbf, or best (regressor if found, else mediapipe)
+    refine: str | None = None  # "eft": fine-tune the regressor per person before the optimizer
     focal: float | None = None
     keypoints: Path | None = None
     silhouette: bool = True
@@ -51,7 +52,7 @@ class FitOptions:
     side_view: bool = False
     recursive: bool = False
     gmm: Path | None = None
-    landmarks3d: bool = False  # also pull the body towards mediapipe's 3D world landmarks
+    landmarks3d: bool = True  # also pull the body towards mediapipe's 3D world landmarks (detections only)
 
 
 @dataclass
@@ -233,6 +234,18 @@ def project_keypoint_set(result: FitResult, model: BodyModel, keypoint_set: str,
     return px.cpu().numpy()
 
 
+def resolve_init_name(name: str) -> str:
+    """'best' -> the best initializer available: a regressor whose checkpoint is found (CLIFF,
+    PARE, HMR), else the free mediapipe IK. (NBF trained on this CPU did not help; it is used
+    only when asked for.)"""
+    if name != "best":
+        return name
+    from fitter.init import available_initializers
+
+    found = available_initializers()
+    return next((n for n in ("cliff", "pare", "hmr") if n in found), "mediapipe")
+
+
 def _fit_jobs(jobs: list[ImageJob], model: BodyModel, options: FitOptions) -> list[FitResult | Exception]:
     """Fit all people of `jobs` in batches grouped by keypoint set; one result per job."""
     results: list[FitResult | Exception] = [None] * len(jobs)  # type: ignore[list-item]
@@ -254,9 +267,21 @@ def _fit_jobs(jobs: list[ImageJob], model: BodyModel, options: FitOptions) -> li
                 lm3d.append(np.concatenate([wl, jobs[i].keypoints[p, :, 2:3]], axis=1) if wl is not None
                             else np.zeros((jobs[i].keypoints.shape[1], 4), np.float32))  # fmt: skip
         try:
-            res = fit_keypoints(np.stack(kps), kset, np.array(sizes, dtype=np.float32), focal_length=options.focal,
+            from fitter.camera import resolve_camera
+            from fitter.init import initialize
+
+            sizes_arr = np.array(sizes, dtype=np.float32)
+            camera = resolve_camera(sizes_arr, len(kps), options.focal, paths)  # one focal for init and fit
+            images = [jobs[i].image for i in idx]
+            local_owner = [idx.index(o) for o in owner]
+            world = [jobs[o].world_landmarks for o in owner]
+            init = initialize(resolve_init_name(options.init), images, np.stack(kps), kset, sizes_arr,
+                              camera.focal_length, model, local_owner,
+                              world_landmarks=np.stack(world) if kset == "blazepose33" and all(w is not None for w in world) else None,
+                              masks=masks, device=options.device, refine=options.refine)  # fmt: skip
+            res = fit_keypoints(np.stack(kps), kset, sizes_arr, focal_length=camera.focal_length, init=init,
                                 body_model=model, config=options.config, device=options.device,
-                                gmm_path=str(options.gmm) if options.gmm else None, image_paths=paths,
+                                gmm_path=str(options.gmm) if options.gmm else None,
                                 masks=masks if options.silhouette else None,
                                 part_masks=part_masks if any(p is not None for p in part_masks) else None,
                                 landmarks3d=np.stack(lm3d) if options.landmarks3d and kset == "blazepose33" else None)  # fmt: skip

@@ -28,6 +28,7 @@ from fitter.init import (
 )
 from fitter.keypoints import keypoint_names, keypoint_regressor
 from fitter.optimize import mean_body_pose
+from fitter.refine import EFTConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from synthetic import joint_errors, sample_cases  # noqa: E402
@@ -134,6 +135,35 @@ def test_solve_translation_recovers_exact_translation():
     assert not ok.any()
 
 
+def test_mediapipe_initializer_detects_landmarks_on_a_photo_crop(anny_model, eval_dir):
+    """Keypoints from a file (COCO-17 ground truth), no world landmarks: BlazePose runs on a crop
+    around the person; the start, projected with its translation, lands on the person."""
+    import json
+
+    from fitter.io.images import read_image
+
+    ann = json.loads((eval_dir / "coco" / "annotations.json").read_text())
+    item = next(i for i in ann["images"] if i["single_person"])
+    image = read_image(eval_dir / "coco" / item["file"])
+    kp = np.array(item["target"]["keypoints"], np.float32).reshape(1, 17, 3)
+    kp[..., 2] = (kp[..., 2] > 0).astype(np.float32)
+    size = (item["width"], item["height"])
+    focal = np.array([math.hypot(*size)], np.float32)
+    init = initialize("mediapipe", [image], kp, "coco17", size, focal, anny_model, [0])
+    assert np.isfinite(init["landmark_error_m"]).all(), "mediapipe found nobody in the crop"
+    reg = keypoint_regressor(anny_model, "coco17")
+    with torch.no_grad():
+        args = [torch.as_tensor(init[k]) for k in ("betas", "body_pose", "global_orient", "transl")]
+        out = anny_model(*args)
+        px = perspective_project(reg.from_vertices(out.joints, out.vertices), torch.as_tensor(focal),
+                                 torch.tensor([size[0] / 2, size[1] / 2])).numpy()  # fmt: skip
+    seen = kp[0, :, 2] > 0
+    error = np.linalg.norm(px[0, seen] - kp[0, seen, :2], axis=1).mean()
+    height = float(item["target"]["bbox_xywh"][3])
+    print(f"{item['file']}: start 2D error {error:.1f} px for a {height:.0f} px tall person")
+    assert error < 0.15 * height
+
+
 # ------------------------------------------------------------------------------------ names / lookup
 def _write_checkpoint(folder: Path, name: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
@@ -176,28 +206,35 @@ def test_initialize_none_unknown_and_missing(tmp_path, monkeypatch, anny_model, 
 
 
 # ------------------------------------------------------------------------------------ regressors
-def test_hmr_initializer_matches_manual_pipeline(tmp_path, monkeypatch, anny_model, cases):
-    """initialize("hmr") = box from keypoints -> crop -> network -> full-frame camera, betas 0 on anny."""
-    from fitter.regressors import box_from_keypoints, build_hmr, crop_for_model, regressor_output_to_full_frame
+@pytest.mark.parametrize("name, regressor, file_name", [("hmr", "hmr", "model_checkpoint.pt"),
+                                                      ("cliff", "cliff_res50", "res50-test.pt")])  # fmt: skip
+def test_regressor_initializer_matches_manual_pipeline(tmp_path, monkeypatch, anny_model, cases, name, regressor, file_name):
+    """initialize(name) = box from keypoints -> crop (+ CLIFF's bbox_info with the image's focal)
+    -> network -> full-frame camera with that focal; betas 0 on anny."""
+    from fitter.regressors import (box_from_keypoints, build_cliff_res50, build_hmr, cliff_bbox_info, crop_for_model,
+                                   regressor_output_to_full_frame)  # fmt: skip
 
     monkeypatch.setenv("FITTER_HOME", str(tmp_path))
     torch.manual_seed(0)
-    net = build_hmr().eval()
+    net = (build_hmr() if name == "hmr" else build_cliff_res50()).eval()
     folder = tmp_path / "data" / "checkpoints"
     folder.mkdir(parents=True)
-    torch.save({"model": net.state_dict(), "epoch": 0}, folder / "model_checkpoint.pt")
+    torch.save({"model": net.state_dict()}, folder / file_name)
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (960, 1280, 3), dtype=np.uint8)
     kp = cases["keypoints"][:2]
-    init = initialize("hmr", [image], kp, "blazepose33", cases["image_size"], cases["focal"][:2], anny_model, [0, 0])
+    focal = cases["focal"][:2]
+    init = initialize(name, [image], kp, "blazepose33", cases["image_size"], focal, anny_model, [0, 0])
     assert set(init) >= {"betas", "body_pose", "global_orient", "transl"}
     assert init["betas"].shape == (2, 10) and init["body_pose"].shape == (2, 69) and init["transl"].shape == (2, 3)
     assert np.all(init["betas"] == 0)  # SMPL betas mean nothing on anny
-    box = box_from_keypoints(torch.as_tensor(kp), "hmr")
-    crops = torch.cat([crop_for_model(image, type(box)(box.center[i : i + 1], box.scale[i : i + 1]), "hmr") for i in range(2)])
+    box = box_from_keypoints(torch.as_tensor(kp), regressor)
+    crops = torch.cat([crop_for_model(image, type(box)(box.center[i : i + 1], box.scale[i : i + 1]), regressor)
+                       for i in range(2)])  # fmt: skip
+    size = torch.tensor(IMAGE_SIZE, dtype=torch.float32)
     with torch.no_grad():
-        manual = regressor_output_to_full_frame(net(crops), box, torch.tensor(IMAGE_SIZE, dtype=torch.float32),
-                                                torch.as_tensor(cases["focal"][:2]))  # fmt: skip
+        out = net(crops) if name == "hmr" else net(crops, cliff_bbox_info(box, size, torch.as_tensor(focal)).float())
+        manual = regressor_output_to_full_frame(out, box, size, torch.as_tensor(focal))
     for key in ("body_pose", "global_orient", "transl"):
         np.testing.assert_allclose(init[key], manual[key].numpy(), atol=1e-4)
 
@@ -219,6 +256,21 @@ def test_nbf_initializer_with_and_without_mask(tmp_path, anny_model, cases):
     assert all(np.all(np.isfinite(init[k])) for k in ("betas", "body_pose", "global_orient", "transl"))
     assert np.any(init["betas"] != 0)  # trained on anny: its betas are anny's and are kept
     assert not np.allclose(init["body_pose"][0], init["body_pose"][1])  # the mask changed the input
+    refined = initialize("nbf", [image], np.stack([kp, kp]), "blazepose33", size, focal, anny_model, [0, 0], masks=masks,
+                         checkpoint_path=path, refine="eft", eft_config=EFTConfig(max_iters=3))  # fmt: skip
+    assert refined["eft_error_after_px"].shape == (2,) and np.all(np.isfinite(refined["eft_error_after_px"]))
+    np.testing.assert_allclose(refined["eft_error_before_px"][0], _start_error_px(anny_model, init, kp, focal, size), rtol=1e-3)
+
+
+def _start_error_px(model, init: dict, kp: np.ndarray, focal: np.ndarray, size) -> float:
+    """Weighted RMS 2D error (px) of person 0's start against its BlazePose-33 keypoints (EFT's measure)."""
+    reg = keypoint_regressor(model, "blazepose33")
+    with torch.no_grad():
+        out = model(*(torch.as_tensor(init[k][:1]) for k in ("betas", "body_pose", "global_orient", "transl")))
+        px = perspective_project(reg.from_vertices(out.joints, out.vertices), torch.as_tensor(focal[:1]),
+                                 torch.tensor([size[0] / 2, size[1] / 2])).numpy()[0]  # fmt: skip
+    weights = kp[:, 2] * reg.quality.numpy()
+    return float(np.sqrt((weights * ((px - kp[:, :2]) ** 2).sum(-1)).sum() / weights.sum()))
 
 
 # ------------------------------------------------------------------------------------ part split

@@ -65,7 +65,7 @@ def _compose(parent: Tensor, child: Tensor) -> Tensor:
     return (parent.unsqueeze(3) * child.unsqueeze(1)).sum(2)
 
 
-def _kinematics_with_cache(local: Tensor, ancestors: Tensor) -> tuple[Tensor, list[Tensor]]:
+def _kinematics_with_cache(local: Tensor, ancestors) -> tuple[Tensor, list[Tensor]]:
     """Pointer-jumping forward kinematics (call without autograd): world transforms and the
     (parent, child) factors of every round for `_kinematics_vjp`."""
     world, cache = local, []
@@ -76,7 +76,7 @@ def _kinematics_with_cache(local: Tensor, ancestors: Tensor) -> tuple[Tensor, li
     return world, cache
 
 
-def _kinematics_vjp(cache: list[Tensor], ancestors: Tensor, grad: Tensor) -> Tensor:
+def _kinematics_vjp(cache: list[Tensor], ancestors, grad: Tensor) -> Tensor:
     """Gradient w.r.t. the local transforms: per round (new = parent @ child) two 4x4 products
     and one scatter-add of the parents' share."""
     for r in range(len(ancestors) - 1, -1, -1):
@@ -85,6 +85,45 @@ def _kinematics_vjp(cache: list[Tensor], ancestors: Tensor, grad: Tensor) -> Ten
         grad = (parent.unsqueeze(3) * grad.unsqueeze(2)).sum(1)  # parent^T @ grad
         grad = grad.index_add(0, ancestors[r], grad_parent)
     return grad
+
+
+def _levelwise_kinematics(local: Tensor, levels) -> Tensor:
+    """Forward kinematics one tree level at a time (call without autograd): each joint is
+    composed once, so at large batches (flop-bound) this beats pointer jumping's log-depth
+    rounds over all joints. levels: ((joint ids, parent ids), ...) per depth >= 1."""
+    world = local.clone()
+    for ids, parent_ids in levels:
+        world.index_copy_(0, ids, _compose(world.index_select(0, parent_ids), local.index_select(0, ids)))
+    return world
+
+
+def _levelwise_vjp(local: Tensor, world: Tensor, levels, grad: Tensor) -> Tensor:
+    """Gradient w.r.t. the local transforms, deepest level first (a joint's adjoint is complete
+    once its descendants are done): local grad = parent_world^T @ g, parent += g @ local^T."""
+    grad = grad.clone()
+    for ids, parent_ids in reversed(levels):
+        grad_ids = grad.index_select(0, ids)
+        parent, child = world.index_select(0, parent_ids), local.index_select(0, ids)
+        grad.index_add_(0, parent_ids, (grad_ids.unsqueeze(2) * child.unsqueeze(1)).sum(3))
+        grad.index_copy_(0, ids, (parent.unsqueeze(3) * grad_ids.unsqueeze(2)).sum(1))
+    return grad
+
+
+def _tree_levels(parents: list[int]) -> list[tuple[Tensor, Tensor]]:
+    """(joint ids, parent ids) of each depth >= 1 of the kinematic tree."""
+    depth = [0] * len(parents)
+    for j in range(1, len(parents)):
+        depth[j] = depth[parents[j]] + 1
+    levels = []
+    for d in range(1, max(depth) + 1):
+        ids = [j for j in range(len(parents)) if depth[j] == d]
+        levels.append((torch.tensor(ids), torch.tensor([parents[j] for j in ids])))
+    return levels
+
+
+# Batches at least this large pose level by level (flop-bound); smaller ones by pointer jumping
+# (op-count-bound). Both give the same transforms up to float round-off.
+LEVELWISE_MIN_BATCH = 48
 
 
 class _PointerJumping(torch.autograd.Function):
@@ -110,6 +149,30 @@ def forward_kinematics(local: Tensor, ancestors: Tensor) -> Tensor:
     return _PointerJumping.apply(local, ancestors)
 
 
+@dataclass(frozen=True)
+class _FastPathConstants:
+    """Plain references to the fast path's buffers (attribute access on an nn.Module costs
+    about a microsecond each); rebuilt whenever the module is moved or cast (`_apply`)."""
+
+    rel_template: Tensor  # ((J+1)*3, 1)
+    rel_directions: Tensor  # ((J+1)*3, NB+3): betas then transl
+    rel_directions_betas: Tensor  # ((J+1)*3, NB)
+    homogeneous_row: Tensor  # (1,1,4,1)
+    zero_rotation: Tensor  # (1,3)
+    ancestors: tuple[Tensor, ...]  # pointer-jumping rounds, each (J+1,)
+    levels: tuple[tuple[Tensor, Tensor], ...]  # (joint ids, parent ids) per tree depth >= 1
+    smpl_joint_ids: Tensor | None  # None: SMPL joints are the model's first 24
+    num_betas: int
+    num_slots: int  # J+1
+
+
+def _smpl_positions(world: Tensor, fast: _FastPathConstants) -> Tensor:
+    """SMPL-24 joint positions (B,24,3) from world transforms (J+1,4,4,B)."""
+    positions = world[:, :3, 3]  # (J+1,3,B)
+    positions = positions[:24] if fast.smpl_joint_ids is None else positions.index_select(0, fast.smpl_joint_ids)
+    return positions.permute(2, 0, 1)
+
+
 class _PosedPoints(torch.autograd.Function):
     """`BodyModel.pose_landmarks` as one autograd node with a hand-written backward.
 
@@ -118,20 +181,20 @@ class _PosedPoints(torch.autograd.Function):
     one node with a closed-form backward roughly halves the ops of a fit iteration.
     Inputs: body_pose (B,69) axis-angle (or None with `rotations`), global_orient (B,3)
     axis-angle or (B,3,3) matrices (or None), rotations (J+1,3,3,B) ready local rotations
-    (generic path; else None), betas (B,NB), transl (B,3) or None; model and skin are constants.
-    Returns joints (B,24,3), landmarks (B,K,3).
+    (generic path; else None), betas (B,NB), transl (B,3) or None; fast (_FastPathConstants)
+    and skin (LandmarkSkin) are constants. Returns joints (B,24,3), landmarks (B,K,3).
     """
 
     @staticmethod
-    def forward(ctx, body_pose, global_orient, rotations, betas, transl, model, skin):  # type: ignore[override]
+    def forward(ctx, body_pose, global_orient, rotations, betas, transl, fast, skin):  # type: ignore[override]
         bsz = betas.shape[0]
-        ctx.model, ctx.skin, ctx.bsz = model, skin, bsz
+        ctx.fast, ctx.skin, ctx.bsz = fast, skin, bsz
         ctx.root_shape = None if global_orient is None else global_orient.shape
         ctx.cache_rodrigues = None
         if rotations is None:
             vector_root = global_orient.ndim == 2
-            parts = ([global_orient] if vector_root else []) + [body_pose]
-            parts.append(model.zero_rotation.to(body_pose.dtype).expand(bsz, 3))
+            parts = [global_orient, body_pose] if vector_root else [body_pose]
+            parts.append(fast.zero_rotation.expand(bsz, 3))
             vectors = torch.cat(parts, dim=1)
             slots = vectors.shape[1] // 3
             rows, ctx.cache_rodrigues = rodrigues_rows_with_cache(
@@ -141,52 +204,64 @@ class _PosedPoints(torch.autograd.Function):
             if not vector_root:
                 rotations = torch.cat([global_orient.reshape(bsz, 3, 3).permute(1, 2, 0).unsqueeze(0), rotations])
             ctx.vector_root, ctx.slots = vector_root, slots
-        num_slots = rotations.shape[0]
+        num_slots = fast.num_slots
         ctx.with_transl = transl is not None
-        shape_input = torch.cat([betas, transl], dim=1) if transl is not None else betas
-        directions = model.rel_directions[:, : shape_input.shape[1]]
+        if transl is None:
+            directions = fast.rel_directions_betas
+            offsets = torch.addmm(fast.rel_template, directions, betas.T)
+        else:
+            directions = fast.rel_directions
+            offsets = torch.addmm(fast.rel_template, directions, torch.cat([betas, transl], dim=1).T)
         ctx.directions = directions
-        offsets = torch.addmm(model.rel_template, directions, shape_input.T).view(num_slots, 3, 1, bsz)
-        top = torch.cat([rotations, offsets], dim=2)
-        local = torch.cat([top, model.homogeneous_row.expand(num_slots, 1, 4, bsz)], dim=1)
-        world, ctx.cache_kinematics = _kinematics_with_cache(local, model.fk_ancestors)
+        top = torch.cat([rotations, offsets.view(num_slots, 3, 1, bsz)], dim=2)
+        local = torch.cat([top, fast.homogeneous_row.expand(num_slots, 1, 4, bsz)], dim=1)
+        ctx.levelwise = bsz >= LEVELWISE_MIN_BATCH
+        if ctx.levelwise:
+            world = _levelwise_kinematics(local, fast.levels)
+            ctx.cache_kinematics = (local, world)
+        else:
+            world, ctx.cache_kinematics = _kinematics_with_cache(local, fast.ancestors)
         num_pairs = skin.pair_joint.shape[0]
         pair_offsets = torch.addmm(skin.offset_template, skin.offset_shapedirs, betas.T).view(num_pairs, 1, 4, bsz)
         selected = world[:, :3].index_select(0, skin.pair_joint)  # (P,3,4,B)
         pairs = (selected * pair_offsets).sum(2)  # (P,3,B)
         ctx.selected, ctx.pair_offsets = selected, pair_offsets
-        landmarks = (skin.gather @ pairs.view(num_pairs, 3 * bsz)).view(-1, 3, bsz)
-        return model._posed_smpl_joints(world), landmarks.permute(2, 0, 1)
+        landmarks = torch.mm(skin.gather, pairs.view(num_pairs, 3 * bsz)).view(-1, 3, bsz)
+        return _smpl_positions(world, fast), landmarks.permute(2, 0, 1)
 
     @staticmethod
     def backward(ctx, grad_joints, grad_landmarks):  # type: ignore[override]
-        model, skin, bsz = ctx.model, ctx.skin, ctx.bsz
+        fast, skin, bsz = ctx.fast, ctx.skin, ctx.bsz
         need_pose, need_root, need_rot, need_betas, need_transl = ctx.needs_input_grad[:5]
         selected, pair_offsets = ctx.selected, ctx.pair_offsets
-        num_slots, num_pairs = model.fk_ancestors.shape[1], skin.pair_joint.shape[0]
+        num_slots, num_pairs = fast.num_slots, skin.pair_joint.shape[0]
         grad_world = selected.new_zeros(num_slots, 4, 4, bsz)
         grad_betas = None
         if grad_landmarks is not None:
             grad_land = grad_landmarks.permute(1, 2, 0).reshape(-1, 3 * bsz)  # (K,3B)
-            grad_pairs = (skin.gather.T @ grad_land).view(num_pairs, 3, 1, bsz)
+            grad_pairs = torch.mm(skin.gather.T, grad_land).view(num_pairs, 3, 1, bsz)
             grad_world[:, :3].index_add_(0, skin.pair_joint, grad_pairs * pair_offsets)
             if need_betas:
-                grad_offsets = (selected * grad_pairs).sum(1).reshape(4 * num_pairs, bsz)
-                grad_betas = (skin.offset_shapedirs.T @ grad_offsets).T
+                grad_offsets = (selected * grad_pairs).sum(1).view(4 * num_pairs, bsz)
+                grad_betas = torch.mm(skin.offset_shapedirs.T, grad_offsets).T
         if grad_joints is not None:
             positions = grad_world[:, :3, 3]  # (J+1,3,B) view
-            if model._smpl_joints_are_first:
+            if fast.smpl_joint_ids is None:
                 positions[:24] += grad_joints.permute(1, 2, 0)
             else:
-                positions.index_add_(0, model.smpl_joint_ids, grad_joints.permute(1, 2, 0))
-        grad_local = _kinematics_vjp(ctx.cache_kinematics, model.fk_ancestors, grad_world)
-        if need_betas or need_transl:
-            grad_shape = (ctx.directions.T @ grad_local[:, :3, 3].reshape(3 * num_slots, bsz)).T
-            nb = model.num_betas
-            grad_betas = grad_shape[:, :nb] if grad_betas is None else grad_betas + grad_shape[:, :nb]
-            grad_transl = grad_shape[:, nb:] if ctx.with_transl else None
+                positions.index_add_(0, fast.smpl_joint_ids, grad_joints.permute(1, 2, 0))
+        if ctx.levelwise:
+            grad_local = _levelwise_vjp(*ctx.cache_kinematics, fast.levels, grad_world)
         else:
-            grad_transl = None
+            grad_local = _kinematics_vjp(ctx.cache_kinematics, fast.ancestors, grad_world)
+        grad_transl = None
+        if need_betas or need_transl:
+            grad_shape = torch.mm(ctx.directions.T, grad_local[:, :3, 3].reshape(3 * num_slots, bsz)).T
+            nb = fast.num_betas
+            if need_betas:
+                grad_betas = grad_shape[:, :nb] if grad_betas is None else grad_betas + grad_shape[:, :nb]
+            if ctx.with_transl:
+                grad_transl = grad_shape[:, nb:]
         grad_rot = grad_local[:, :3, :3]  # (J+1,3,3,B)
         grad_pose = grad_root = grad_rotations = None
         if ctx.cache_rodrigues is None:
@@ -326,6 +401,24 @@ class BodyModel(nn.Module):
         self.register_buffer("full_rotation_source", torch.tensor(source), persistent=False)
         self._smpl_is_full = num_joints == 24 and self.body_to_full.tolist() == list(range(24))
         self._smpl_joints_are_first = self.smpl_joint_ids.tolist() == list(range(24))
+        self._refresh_fast_path()
+
+    def _refresh_fast_path(self) -> None:
+        dev = self.v_template.device
+        self._fast = _FastPathConstants(
+            rel_template=self.rel_template, rel_directions=self.rel_directions,
+            rel_directions_betas=self.rel_directions[:, : self.num_betas], homogeneous_row=self.homogeneous_row,
+            zero_rotation=self.zero_rotation, ancestors=tuple(self.fk_ancestors.unbind(0)),
+            levels=tuple((ids.to(dev), parent_ids.to(dev)) for ids, parent_ids in _tree_levels(self.parents.tolist())),
+            smpl_joint_ids=None if self._smpl_joints_are_first else self.smpl_joint_ids,
+            num_betas=self.num_betas, num_slots=self.num_full_joints + 1,
+        )  # fmt: skip
+
+    def _apply(self, fn, *args, **kwargs):
+        """Module moves/casts (.to, .cuda, .double, ...) also refresh the fast-path references."""
+        module = super()._apply(fn, *args, **kwargs)
+        self._refresh_fast_path()
+        return module
 
     # ------------------------------------------------------------------ properties
     @property
@@ -420,12 +513,6 @@ class BodyModel(nn.Module):
         local = torch.cat([top, self.homogeneous_row.expand(slots, 1, 4, bsz)], dim=1)
         return forward_kinematics(local, self.fk_ancestors)
 
-    def _posed_smpl_joints(self, world: Tensor) -> Tensor:
-        """SMPL-24 joint positions (B,24,3) from world transforms (J+1,4,4,B)."""
-        positions = world[:, :3, 3]  # (J+1,3,B)
-        positions = positions[:24] if self._smpl_joints_are_first else positions.index_select(0, self.smpl_joint_ids)
-        return positions.permute(2, 0, 1)
-
     def forward(
         self,
         betas: Tensor | None = None,
@@ -465,7 +552,7 @@ class BodyModel(nn.Module):
         betas = self._betas(betas, bsz)
         rotations = self._local_rotations(body_pose, global_orient, bsz)
         world = self._world_transforms(betas, rotations, transl)
-        joints = self._posed_smpl_joints(world)
+        joints = _smpl_positions(world, self._fast)
         points = None
         if vertex_ids is not None and len(vertex_ids) > 0:
             ids = vertex_ids.to(self.v_template.device).long()
@@ -544,9 +631,9 @@ class BodyModel(nn.Module):
         root_ok = (global_orient.ndim == 2 and global_orient.shape[1] == 3) or global_orient.shape[-2:] == (3, 3)
         if self._smpl_is_full and body_pose.ndim == 2 and root_ok:
             root = global_orient if global_orient.ndim == 2 else global_orient.reshape(bsz, 3, 3)
-            return _PosedPoints.apply(body_pose, root, None, betas, transl, self, skin)
+            return _PosedPoints.apply(body_pose, root, None, betas, transl, self._fast, skin)
         rotations = self._local_rotations(body_pose, global_orient, bsz)
-        return _PosedPoints.apply(None, None, rotations, betas, transl, self, skin)
+        return _PosedPoints.apply(None, None, rotations, betas, transl, self._fast, skin)
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, gender={self.gender!r}, vertices={self.num_vertices}, num_betas={self.num_betas}"

@@ -26,7 +26,9 @@ EXAMPLES = """Examples:
 def fit_command(
     paths: list[Path] = typer.Argument(..., help="Images and/or folders of images."),
     out: Path = typer.Option(Path("fitter_out"), "--out", "-o", help="Output folder."),
-    init: str = typer.Option("none", help="Initializer: none (upright, facing the way the shoulders say)."),
+    init: str = typer.Option("best", help="Initializer: best (a regressor whose checkpoint is found, else mediapipe), "
+                             "mediapipe (IK on its 3D landmarks, free), cliff, pare, hmr, nbf, or none (upright)."),
+    refine: str = typer.Option("none", help="eft: fine-tune the regressor on each person's keypoints first (regressor inits)."),
     body_model: str = typer.Option("anny", help="anny (free default), smpl, smplh, smplx, or a model file."),
     gender: str = typer.Option("neutral", help="neutral, male or female."),
     focal: float = typer.Option(None, help="Focal length in pixels (default: EXIF, else the image diagonal)."),
@@ -42,7 +44,7 @@ def fit_command(
     gmm: Path = typer.Option(None, help="GMM pose prior file (SMPLify gmm_08.pkl layout or npz)."),
     backend: str = typer.Option("local", help="local, or ray (pip install 'fitter[ray]') to spread over a Ray cluster."),
     address: str = typer.Option(None, help="Ray cluster address (HEAD_IP:6379); default: $RAY_ADDRESS, a local `ray start`, or a new local Ray."),
-    landmarks3d: bool = typer.Option(False, "--landmarks3d/--no-landmarks3d",
+    landmarks3d: bool = typer.Option(True, "--landmarks3d/--no-landmarks3d",
                                      help="Also pull the body towards mediapipe's 3D world landmarks (after a similarity alignment)."),
 ) -> None:
     """Fit a body model to every person in the given photos; write .npz/.json/.obj/_overlay.png."""
@@ -55,8 +57,19 @@ def fit_command(
         fail("--address needs --backend ray")
     if config not in ("fast", "default", "accurate"):
         fail(f"--config must be fast, default or accurate, not {config!r}")
-    if init != "none":
-        fail(f"--init {init!r} is not available in this version; use --init none")
+    if init not in ("best", "none", "mediapipe", "cliff", "pare", "hmr", "nbf"):
+        fail(f"--init must be best, none, mediapipe, cliff, pare, hmr or nbf, not {init!r}")
+    if refine not in ("none", "eft"):
+        fail(f"--refine must be none or eft, not {refine!r}")
+    if init not in ("best", "none", "mediapipe"):
+        from fitter.regressors.checkpoints import find_checkpoint
+
+        name = {"cliff": "cliff_hr48"}.get(init, init)
+        if find_checkpoint(name) is None and not (init == "cliff" and find_checkpoint("cliff_res50")):
+            from fitter.regressors.checkpoints import checkpoints_dir
+
+            fail(f"--init {init}: no {init} checkpoint in {checkpoints_dir()} (see README: Regressor checkpoints; "
+                 f"`fitter models list` shows what is found)")
     if device.startswith("cuda"):
         import torch
 
@@ -71,6 +84,7 @@ def fit_command(
     if not images:
         fail("no images found in " + ", ".join(str(p) for p in paths) + " (try --recursive)")
     options = FitOptions(out_dir=out, body_model=body_model, gender=gender, init=init, focal=focal,
+                         refine=None if refine == "none" else refine,
                          keypoints=keypoints, silhouette=silhouette, parts=parts, config=config, device=device,
                          batch_size=batch_size, overwrite=overwrite, side_view=side_view, recursive=recursive,
                          gmm=gmm, landmarks3d=landmarks3d)  # fmt: skip

@@ -28,6 +28,7 @@ from fitter.init.regressor_init import (
     regressor_initialize,
     regressor_inputs,
 )
+from fitter.refine.eft import EFTConfig
 
 __all__ = [
     "INITIALIZER_NAMES",
@@ -77,6 +78,7 @@ def initialize(
     device: str = "cpu",
     refine: str | None = None,
     checkpoint_path: str | Path | None = None,
+    eft_config: EFTConfig | None = None,
 ) -> dict[str, np.ndarray] | None:
     """Initial parameters for N people, or None for "none".
 
@@ -85,7 +87,9 @@ def initialize(
     index into `images` of person i; world_landmarks: (N,33,3) mediapipe world landmarks
     (metres) or None (then "mediapipe" runs BlazePose on a crop per person); masks: per person
     (H,W) bool full-image mask or None ("nbf" splits it into parts; without one it draws one from
-    the skeleton); refine: "eft" fine-tunes a regressor per person first (regressors only).
+    the skeleton); refine: "eft" fine-tunes a regressor per person first (regressors only;
+    eft_config: a `fitter.refine.EFTConfig`, default the published settings); checkpoint_path:
+    a regressor file instead of the one found in $FITTER_HOME/data/checkpoints.
     Returns float32 numpy arrays betas (N,10), body_pose (N,69), global_orient (N,3),
     transl (N,3) (camera frame, metres, axis-angle radians), plus diagnostics (N,) arrays
     (mediapipe: landmark_error_m; eft: eft_error_before_px / eft_error_after_px).
@@ -113,4 +117,5 @@ def initialize(
     if key not in INITIALIZER_REGRESSORS:  # pragma: no cover - INITIALIZER_NAMES and the table agree
         raise ValueError(f"unknown initializer {name!r}")
     return regressor_initialize(key, images, kp, keypoint_set, sizes, focal_arr, body_model, list(owners), masks=masks,
-                                device=device, refine=refine, checkpoint_path=checkpoint_path)  # fmt: skip
+                                device=device, refine=refine, eft_config=eft_config,
+                                checkpoint_path=checkpoint_path)  # fmt: skip

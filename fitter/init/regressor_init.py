@@ -19,6 +19,7 @@ otherwise. NBF's betas are kept when its checkpoint was trained on the same body
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -39,6 +40,9 @@ from fitter.regressors import (
     regressor_output_to_full_frame,
 )
 from fitter.regressors.preprocess import full_to_crop_points
+
+if TYPE_CHECKING:
+    from fitter.refine.eft import EFTConfig
 
 __all__ = [
     "INITIALIZER_REGRESSORS",
@@ -98,13 +102,12 @@ def load_initializer_regressor(initializer: str, checkpoint_path: str | Path | N
                     raise
     errors = []
     for name in candidates:
-        path = find_checkpoint(name)
-        if path is not None:
-            return name, load_regressor(name, path, device), path
-        try:
-            load_regressor(name, None, device)
+        try:  # the loader looks the file up and words the error when it is missing
+            module = load_regressor(name, None, device)
         except FileNotFoundError as exc:
             errors.append(str(exc))
+            continue
+        return name, module, find_checkpoint(name)
     raise FileNotFoundError(" | ".join(errors))
 
 
@@ -203,7 +206,7 @@ def regressor_initialize(
     device: str | torch.device = "cpu",
     batch_size: int = 16,
     refine: str | None = None,
-    eft_config=None,
+    eft_config: EFTConfig | None = None,
     checkpoint_path: str | Path | None = None,
 ) -> dict[str, np.ndarray]:
     """Initial parameters from a regressor: float32 numpy betas (N,10), body_pose (N,69),
