@@ -5,15 +5,19 @@ Run:  python benchmarks/hot_path.py [--threads 1 2] [--batches 1 256] [--repeats
 One Adam iteration of `fitter.fit_keypoints` evaluates the keypoint objective (pose the joints
 and keypoint landmarks with `BodyModel.pose_landmarks`, project, robust reprojection cost, pose
 and shape priors), back-propagates and takes an optimizer step. Each piece is timed here alone
-on the default body model (anny, model already loaded) with the objective's own input shapes,
-at batch 1 (PyTorch's per-op overhead rules) and batch 256 (memory traffic starts to count).
+on the default body model (anny, already loaded) with the objective's own input shapes, at
+batch 1 (PyTorch's per-op overhead rules) and batch 256 (memory traffic starts to count).
+
+Rows marked "fused" are the faster ways to run the same objective that the fitter can adopt:
+SMPL-joint blends folded into the landmark skin (landmark_skin(..., joint_weights)), the
+residual root rotation composed inside `pose_landmarks` (orient_base=), fused Adam.
 
 Columns: median wall ms and median CPU ms (this process, all threads) per forward + backward
-(for the optimizer rows: per step) over `--repeats` timed runs of a few calls each; on a shared
-machine wall time is inflated by other jobs, CPU time much less so. "ops" counts the ATen calls
-of one forward + backward (profiler events named aten::*, nested calls included): a
-load-independent measure of the per-op overhead. Last column: largest deviation of the fast
-path (joints + landmarks) from the full-mesh `forward` for the same pose, metres.
+(optimizer rows: per step; iteration rows: zero_grad + objective + backward + step) over
+`--repeats` timed runs of a few calls each; on a shared machine wall time is inflated by other
+jobs, CPU time much less so. "ops" counts the ATen calls of one call (profiler events named
+aten::*, nested calls included): a load-independent measure of the per-op overhead. The last
+line gives the largest deviation of the fast path from the full-mesh `forward`, metres.
 """
 
 from __future__ import annotations
@@ -35,8 +39,7 @@ from fitter.objectives import reprojection_term
 from fitter.optimize import mean_body_pose
 from priors import angle_prior, default_prior_terms, joint_limit_penalty, pose_l2_prior, shape_prior
 
-# A component returns (closure computing the loss from the leaves, list of leaves needing grad).
-Component = Callable[[], torch.Tensor]
+SIGMA = 100.0
 
 
 def _leaf(t: torch.Tensor) -> torch.Tensor:
@@ -44,68 +47,90 @@ def _leaf(t: torch.Tensor) -> torch.Tensor:
 
 
 class Inputs:
-    """Fit-like inputs for batch size B: a body in front of a camera and its coco17 keypoints."""
+    """Fit-like inputs for batch size B: bodies in front of a camera and their noisy keypoints,
+    parametrised as fitter.optimize does (residual root rotation on top of a start)."""
 
     def __init__(self, model: BodyModel, batch: int, keypoint_set: str, seed: int = 0) -> None:
         gen = torch.Generator().manual_seed(seed)
         self.model = model
         self.regressor = keypoint_regressor(model, keypoint_set)
-        self.skin = model.landmark_skin(self.regressor.vertex_ids, self.regressor.vertex_weights)
+        reg = self.regressor
+        self.skin = model.landmark_skin(reg.vertex_ids, reg.vertex_weights)
+        self.skin_with_joints = model.landmark_skin(reg.vertex_ids, reg.vertex_weights, reg.joint_weights)
         self.betas = _leaf(0.5 * torch.randn(batch, model.num_betas, generator=gen))
         self.body_pose = _leaf(mean_body_pose() + 0.3 * torch.randn(batch, 69, generator=gen))
-        self.global_orient = _leaf(torch.tensor([3.1, 0.0, 0.0]) + 0.1 * torch.randn(batch, 3, generator=gen))
+        self.orient_delta = _leaf(0.05 * torch.randn(batch, 3, generator=gen))
+        start = torch.tensor([3.1, 0.0, 0.0]) + 0.1 * torch.randn(batch, 3, generator=gen)
+        self.orient_start = axis_angle_to_matrix(start)
         self.transl = _leaf(torch.tensor([0.0, 0.2, 5.0]) + 0.1 * torch.randn(batch, 3, generator=gen))
-        self.params = [self.betas, self.body_pose, self.global_orient, self.transl]
+        self.params = [self.betas, self.body_pose, self.orient_delta, self.transl]
         self.focal = torch.full((batch,), 1600.0)
         self.center = torch.tensor([640.0, 480.0])
         with torch.no_grad():
-            joints, pts3d = self.points()
-            self.target = perspective_project(pts3d, self.focal, self.center) + 5.0 * torch.randn(
-                batch, pts3d.shape[1], 2, generator=gen
-            )
-        self.weights = torch.rand(batch, pts3d.shape[1], generator=gen) * self.regressor.quality
+            pts3d = self.points()
+            noise = 5.0 * torch.randn(batch, pts3d.shape[1], 2, generator=gen)
+            self.target = perspective_project(pts3d, self.focal, self.center) + noise
+        self.weights = torch.rand(batch, pts3d.shape[1], generator=gen) * reg.quality
         self.scale = torch.full((batch,), 224.0 / 600.0)
         self.prior_set = default_prior_terms(None)
         self.mean_pose = mean_body_pose()
 
-    def points(self) -> tuple[torch.Tensor, torch.Tensor]:
-        joints, landmarks = self.model.pose_landmarks(self.skin, self.betas, self.body_pose, self.global_orient, self.transl)
-        return joints, torch.einsum("kj,bjc->bkc", self.regressor.joint_weights, joints) + landmarks
+    def global_orient(self) -> torch.Tensor:
+        return (axis_angle_to_matrix(self.orient_delta) @ self.orient_start)[:, None]
+
+    def points(self) -> torch.Tensor:
+        """Keypoints (B,K,3) as fitter.optimize computes them today."""
+        joints, landmarks = self.model.pose_landmarks(self.skin, self.betas, self.body_pose, self.global_orient(), self.transl)
+        return torch.einsum("kj,bjc->bkc", self.regressor.joint_weights, joints) + landmarks
+
+    def points_fused(self) -> torch.Tensor:
+        """The same keypoints: joint blends in the skin, root rotation composed in the fused op."""
+        _, keypoints = self.model.pose_landmarks(self.skin_with_joints, self.betas, self.body_pose, self.orient_delta,
+                                                 self.transl, orient_base=self.orient_start)  # fmt: skip
+        return keypoints
+
+    def _priors(self) -> torch.Tensor:
+        prior = self.prior_set(self.body_pose, self.betas)
+        total = 25.0 * prior["angle"] + 25.0 * prior["shape"] + 300.0**2 * prior["joint_limits"]
+        return total + 0.478**2 * pose_l2_prior(self.body_pose - self.mean_pose)
 
     def objective(self) -> torch.Tensor:
         """The body-stage objective of fitter.optimize (default prior set, stage-4 weights)."""
-        _, pts3d = self.points()
-        proj = perspective_project(pts3d, self.focal, self.center)
-        total = reprojection_term(proj, self.target, self.weights, self.scale, 100.0)
-        prior = self.prior_set(self.body_pose, self.betas)
-        total = total + 25.0 * prior["angle"] + 25.0 * prior["shape"] + 300.0**2 * prior["joint_limits"]
-        return total + 0.478**2 * pose_l2_prior(self.body_pose - self.mean_pose)
+        proj = perspective_project(self.points(), self.focal, self.center)
+        return reprojection_term(proj, self.target, self.weights, self.scale, SIGMA) + self._priors()
+
+    def objective_fused(self) -> torch.Tensor:
+        proj = perspective_project(self.points_fused(), self.focal, self.center)
+        return reprojection_term(proj, self.target, self.weights, self.scale, SIGMA) + self._priors()
 
 
-def components(inp: Inputs) -> dict[str, Component]:
+def components(inp: Inputs) -> dict[str, Callable[[], torch.Tensor]]:
+    """name -> closure returning a scalar to back-propagate."""
     model, batch = inp.model, inp.betas.shape[0]
-    vectors = _leaf(torch.cat([inp.global_orient, inp.body_pose], 1).detach().view(batch, 24, 3))
+    vectors = _leaf(inp.body_pose.detach().view(batch, 23, 3))
     num_slots = model.num_full_joints + 1
     local = torch.eye(4).reshape(1, 4, 4, 1).repeat(num_slots, 1, 1, batch)  # (J+1,4,4,B)
     local[:, :3, 3] = 0.1 * torch.randn(num_slots, 3, batch)
     local = _leaf(local)
-    pts = _leaf(inp.points()[1])
+    pts = _leaf(inp.points())
     proj = _leaf(perspective_project(pts, inp.focal, inp.center))
     return {
-        "axis_angle_to_matrix (24 joints)": lambda: axis_angle_to_matrix(vectors).sum(),
+        "axis_angle_to_matrix (23 joints)": lambda: axis_angle_to_matrix(vectors).sum(),
         "forward_kinematics (pointer jumping)": lambda: forward_kinematics(local, model.fk_ancestors).sum(),
-        "pose_landmarks (joints + keypoints)": lambda: sum(t.sum() for t in inp.points()),
+        "keypoints: pose_landmarks + joint blend": lambda: inp.points().sum(),
+        "keypoints fused (skin joints, orient_base)": lambda: inp.points_fused().sum(),
         "perspective_project": lambda: perspective_project(pts, inp.focal, inp.center).sum(),
-        "reprojection_term": lambda: reprojection_term(proj, inp.target, inp.weights, inp.scale, 100.0).sum(),
+        "reprojection_term": lambda: reprojection_term(proj, inp.target, inp.weights, inp.scale, SIGMA).sum(),
         "joint_limit_penalty": lambda: joint_limit_penalty(inp.body_pose).sum(),
         "angle_prior": lambda: angle_prior(inp.body_pose).sum(),
         "shape_prior": lambda: shape_prior(inp.betas).sum(),
         "pose_l2_prior": lambda: pose_l2_prior(inp.body_pose - inp.mean_pose).sum(),
-        "whole objective": lambda: inp.objective().sum(),
+        "whole objective (as fitter.optimize)": lambda: inp.objective().sum(),
+        "whole objective (fused)": lambda: inp.objective_fused().sum(),
     }
 
 
-def _run_backward(loss_fn: Component, leaves: list[torch.Tensor]) -> None:
+def _backward(loss_fn: Callable[[], torch.Tensor], leaves: list[torch.Tensor]) -> None:
     for leaf in leaves:
         leaf.grad = None
     loss = loss_fn()
@@ -113,7 +138,7 @@ def _run_backward(loss_fn: Component, leaves: list[torch.Tensor]) -> None:
         loss.backward()
 
 
-def time_call(fn: Callable[[], None], repeats: int, calls: int) -> tuple[float, float]:
+def time_call(fn: Callable[[], object], repeats: int, calls: int) -> tuple[float, float]:
     """Median (wall ms, CPU ms) per call."""
     for _ in range(3):
         fn()
@@ -127,7 +152,7 @@ def time_call(fn: Callable[[], None], repeats: int, calls: int) -> tuple[float, 
     return statistics.median(walls), statistics.median(cpus)
 
 
-def count_ops(fn: Callable[[], None]) -> int:
+def count_ops(fn: Callable[[], object]) -> int:
     """ATen calls (profiler events named aten::*) of one call of fn."""
     from torch.profiler import ProfilerActivity, profile
 
@@ -137,56 +162,60 @@ def count_ops(fn: Callable[[], None]) -> int:
 
 
 def fast_path_deviation(inp: Inputs) -> float:
-    """Max |fast-path keypoints - full-mesh keypoints| (metres) for the benchmark poses."""
+    """Max |fast-path keypoints - full-mesh keypoints| (metres), both ways of running the fast path."""
     with torch.no_grad():
-        _, fast = inp.points()
-        full = inp.model(inp.betas, inp.body_pose, inp.global_orient, inp.transl)
+        full = inp.model(inp.betas, inp.body_pose, inp.global_orient(), inp.transl)
         reference = inp.regressor.from_vertices(full.joints, full.vertices)
-    return float((fast - reference).abs().max())
+        return max(float((inp.points() - reference).abs().max()), float((inp.points_fused() - reference).abs().max()))
+
+
+def _iteration(inp: Inputs, objective: Callable[[], torch.Tensor], fused_adam: bool) -> Callable[[], None]:
+    opt = torch.optim.Adam(inp.params, lr=1e-4, fused=fused_adam)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        objective().sum().backward()
+        opt.step()
+
+    return step
 
 
 def run(args: argparse.Namespace) -> None:
-    console = Console()
+    console = Console(width=170)
     model = load_body_model(args.body_model)
     for threads in args.threads:
         torch.set_num_threads(threads)
-        table = Table(title=f"hot path fwd+bwd, body model {args.body_model}, {args.keypoint_set}, {threads} thread(s)")
+        table = Table(title=f"hot path, forward + backward: body model {args.body_model}, {args.keypoint_set}, "
+                            f"{threads} thread(s), median of {args.repeats}")  # fmt: skip
         table.add_column("component")
         for batch in args.batches:
             for col in ("wall ms", "cpu ms", "ops"):
                 table.add_column(f"B={batch} {col}", justify="right")
         rows: dict[str, list[str]] = {}
         deviations = []
+
+        def add(name: str, fn: Callable[[], object], calls: int) -> None:
+            wall, cpu = time_call(fn, args.repeats, calls)
+            rows.setdefault(name, []).extend([f"{wall:.3f}", f"{cpu:.3f}", str(count_ops(fn))])
+
         for batch in args.batches:
             inp = Inputs(model, batch, args.keypoint_set)
-            calls = max(1, 40 // batch) if batch < 16 else 3
+            calls = 20 if batch < 16 else 3
             deviations.append(fast_path_deviation(inp))
-            leaves = inp.params
             for name, loss_fn in components(inp).items():
-                step = lambda loss_fn=loss_fn: _run_backward(loss_fn, leaves)  # noqa: E731
-                wall, cpu = time_call(step, args.repeats, calls)
-                rows.setdefault(name, []).extend([f"{wall:.3f}", f"{cpu:.3f}", str(count_ops(step))])
-            for label, kwargs in (("Adam step (for-loop)", {"foreach": False}), ("Adam step (foreach)", {"foreach": True}),
-                                  ("Adam step (fused)", {"fused": True})):  # fmt: skip
+                add(name, lambda loss_fn=loss_fn: _backward(loss_fn, inp.params), calls)
+            for label, kwargs in (("Adam step (for-loop, today's default)", {"foreach": False}),
+                                  ("Adam step (foreach)", {"foreach": True}), ("Adam step (fused)", {"fused": True})):  # fmt: skip
                 params = [_leaf(p) for p in inp.params]
                 for p in params:
                     p.grad = torch.randn_like(p)
-                opt = torch.optim.Adam(params, lr=0.01, **kwargs)
-                wall, cpu = time_call(opt.step, args.repeats, calls)
-                rows.setdefault(label, []).extend([f"{wall:.3f}", f"{cpu:.3f}", str(count_ops(opt.step))])
-            opt = torch.optim.Adam(inp.params, lr=1e-4, fused=True)
-
-            def iteration() -> None:
-                opt.zero_grad(set_to_none=True)
-                inp.objective().sum().backward()
-                opt.step()
-
-            wall, cpu = time_call(iteration, args.repeats, calls)
-            rows.setdefault("iteration: objective + fused Adam", []).extend([f"{wall:.3f}", f"{cpu:.3f}", str(count_ops(iteration))])
+                add(label, torch.optim.Adam(params, lr=1e-4, **kwargs).step, calls)
+            add("iteration: objective as today + for-loop Adam", _iteration(inp, inp.objective, False), calls)
+            add("iteration: fused objective + fused Adam", _iteration(inp, inp.objective_fused, True), calls)
         for name, cells in rows.items():
             table.add_row(name, *cells)
         console.print(table)
-        console.print(f"fast path vs full mesh: max deviation {max(deviations) * 1000:.4f} mm")
+        console.print(f"fast path vs full-mesh forward: max deviation {max(deviations) * 1000:.4f} mm")
 
 
 def main() -> None:

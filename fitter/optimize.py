@@ -45,8 +45,9 @@ class FitConfig:
 
     optimizer: str = "adam"  # "adam" or "lbfgs"
     lr: float = 0.05  # Adam step size (L-BFGS uses 1.0 with a strong-Wolfe line search)
+    lr_final_fraction: float = 0.1  # Adam's step decays (cosine) to this fraction within each stage
     camera_iters: int = 30
-    stage_iters: tuple[int, ...] = (30, 30, 30, 90)
+    stage_iters: tuple[int, ...] = (30, 30, 30, 150)
     pose_prior_weights: tuple[float, ...] = (404.0, 404.0, 57.4, 4.78)  # SMPLify
     shape_prior_weights: tuple[float, ...] = (100.0, 50.0, 10.0, 5.0)  # SMPLify
     angle_prior_weight: float = 5.0  # SPIN uses 15.2 with its GMM; joint limits already stop hyperextension
@@ -63,6 +64,8 @@ class FitConfig:
     silhouette_resolution: int = 256  # masks are matched at this longest side, pixels
     silhouette_vertex_step: int = 3  # every k-th vertex takes part in the silhouette term
     part_silhouette_weight: float = 1.0  # per-part term, relative to the whole-body silhouette term
+    restart_threshold: float = 0.0  # mean 2D error (224 px crop units) above which an item is refitted (0: always)
+    restart_poses: tuple[str, ...] = ("bent_legs",)  # alternative starts for those items (see bent_legs_pose)
     nan_retry_lr_scale: float = 0.2
     seed: int = 0
     name: str = "custom"
@@ -70,9 +73,10 @@ class FitConfig:
 
 PRESETS: dict[str, FitConfig] = {
     "fast": FitConfig(camera_iters=20, stage_iters=(15, 15, 40), pose_prior_weights=(404.0, 57.4, 4.78),
-                      shape_prior_weights=(100.0, 10.0, 5.0), lr=0.08, silhouette_iters=20, name="fast"),  # fmt: skip
+                      shape_prior_weights=(100.0, 10.0, 5.0), lr=0.08, silhouette_iters=20, restart_poses=(),
+                      name="fast"),  # fmt: skip
     "default": FitConfig(name="default"),
-    "accurate": FitConfig(camera_iters=60, stage_iters=(60, 60, 60, 180), lr=0.03, silhouette_iters=80,
+    "accurate": FitConfig(camera_iters=60, stage_iters=(60, 60, 60, 250), lr=0.03, silhouette_iters=80,
                           name="accurate"),  # fmt: skip
 }
 
@@ -87,6 +91,17 @@ def mean_body_pose(dtype=torch.float32) -> torch.Tensor:
     pose = torch.zeros(69, dtype=dtype)
     pose[15 * 3 + 2] = -1.05
     pose[16 * 3 + 2] = 1.05
+    return pose
+
+
+def bent_legs_pose(dtype=torch.float32) -> torch.Tensor:
+    """(69,) an alternative start: mean_body_pose with hips flexed 0.5 rad and knees 0.8 rad
+    (hip flexion = -x, knee flexion = +x in SMPL's joint frames). 2D keypoints often cannot tell
+    a thigh pointing forward from one pointing back; starting from both sides finds the other
+    branch when the first one ends in a poor 2D fit."""
+    pose = mean_body_pose(dtype)
+    pose[0 * 3] = pose[1 * 3] = -0.5  # left / right hip
+    pose[3 * 3] = pose[4 * 3] = 0.8  # left / right knee
     return pose
 
 
@@ -255,7 +270,11 @@ def _run_stage(params: _Params, free: list[str], loss_fn, iters: int, config: Fi
     if config.optimizer != "adam":
         raise ValueError(f"optimizer must be 'adam' or 'lbfgs', got {config.optimizer!r}")
     opt = torch.optim.Adam(tensors, lr=config.lr * lr_scale)
-    for _ in range(iters):
+    for it in range(iters):
+        # cosine decay to lr_final_fraction x lr within each stage: big steps first, then settle
+        frac = config.lr_final_fraction + (1 - config.lr_final_fraction) * 0.5 * (1 + math.cos(math.pi * it / max(1, iters - 1)))
+        for group in opt.param_groups:
+            group["lr"] = config.lr * lr_scale * frac
         opt.zero_grad(set_to_none=True)
         loss = loss_fn()
         loss.sum().backward()
@@ -504,6 +523,28 @@ def fit_keypoints(
             terms[k][ids] = torch.where(still, torch.full_like(t2[k], float("inf")), t2[k])
         for i, s in zip(ids.tolist(), still.tolist()):
             status[i] = "failed: optimisation diverged (non-finite) twice" if s else "ok"
+    # Restarts: items whose 2D fit stayed poor are refitted from alternative body poses (not
+    # when an initializer gave the pose); the lower total loss wins.
+    if init is None or init.get("body_pose") is None:
+        for pose_name in cfg.restart_poses:
+            crop_err = _mean_crop_error(sub, params)
+            ids = torch.nonzero((crop_err > cfg.restart_threshold) & torch.isfinite(terms["total"])).flatten()
+            if len(ids) == 0:
+                break
+            alt_problem = _subproblem(sub, ids)
+            _attach_silhouettes(alt_problem, [problem.masks[int(index[i])] for i in ids.tolist()], cfg,
+                                [problem.part_masks[int(index[i])] for i in ids.tolist()])  # fmt: skip
+            alt_init = {k: v[ids] for k, v in init_params.items() if k != "prior_mean_pose"}
+            alt_init["prior_mean_pose"] = init_params["prior_mean_pose"]
+            alt_init["body_pose"] = {"bent_legs": bent_legs_pose}[pose_name](alt_init["body_pose"].dtype).to(device).expand(len(ids), -1).clone()
+            alt_init["transl"] = _initial_translation(alt_problem, alt_init["global_orient"], alt_init["body_pose"], alt_init["betas"])
+            p2, t2 = _fit_batch(alt_problem, alt_init, prior_set, cfg)
+            better = torch.isfinite(t2["total"]) & (t2["total"] < terms["total"][ids])
+            for k in params:
+                params[k][ids] = torch.where(better[:, None], p2[k], params[k][ids])
+            for k in terms:
+                if k in t2:
+                    terms[k][ids] = torch.where(better, t2[k], terms[k][ids])
     # keep the better of each flipped pair
     chosen = torch.arange(N, device=device)
     total = terms["total"]
@@ -617,6 +658,15 @@ def _attach_silhouettes(problem: _Problem, masks: list, config: FitConfig, part_
             "target": prepare_part_silhouette_target(stacked, max_boundary_points_per_part=64, device=device),
             "labels": part_labels(problem.model, num_parts).to(device)[subset_ids],
         }
+
+
+def _mean_crop_error(problem: _Problem, params: dict) -> torch.Tensor:
+    """(B,) mean 2D error over the used points, in 224 px crop units."""
+    with torch.no_grad():
+        _, _, proj = problem.points(params["betas"], params["body_pose"], params["global_orient"], params["transl"])
+    used = (problem.weights > 0).to(proj.dtype)
+    err = (proj - problem.target).norm(dim=-1) * problem.scale[:, None]
+    return (err * used).sum(1) / used.sum(1).clamp(min=1)
 
 
 def _tiny_extent(problem: _Problem) -> torch.Tensor:

@@ -32,15 +32,18 @@ ANGLE_PRIOR_SIGNS = (1.0, -1.0, -1.0, -1.0)
 
 
 @functools.lru_cache(maxsize=None)
-def _index_and_doubled_signs(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _doubled_sign_selector(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(69,4): pose @ this = 2 sign * angle for the four joints (a matmul; its backward is one
+    too, unlike index_select's scatter-add, which stalls with several torch threads)."""
     with torch.inference_mode(False):
-        index = torch.tensor(ANGLE_PRIOR_BODY_POSE_INDICES, device=device)
-        return index, 2.0 * torch.tensor(ANGLE_PRIOR_SIGNS, device=device, dtype=dtype)
+        selector = torch.zeros(69, 4, dtype=dtype, device=device)
+        for column, (index, sign) in enumerate(zip(ANGLE_PRIOR_BODY_POSE_INDICES, ANGLE_PRIOR_SIGNS)):
+            selector[index, column] = 2.0 * sign
+        return selector
 
 
 def angle_prior(body_pose: torch.Tensor) -> torch.Tensor:
     """SPIN angle prior. body_pose (B,69) axis-angle or (B,23,3,3) -> (B,) sum over the 4 joints
     of exp(sign * angle)^2 = exp(2 sign angle) (dimensionless)."""
     pose = body_pose_axis_angle(body_pose)
-    index, doubled_signs = _index_and_doubled_signs(pose.dtype, pose.device)
-    return torch.exp(pose.index_select(1, index) * doubled_signs).sum(dim=-1)
+    return torch.exp(pose @ _doubled_sign_selector(pose.dtype, pose.device)).sum(dim=-1)

@@ -78,12 +78,15 @@ def _kinematics_with_cache(local: Tensor, ancestors) -> tuple[Tensor, list[Tenso
 
 def _kinematics_vjp(cache: list[Tensor], ancestors, grad: Tensor) -> Tensor:
     """Gradient w.r.t. the local transforms: per round (new = parent @ child) two 4x4 products
-    and one scatter-add of the parents' share."""
+    and one scatter-add of the parents' share. (Scatter-adds here use index_put_(accumulate=True):
+    index_add_ enters an OpenMP region that stalls for milliseconds when torch has 2+ threads
+    on a busy machine; the same goes for autograd's index_select backward, so the autograd
+    paths gather with advanced indexing.)"""
     for r in range(len(ancestors) - 1, -1, -1):
         parent, child = cache[2 * r], cache[2 * r + 1]
         grad_parent = (grad.unsqueeze(2) * child.unsqueeze(1)).sum(3)  # grad @ child^T
         grad = (parent.unsqueeze(3) * grad.unsqueeze(2)).sum(1)  # parent^T @ grad
-        grad = grad.index_add(0, ancestors[r], grad_parent)
+        grad.index_put_((ancestors[r],), grad_parent, accumulate=True)
     return grad
 
 
@@ -104,7 +107,7 @@ def _levelwise_vjp(local: Tensor, world: Tensor, levels, grad: Tensor) -> Tensor
     for ids, parent_ids in reversed(levels):
         grad_ids = grad.index_select(0, ids)
         parent, child = world.index_select(0, parent_ids), local.index_select(0, ids)
-        grad.index_add_(0, parent_ids, (grad_ids.unsqueeze(2) * child.unsqueeze(1)).sum(3))
+        grad.index_put_((parent_ids,), (grad_ids.unsqueeze(2) * child.unsqueeze(1)).sum(3), accumulate=True)
         grad.index_copy_(0, ids, (parent.unsqueeze(3) * grad_ids.unsqueeze(2)).sum(1))
     return grad
 
@@ -169,7 +172,7 @@ class _FastPathConstants:
 def _smpl_positions(world: Tensor, fast: _FastPathConstants) -> Tensor:
     """SMPL-24 joint positions (B,24,3) from world transforms (J+1,4,4,B)."""
     positions = world[:, :3, 3]  # (J+1,3,B)
-    positions = positions[:24] if fast.smpl_joint_ids is None else positions.index_select(0, fast.smpl_joint_ids)
+    positions = positions[:24] if fast.smpl_joint_ids is None else positions[fast.smpl_joint_ids]
     return positions.permute(2, 0, 1)
 
 
@@ -180,13 +183,14 @@ class _PosedPoints(torch.autograd.Function):
     autograd node) dominates; fusing Rodrigues, forward kinematics and landmark skinning into
     one node with a closed-form backward roughly halves the ops of a fit iteration.
     Inputs: body_pose (B,69) axis-angle (or None with `rotations`), global_orient (B,3)
-    axis-angle or (B,3,3) matrices (or None), rotations (J+1,3,3,B) ready local rotations
-    (generic path; else None), betas (B,NB), transl (B,3) or None; fast (_FastPathConstants)
-    and skin (LandmarkSkin) are constants. Returns joints (B,24,3), landmarks (B,K,3).
+    axis-angle or (B,3,3) matrices (or None), orient_base (B,3,3) or None (root rotation =
+    R(global_orient) @ orient_base), rotations (J+1,3,3,B) ready local rotations (generic path;
+    else None), betas (B,NB), transl (B,3) or None; fast (_FastPathConstants) and skin
+    (LandmarkSkin) are constants. Returns joints (B,24,3), landmarks (B,K,3).
     """
 
     @staticmethod
-    def forward(ctx, body_pose, global_orient, rotations, betas, transl, fast, skin):  # type: ignore[override]
+    def forward(ctx, body_pose, global_orient, orient_base, rotations, betas, transl, fast, skin):  # type: ignore[override]
         bsz = betas.shape[0]
         ctx.fast, ctx.skin, ctx.bsz = fast, skin, bsz
         ctx.root_shape = None if global_orient is None else global_orient.shape
@@ -201,6 +205,12 @@ class _PosedPoints(torch.autograd.Function):
                 vectors.view(bsz, slots, 3).permute(2, 1, 0).reshape(3, slots * bsz)
             )
             rotations = rows.view(3, 3, slots, bsz).permute(2, 0, 1, 3)
+            ctx.orient_base = None
+            if orient_base is not None:  # root = R(global_orient) @ base, as (3,3,B) stacks
+                base = orient_base.permute(1, 2, 0)
+                ctx.orient_base, ctx.orient_delta = base, rotations[0]
+                root = (rotations[0].unsqueeze(2) * base.unsqueeze(0)).sum(1)
+                rotations = torch.cat([root.unsqueeze(0), rotations[1:]])
             if not vector_root:
                 rotations = torch.cat([global_orient.reshape(bsz, 3, 3).permute(1, 2, 0).unsqueeze(0), rotations])
             ctx.vector_root, ctx.slots = vector_root, slots
@@ -227,12 +237,13 @@ class _PosedPoints(torch.autograd.Function):
         pairs = (selected * pair_offsets).sum(2)  # (P,3,B)
         ctx.selected, ctx.pair_offsets = selected, pair_offsets
         landmarks = torch.mm(skin.gather, pairs.view(num_pairs, 3 * bsz)).view(-1, 3, bsz)
-        return _smpl_positions(world, fast), landmarks.permute(2, 0, 1)
+        # contiguous (B,K,3): the caller's elementwise ops would crawl over the strided view
+        return _smpl_positions(world, fast).contiguous(), landmarks.permute(2, 0, 1).contiguous()
 
     @staticmethod
     def backward(ctx, grad_joints, grad_landmarks):  # type: ignore[override]
         fast, skin, bsz = ctx.fast, ctx.skin, ctx.bsz
-        need_pose, need_root, need_rot, need_betas, need_transl = ctx.needs_input_grad[:5]
+        need_pose, need_root, need_base, need_rot, need_betas, need_transl = ctx.needs_input_grad[:6]
         selected, pair_offsets = ctx.selected, ctx.pair_offsets
         num_slots, num_pairs = fast.num_slots, skin.pair_joint.shape[0]
         grad_world = selected.new_zeros(num_slots, 4, 4, bsz)
@@ -240,7 +251,7 @@ class _PosedPoints(torch.autograd.Function):
         if grad_landmarks is not None:
             grad_land = grad_landmarks.permute(1, 2, 0).reshape(-1, 3 * bsz)  # (K,3B)
             grad_pairs = torch.mm(skin.gather.T, grad_land).view(num_pairs, 3, 1, bsz)
-            grad_world[:, :3].index_add_(0, skin.pair_joint, grad_pairs * pair_offsets)
+            grad_world[:, :3].index_put_((skin.pair_joint,), grad_pairs * pair_offsets, accumulate=True)
             if need_betas:
                 grad_offsets = (selected * grad_pairs).sum(1).view(4 * num_pairs, bsz)
                 grad_betas = torch.mm(skin.offset_shapedirs.T, grad_offsets).T
@@ -249,7 +260,7 @@ class _PosedPoints(torch.autograd.Function):
             if fast.smpl_joint_ids is None:
                 positions[:24] += grad_joints.permute(1, 2, 0)
             else:
-                positions.index_add_(0, fast.smpl_joint_ids, grad_joints.permute(1, 2, 0))
+                positions.index_put_((fast.smpl_joint_ids,), grad_joints.permute(1, 2, 0), accumulate=True)
         if ctx.levelwise:
             grad_local = _levelwise_vjp(*ctx.cache_kinematics, fast.levels, grad_world)
         else:
@@ -263,7 +274,7 @@ class _PosedPoints(torch.autograd.Function):
             if ctx.with_transl:
                 grad_transl = grad_shape[:, nb:]
         grad_rot = grad_local[:, :3, :3]  # (J+1,3,3,B)
-        grad_pose = grad_root = grad_rotations = None
+        grad_pose = grad_root = grad_base = grad_rotations = None
         if ctx.cache_rodrigues is None:
             grad_rotations = grad_rot if need_rot else None
         else:
@@ -271,6 +282,12 @@ class _PosedPoints(torch.autograd.Function):
                 if need_root:
                     grad_root = grad_rot[0].permute(2, 0, 1).reshape(ctx.root_shape)
                 grad_rot = grad_rot[1:]
+            if ctx.orient_base is not None:
+                grad_top = grad_rot[0]  # w.r.t. R(global_orient) @ base
+                if need_base:
+                    grad_base = (ctx.orient_delta.unsqueeze(2) * grad_top.unsqueeze(1)).sum(0).permute(2, 0, 1)
+                grad_delta = (grad_top.unsqueeze(1) * ctx.orient_base.unsqueeze(0)).sum(2)  # grad @ base^T
+                grad_rot = torch.cat([grad_delta.unsqueeze(0), grad_rot[1:]])
             if need_pose or (need_root and ctx.vector_root):
                 slots = ctx.slots
                 grad_rows = grad_rot.permute(1, 2, 0, 3).reshape(9, slots * bsz)
@@ -281,7 +298,7 @@ class _PosedPoints(torch.autograd.Function):
                     grad_root = grad_vectors[:, :3]
                 if need_pose:
                     grad_pose = grad_vectors[:, start : start + 69]
-        return grad_pose, grad_root, grad_rotations, grad_betas, grad_transl, None, None
+        return grad_pose, grad_root, grad_base, grad_rotations, grad_betas, grad_transl, None, None
 
 
 @dataclass
@@ -373,34 +390,37 @@ class BodyModel(nn.Module):
         """Constant tensors of the fast paths, derived from the buffers above (non-persistent
         buffers, so .to(device/dtype) moves them; they are not part of the state dict)."""
         num_joints, num_betas = self.num_full_joints, self.num_betas
+        dev, dt = self.J_template.device, self.J_template.dtype
         parents = self.parents.tolist()
-        self.register_buffer("fk_ancestors", pointer_jumping_ancestors(parents), persistent=False)
+        self.register_buffer("fk_ancestors", pointer_jumping_ancestors(parents).to(dev), persistent=False)
         # Rest offset of each joint from its parent (root: from the origin), linear in
         # [betas, transl]: rows ordered (joint, coordinate); the identity slot J is all zero.
-        parent_ids = torch.tensor([max(p, 0) for p in parents])
-        is_child = (torch.arange(num_joints) > 0).to(self.J_template)[:, None]
+        parent_ids = torch.tensor([max(p, 0) for p in parents], device=dev)
+        is_child = (torch.arange(num_joints, device=dev) > 0).to(dt)[:, None]
         rel_template = self.J_template - is_child * self.J_template[parent_ids]  # (J,3)
         rel_shapedirs = self.J_shapedirs - is_child[..., None] * self.J_shapedirs[parent_ids]  # (J,3,NB)
-        template = torch.zeros(num_joints + 1, 3, dtype=rel_template.dtype)
+        template = torch.zeros(num_joints + 1, 3, dtype=dt, device=dev)
         template[:num_joints] = rel_template
-        directions = torch.zeros(num_joints + 1, 3, num_betas + 3, dtype=rel_template.dtype)
+        directions = torch.zeros(num_joints + 1, 3, num_betas + 3, dtype=dt, device=dev)
         directions[:num_joints, :, :num_betas] = rel_shapedirs
-        directions[0, :, num_betas:] = torch.eye(3)  # transl moves the root, hence everything
+        directions[0, :, num_betas:] = torch.eye(3, dtype=dt, device=dev)  # transl moves the root, hence all
         self.register_buffer("rel_template", template.reshape(-1, 1), persistent=False)
         self.register_buffer("rel_directions", directions.reshape(3 * (num_joints + 1), num_betas + 3), persistent=False)
-        self.register_buffer("homogeneous_row", torch.tensor([0.0, 0.0, 0.0, 1.0]).reshape(1, 1, 4, 1), persistent=False)
-        self.register_buffer("zero_rotation", torch.zeros(1, 3), persistent=False)
+        homogeneous_row = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=dt, device=dev).reshape(1, 1, 4, 1)
+        self.register_buffer("homogeneous_row", homogeneous_row, persistent=False)
+        self.register_buffer("zero_rotation", torch.zeros(1, 3, dtype=dt, device=dev), persistent=False)
         # Local rotations of the full model from the SMPL ones: index into [SMPL 24 | rest pose
         # of the full model | identity] (the last entry of the result is the identity slot).
         source = list(range(24, 24 + num_joints)) + [24 + num_joints]
         for smpl_joint, full_joint in enumerate(self.body_to_full.tolist()):
             if full_joint >= 0:
                 source[full_joint] = smpl_joint
-        rest = torch.cat([self.rest_full_pose, torch.eye(3, dtype=self.rest_full_pose.dtype)[None]])
+        rest = torch.cat([self.rest_full_pose, torch.eye(3, dtype=dt, device=dev)[None]])
         self.register_buffer("rest_rotations", rest.unsqueeze(-1), persistent=False)
-        self.register_buffer("full_rotation_source", torch.tensor(source), persistent=False)
+        self.register_buffer("full_rotation_source", torch.tensor(source, device=dev), persistent=False)
         self._smpl_is_full = num_joints == 24 and self.body_to_full.tolist() == list(range(24))
         self._smpl_joints_are_first = self.smpl_joint_ids.tolist() == list(range(24))
+        self._levels_cpu = _tree_levels(parents)
         self._refresh_fast_path()
 
     def _refresh_fast_path(self) -> None:
@@ -409,7 +429,7 @@ class BodyModel(nn.Module):
             rel_template=self.rel_template, rel_directions=self.rel_directions,
             rel_directions_betas=self.rel_directions[:, : self.num_betas], homogeneous_row=self.homogeneous_row,
             zero_rotation=self.zero_rotation, ancestors=tuple(self.fk_ancestors.unbind(0)),
-            levels=tuple((ids.to(dev), parent_ids.to(dev)) for ids, parent_ids in _tree_levels(self.parents.tolist())),
+            levels=tuple((ids.to(dev), parent_ids.to(dev)) for ids, parent_ids in self._levels_cpu),
             smpl_joint_ids=None if self._smpl_joints_are_first else self.smpl_joint_ids,
             num_betas=self.num_betas, num_slots=self.num_full_joints + 1,
         )  # fmt: skip
@@ -472,7 +492,7 @@ class BodyModel(nn.Module):
         if self._smpl_is_full:
             return betas, smpl_rots, transl
         rest = self.rest_full_pose.to(smpl_rots.dtype).expand(bsz, -1, -1, -1)
-        full = torch.cat([smpl_rots, rest], dim=1).index_select(1, self.full_rotation_source[:-1])
+        full = torch.cat([smpl_rots, rest], dim=1)[:, self.full_rotation_source[:-1]]
         return betas, full, transl
 
     def _local_rotations(self, body_pose: Tensor | None, global_orient: Tensor | None, bsz: int) -> Tensor:
@@ -500,7 +520,7 @@ class BodyModel(nn.Module):
         else:
             rotations = self._smpl_rotations(body_pose, global_orient, bsz).permute(1, 2, 3, 0)
         rest = self.rest_rotations.to(rotations.dtype).expand(-1, -1, -1, bsz)
-        return torch.cat([rotations[:24], rest], dim=0).index_select(0, self.full_rotation_source)
+        return torch.cat([rotations[:24], rest], dim=0)[self.full_rotation_source]
 
     def _world_transforms(self, betas: Tensor, rotations: Tensor, transl: Tensor | None) -> Tensor:
         """World transforms (J+1,4,4,B) of all joints (slot J: identity), translation included."""
@@ -594,7 +614,8 @@ class BodyModel(nn.Module):
             jw = joint_weights.to(device=dev, dtype=dt)
             if jw.shape != (a.shape[0], 24):
                 raise ValueError(f"joint_weights must be (K,24) = ({a.shape[0]},24), got {tuple(jw.shape)}")
-            full = torch.zeros_like(a).index_add_(1, self.smpl_joint_ids, jw)  # (K,J)
+            full = torch.zeros_like(a)  # (K,J): SMPL joint s is full-model joint smpl_joint_ids[s]
+            full.T.index_put_((self.smpl_joint_ids,), jw.T, accumulate=True)
             template[..., 3] += full
             used = used | (full != 0)
         k_idx, j_idx = torch.nonzero(used, as_tuple=True)
@@ -615,11 +636,16 @@ class BodyModel(nn.Module):
         body_pose: Tensor | None = None,
         global_orient: Tensor | None = None,
         transl: Tensor | None = None,
+        orient_base: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Fastest path: SMPL-24 joints (B,24,3) and pre-skinned landmarks (B,K,3), metres.
 
-        Inputs as for `forward`. Every step works components-first with the batch innermost
-        (vectorised at large batches) and in few ops (PyTorch's per-op cost rules at batch 1).
+        Inputs as for `forward`; orient_base (B,3,3), optional, with global_orient in axis-angle
+        (B,3): the root rotation is then R(global_orient) @ orient_base (a residual rotation on
+        top of a fixed start, composed inside the fused op instead of by the caller). The
+        landmarks include SMPL-joint blends when the skin was built with joint_weights.
+        Rodrigues, forward kinematics and skinning run as one autograd node with a
+        hand-written backward (PyTorch's per-op cost rules at small batches).
         """
         bsz = self._batch_size(betas, body_pose, global_orient, transl)
         betas = self._betas(betas, bsz)
@@ -628,12 +654,20 @@ class BodyModel(nn.Module):
             body_pose = torch.zeros(bsz, 69, device=dev, dtype=dt)
         if global_orient is None:
             global_orient = torch.zeros(bsz, 3, device=dev, dtype=dt)
-        root_ok = (global_orient.ndim == 2 and global_orient.shape[1] == 3) or global_orient.shape[-2:] == (3, 3)
-        if self._smpl_is_full and body_pose.ndim == 2 and root_ok:
-            root = global_orient if global_orient.ndim == 2 else global_orient.reshape(bsz, 3, 3)
-            return _PosedPoints.apply(body_pose, root, None, betas, transl, self._fast, skin)
+        vector_root = global_orient.ndim == 2 and global_orient.shape[1] == 3
+        if orient_base is not None:
+            if not vector_root or orient_base.shape != (bsz, 3, 3):
+                raise ValueError(
+                    f"orient_base must be (B,3,3) = ({bsz},3,3) with global_orient (B,3) axis-angle; got "
+                    f"{tuple(orient_base.shape)} and {tuple(global_orient.shape)}"
+                )
+        if self._smpl_is_full and body_pose.ndim == 2 and (vector_root or global_orient.shape[-2:] == (3, 3)):
+            root = global_orient if vector_root else global_orient.reshape(bsz, 3, 3)
+            return _PosedPoints.apply(body_pose, root, orient_base, None, betas, transl, self._fast, skin)
+        if orient_base is not None:
+            global_orient = (axis_angle_to_matrix(global_orient) @ orient_base)[:, None]
         rotations = self._local_rotations(body_pose, global_orient, bsz)
-        return _PosedPoints.apply(None, None, rotations, betas, transl, self._fast, skin)
+        return _PosedPoints.apply(None, None, None, rotations, betas, transl, self._fast, skin)
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, gender={self.gender!r}, vertices={self.num_vertices}, num_betas={self.num_betas}"
