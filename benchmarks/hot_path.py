@@ -8,9 +8,11 @@ and shape priors), back-propagates and takes an optimizer step. Each piece is ti
 on the default body model (anny, already loaded) with the objective's own input shapes, at
 batch 1 (PyTorch's per-op overhead rules) and batch 256 (memory traffic starts to count).
 
-Rows marked "fused" are the faster ways to run the same objective that the fitter can adopt:
-SMPL-joint blends folded into the landmark skin (landmark_skin(..., joint_weights)), the
-residual root rotation composed inside `pose_landmarks` (orient_base=), fused Adam.
+Rows marked "fused" are the faster way to run the same objective that the fitter can adopt:
+SMPL-joint blends folded into the landmark skin (landmark_skin(..., joint_weights)) and the
+residual root rotation composed inside `pose_landmarks` (orient_base=). The Adam rows compare
+its implementations (fused is fastest with 1 thread; with 2+ threads on a busy machine its
+OpenMP region can stall for milliseconds).
 
 Columns: median wall ms and median CPU ms (this process, all threads) per forward + backward
 (optimizer rows: per step; iteration rows: zero_grad + objective + backward + step) over
@@ -80,7 +82,8 @@ class Inputs:
 
     def points(self) -> torch.Tensor:
         """Keypoints (B,K,3) as fitter.optimize computes them today."""
-        joints, landmarks = self.model.pose_landmarks(self.skin, self.betas, self.body_pose, self.global_orient(), self.transl)
+        joints, landmarks = self.model.pose_landmarks(self.skin, self.betas, self.body_pose, self.global_orient(),
+                                                      self.transl)  # fmt: skip
         return torch.einsum("kj,bjc->bkc", self.regressor.joint_weights, joints) + landmarks
 
     def points_fused(self) -> torch.Tensor:
@@ -204,14 +207,15 @@ def run(args: argparse.Namespace) -> None:
             deviations.append(fast_path_deviation(inp))
             for name, loss_fn in components(inp).items():
                 add(name, lambda loss_fn=loss_fn: _backward(loss_fn, inp.params), calls)
-            for label, kwargs in (("Adam step (for-loop, today's default)", {"foreach": False}),
-                                  ("Adam step (foreach)", {"foreach": True}), ("Adam step (fused)", {"fused": True})):  # fmt: skip
+            adam_variants = (("Adam step (for-loop, today's default)", {"foreach": False}),
+                             ("Adam step (foreach)", {"foreach": True}), ("Adam step (fused)", {"fused": True}))
+            for label, kwargs in adam_variants:
                 params = [_leaf(p) for p in inp.params]
                 for p in params:
                     p.grad = torch.randn_like(p)
                 add(label, torch.optim.Adam(params, lr=1e-4, **kwargs).step, calls)
-            add("iteration: objective as today + for-loop Adam", _iteration(inp, inp.objective, False), calls)
-            add("iteration: fused objective + fused Adam", _iteration(inp, inp.objective_fused, True), calls)
+            add("iteration: objective as today, Adam", _iteration(inp, inp.objective, False), calls)
+            add("iteration: fused objective, Adam", _iteration(inp, inp.objective_fused, False), calls)
         for name, cells in rows.items():
             table.add_row(name, *cells)
         console.print(table)

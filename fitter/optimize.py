@@ -136,8 +136,7 @@ class _Problem:
     def __init__(self, model: BodyModel, keypoint_set: str, kp: torch.Tensor, focal: torch.Tensor,
                  center: torch.Tensor, landmarks3d: torch.Tensor | None):  # fmt: skip
         self.model = model
-        self.regressor = keypoint_regressor(model, keypoint_set)
-        self.skin = model.landmark_skin(self.regressor.vertex_ids, self.regressor.vertex_weights)
+        self.regressor, self.skin = _regressor_and_skin(model, keypoint_set)
         self.names = self.regressor.names
         self.target = kp[..., :2]
         self.weights = kp[..., 2] * self.regressor.quality[None]
@@ -155,10 +154,29 @@ class _Problem:
         size = (hi - lo).amax(-1).clamp(min=10.0) * 1.2
         self.scale = 224.0 / size
 
-    def points(self, betas, body_pose, global_orient, transl):
-        joints, landmarks = self.model.pose_landmarks(self.skin, betas, body_pose, global_orient, transl)
-        pts3d = torch.einsum("kj,bjc->bkc", self.regressor.joint_weights, joints) + landmarks
+    def points(self, betas, body_pose, global_orient, transl, orient_base=None):
+        """SMPL joints (B,24,3), keypoints (B,K,3) in the camera frame, and their pixels (B,K,2)."""
+        joints, pts3d = self.model.pose_landmarks(self.skin, betas, body_pose, global_orient, transl,
+                                                  orient_base=orient_base)  # fmt: skip
         return joints, pts3d, perspective_project(pts3d, self.focal, self.center)
+
+
+_SKIN_CACHE: "weakref.WeakKeyDictionary" = None  # type: ignore[assignment]
+
+
+def _regressor_and_skin(model: BodyModel, keypoint_set: str):
+    """The keypoint regressor and its pre-skinned form, cached per (model, set, device)."""
+    import weakref
+
+    global _SKIN_CACHE
+    if _SKIN_CACHE is None:
+        _SKIN_CACHE = weakref.WeakKeyDictionary()
+    per_model = _SKIN_CACHE.setdefault(model, {})
+    key = (keypoint_set, str(model.v_template.device), model.v_template.dtype)
+    if key not in per_model:
+        reg = keypoint_regressor(model, keypoint_set)
+        per_model[key] = (reg, model.landmark_skin(reg.vertex_ids, reg.vertex_weights, reg.joint_weights))
+    return per_model[key]
 
 
 def _initial_translation(problem: _Problem, global_orient: torch.Tensor, body_pose: torch.Tensor,
@@ -291,7 +309,8 @@ def _fit_batch(problem: _Problem, init: dict[str, torch.Tensor], prior_set, conf
     state: dict[str, torch.Tensor] = {}
 
     def camera_loss():
-        _, _, proj = problem.points(params.betas, params.body_pose, params.global_orient, params.transl)
+        _, _, proj = problem.points(params.betas, params.body_pose, params.orient_delta, params.transl,
+                                    orient_base=params.orient_start)  # fmt: skip
         w = problem.weights * problem.torso_mask
         w = torch.where(w.sum(1, keepdim=True) > 0, w, problem.weights)  # no torso: use everything
         data = reprojection_term(proj, problem.target, w, problem.scale, config.sigma)
@@ -301,7 +320,8 @@ def _fit_batch(problem: _Problem, init: dict[str, torch.Tensor], prior_set, conf
 
     def body_loss(pose_w: float, shape_w: float):
         def loss():
-            joints, pts3d, proj = problem.points(params.betas, params.body_pose, params.global_orient, params.transl)
+            joints, pts3d, proj = problem.points(params.betas, params.body_pose, params.orient_delta, params.transl,
+                                                 orient_base=params.orient_start)  # fmt: skip
             terms = {"reprojection": reprojection_term(proj, problem.target, problem.weights, problem.scale, config.sigma)}
             prior = prior_set(params.body_pose, params.betas)
             terms["angle"] = config.angle_prior_weight**2 * prior["angle"]

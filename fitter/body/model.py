@@ -190,7 +190,7 @@ class _PosedPoints(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, body_pose, global_orient, orient_base, rotations, betas, transl, fast, skin):  # type: ignore[override]
+    def forward(ctx, body_pose, global_orient, orient_base, rotations, betas, transl, fast, skin):  # type: ignore
         bsz = betas.shape[0]
         ctx.fast, ctx.skin, ctx.bsz = fast, skin, bsz
         ctx.root_shape = None if global_orient is None else global_orient.shape
@@ -405,7 +405,8 @@ class BodyModel(nn.Module):
         directions[:num_joints, :, :num_betas] = rel_shapedirs
         directions[0, :, num_betas:] = torch.eye(3, dtype=dt, device=dev)  # transl moves the root, hence all
         self.register_buffer("rel_template", template.reshape(-1, 1), persistent=False)
-        self.register_buffer("rel_directions", directions.reshape(3 * (num_joints + 1), num_betas + 3), persistent=False)
+        directions = directions.reshape(3 * (num_joints + 1), num_betas + 3)
+        self.register_buffer("rel_directions", directions, persistent=False)
         homogeneous_row = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=dt, device=dev).reshape(1, 1, 4, 1)
         self.register_buffer("homogeneous_row", homogeneous_row, persistent=False)
         self.register_buffer("zero_rotation", torch.zeros(1, 3, dtype=dt, device=dev), persistent=False)
@@ -594,7 +595,9 @@ class BodyModel(nn.Module):
             points = torch.einsum("npab,npb->npa", R, v) + t
         return BodyOutput(joints=joints, points=points)
 
-    def landmark_skin(self, vertex_ids: Tensor, vertex_weights: Tensor, joint_weights: Tensor | None = None) -> LandmarkSkin:
+    def landmark_skin(
+        self, vertex_ids: Tensor, vertex_weights: Tensor, joint_weights: Tensor | None = None
+    ) -> LandmarkSkin:
         """Pre-skin K landmarks given as blends (K,P) of the vertices `vertex_ids` (P,), plus
         optionally blends (K,24) of the posed SMPL-24 joints (a KeypointRegressor's
         joint_weights): `pose_landmarks` then returns whole keypoints."""

@@ -42,6 +42,7 @@ def fit_command(
     recursive: bool = typer.Option(False, help="Search folders recursively."),
     side_view: bool = typer.Option(False, help="Also write <stem>_side.png."),
     gmm: Path = typer.Option(None, help="GMM pose prior file (SMPLify gmm_08.pkl layout or npz)."),
+    threads: int = typer.Option(1, min=1, help="CPU threads for torch (1 is fastest for these small ops on a busy or 2-core CPU)."),
     backend: str = typer.Option("local", help="local, or ray (pip install 'fitter[ray]') to spread over a Ray cluster."),
     address: str = typer.Option(None, help="Ray cluster address (HEAD_IP:6379); default: $RAY_ADDRESS, a local `ray start`, or a new local Ray."),
     landmarks3d: bool = typer.Option(True, "--landmarks3d/--no-landmarks3d",
@@ -75,6 +76,9 @@ def fit_command(
 
         if not torch.cuda.is_available():
             fail(f"--device {device}: CUDA is not available in this torch build; use --device cpu")
+    import torch
+
+    torch.set_num_threads(threads)
     try:
         images = list_images(paths, recursive=recursive)
     except (FileNotFoundError, ValueError) as exc:
