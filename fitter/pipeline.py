@@ -53,6 +53,7 @@ class FitOptions:
     recursive: bool = False
     gmm: Path | None = None
     landmarks3d: bool = True  # also pull the body towards mediapipe's 3D world landmarks (detections only)
+    auto_parts: bool = False  # split the person mask into 12 parts by the 2D skeleton (no --parts given)
 
 
 @dataclass
@@ -132,6 +133,11 @@ def prepare_image(path: Path, stem: Path, options: FitOptions, detector) -> Imag
             job.world_landmarks = det.world_landmarks
         if options.parts is not None:
             job.part_masks = read_part_masks(options.parts, path, job.image.shape[:2])
+        elif options.auto_parts and job.mask is not None:
+            from fitter.init.part_split import split_mask_by_skeleton
+
+            labels = split_mask_by_skeleton(job.mask, job.keypoints[0], job.keypoint_set)
+            job.part_masks = labels[None] == np.arange(1, 13)[:, None, None]
             if len(job.person_ids) != 1:
                 raise ValueError("--parts needs one person per image (the label image has no person ids)")
     except Exception as exc:  # one bad image fails alone

@@ -42,6 +42,8 @@ def fit_command(
     recursive: bool = typer.Option(False, help="Search folders recursively."),
     side_view: bool = typer.Option(False, help="Also write <stem>_side.png."),
     gmm: Path = typer.Option(None, help="GMM pose prior file (SMPLify gmm_08.pkl layout or npz)."),
+    auto_parts: bool = typer.Option(False, "--auto-parts/--no-auto-parts",
+                                    help="Without --parts: split the person mask into 12 parts by the 2D skeleton (nearest bone)."),
     threads: int = typer.Option(1, min=1, help="CPU threads for torch (1 is fastest for these small ops on a busy or 2-core CPU)."),
     backend: str = typer.Option("local", help="local, or ray (pip install 'fitter[ray]') to spread over a Ray cluster."),
     address: str = typer.Option(None, help="Ray cluster address (HEAD_IP:6379); default: $RAY_ADDRESS, a local `ray start`, or a new local Ray."),
@@ -91,7 +93,7 @@ def fit_command(
                          refine=None if refine == "none" else refine,
                          keypoints=keypoints, silhouette=silhouette, parts=parts, config=config, device=device,
                          batch_size=batch_size, overwrite=overwrite, side_view=side_view, recursive=recursive,
-                         gmm=gmm, landmarks3d=landmarks3d)  # fmt: skip
+                         gmm=gmm, landmarks3d=landmarks3d, auto_parts=auto_parts)  # fmt: skip
     try:
         from fitter.body import load_body_model
 
