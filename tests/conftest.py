@@ -10,6 +10,14 @@ import pytest
 EVAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "eval"
 
 
+def pytest_configure(config) -> None:
+    """One torch thread for the whole session: fits are many small ops, and on a shared 2-core
+    machine two threads fight and run several times slower."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def anny_model():
     from fitter.body import load_body_model

@@ -22,13 +22,6 @@ IMAGE_SIZE = np.array([[640.0, 480.0], [640.0, 480.0]], np.float32)
 FOCAL = np.array([800.0, 800.0], np.float32)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a shared 2-core machine two threads fight and run several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -36,13 +36,6 @@ from synthetic import joint_errors, sample_cases  # noqa: E402
 IMAGE_SIZE = (1280, 960)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a shared 2-core machine two threads fight and run several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def orientation_error_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:

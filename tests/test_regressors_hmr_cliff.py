@@ -47,7 +47,6 @@ from fitter.regressors.checkpoints import extract_state_dict, load_state_dict_st
 from fitter.regressors.heads import global_to_local_rotations
 from fitter.regressors.preprocess import crop_to_full_points, full_to_crop_points
 
-torch.set_num_threads(2)
 
 SPIN_EXTRAS = ["optimizer", "epoch", "batch_idx", "batch_size", "dataset_perm", "total_step_count"]
 

@@ -30,15 +30,6 @@ ATTENTION_KEYS = [  # the module's own parameter first, then its children's (sta
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: these many small convolutions run several times faster than with
-    threads contending for a shared 2-core machine. Restored after the module."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def _manifest(name: str) -> dict | None:
     """The layout manifest, or None when the shared folder is absent (checks then use the wrapper only)."""

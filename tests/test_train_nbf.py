@@ -12,13 +12,6 @@ from fitter.regressors.heads import global_to_local_rotations
 from fitter.regressors.train_nbf import NBFTrainConfig, default_nbf_path, nbf_losses, sample_nbf_batch, train_nbf
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a shared 2-core machine two threads fight and run several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
