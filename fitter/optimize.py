@@ -30,7 +30,7 @@ import torch
 
 from fitter.body import BodyModel, load_body_model
 from fitter.body.vertex_subset import VertexSubset, pose_vertex_subset
-from fitter.camera import resolve_camera
+from fitter.camera import Camera, resolve_camera
 from fitter.geometry import axis_angle_to_matrix, matrix_to_axis_angle, perspective_project
 from fitter.keypoints import keypoint_names, keypoint_regressor
 from fitter.objectives import depth_term, landmarks3d_term, reprojection_term
@@ -147,10 +147,7 @@ class _Problem:
         self.torso_mask[torso] = 1.0
         self.landmarks3d = landmarks3d
         # normalise residuals to a 224 px crop of the person (SPIN units)
-        visible = kp[..., 2] > 0
-        big = torch.tensor(1e9, dtype=kp.dtype, device=kp.device)
-        lo = torch.where(visible[..., None], kp[..., :2], big).amin(1)
-        hi = torch.where(visible[..., None], kp[..., :2], -big).amax(1)
+        lo, hi = _visible_box(kp[..., :2], kp[..., 2] > 0)
         size = (hi - lo).amax(-1).clamp(min=10.0) * 1.2
         self.scale = 224.0 / size
 
@@ -162,6 +159,12 @@ class _Problem:
 
 
 _SKIN_CACHE: "weakref.WeakKeyDictionary" = None  # type: ignore[assignment]
+
+
+def _visible_box(points: torch.Tensor, visible: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per item, the (min, max) corners (B,C) of the points (B,K,C) whose `visible` (B,K) is set."""
+    hidden = (~visible).to(points.dtype)[..., None] * 1e9
+    return (points + hidden).amin(1), (points - hidden).amax(1)
 
 
 def _regressor_and_skin(model: BodyModel, keypoint_set: str):
@@ -202,10 +205,9 @@ def _initial_translation(problem: _Problem, global_orient: torch.Tensor, body_po
                 lengths3d = lengths3d + pw * (pts3d[:, i] - pts3d[:, j])[:, :2].norm(dim=-1)
                 lengths2d = lengths2d + pw * (tgt[:, i] - tgt[:, j]).norm(dim=-1)
     # Items without a torso pair: extent of all visible points vs the model's.
-    hidden = (w <= 0).to(tgt.dtype)[..., None] * 1e9
-
     def extent(x):
-        return ((x - hidden).amax(1) - (x + hidden).amin(1)).amax(-1)
+        lo, hi = _visible_box(x, w > 0)
+        return (hi - lo).amax(-1)
 
     ratio = torch.where(lengths2d > 1.0, lengths3d / lengths2d.clamp(min=1e-3),
                         extent(pts3d[..., :2]) / extent(tgt).clamp(min=1e-3))  # fmt: skip
@@ -304,7 +306,6 @@ def _fit_batch(problem: _Problem, init: dict[str, torch.Tensor], prior_set, conf
     """All stages for one batch; returns final parameters and per-item loss terms."""
     params = _Params(init["betas"], init["body_pose"], init["global_orient"], init["transl"])
     init_transl = init["transl"].detach()
-    mean_pose = init["prior_mean_pose"]
     has_3d = problem.landmarks3d is not None and config.landmarks3d_weight > 0
     state: dict[str, torch.Tensor] = {}
 
@@ -329,10 +330,8 @@ def _fit_batch(problem: _Problem, init: dict[str, torch.Tensor], prior_set, conf
             if "pose_gmm" in prior:
                 terms["pose"] = pose_w**2 * prior["pose_gmm"]
             else:
-                from priors import pose_l2_prior
-
                 terms["joint_limits"] = config.joint_limit_weight**2 * prior["joint_limits"]
-                terms["pose"] = (config.pose_l2_scale * pose_w) ** 2 * pose_l2_prior(params.body_pose - mean_pose)
+                terms["pose"] = (config.pose_l2_scale * pose_w) ** 2 * prior["pose_l2"]
             if has_3d:
                 terms["landmarks3d"] = config.landmarks3d_weight * landmarks3d_term(
                     pts3d, problem.landmarks3d, problem.landmarks3d_weights, scale=True)
@@ -430,8 +429,7 @@ def _initial_parameters(problem: _Problem, init: dict | None, prior_set, yaw: to
         transl = _initial_translation(problem, global_orient, body_pose, betas)
     else:
         transl = get("transl", None)
-    return {"betas": betas, "body_pose": body_pose, "global_orient": global_orient, "transl": transl,
-            "prior_mean_pose": mean_pose}  # fmt: skip
+    return {"betas": betas, "body_pose": body_pose, "global_orient": global_orient, "transl": transl}
 
 
 def fit_keypoints(
@@ -450,6 +448,7 @@ def fit_keypoints(
     masks=None,
     principal_point=None,
     part_masks=None,
+    camera: Camera | None = None,
 ) -> FitResult:
     """Fit a body model to 2D keypoints of N people.
 
@@ -464,7 +463,9 @@ def fit_keypoints(
     person masks ((H,W) bool, full image, or None) for a final silhouette stage;
     principal_point: None (image centre), (2,) or (N,2) pixels; part_masks: optional list of N
     (P,H,W) bool body-part masks (P = 12 or 24 parts of fitter.body.parts) or None, for
-    per-part silhouette terms in that final stage.
+    per-part silhouette terms in that final stage; camera: an already resolved
+    fitter.camera.Camera for the N items (then focal_length / principal_point / image_paths are
+    not consulted), so a caller that needed the intrinsics first does not resolve them twice.
 
     Returns a FitResult whose parameters place the body in the camera frame (x right, y down,
     z forward, metres).
@@ -481,7 +482,8 @@ def fit_keypoints(
         )
     model = body_model if isinstance(body_model, BodyModel) else load_body_model(body_model, gender=gender, device=device)
     model = model.to(device)
-    camera = resolve_camera(image_size, N, focal_length, image_paths, principal_point)
+    if camera is None:
+        camera = resolve_camera(image_size, N, focal_length, image_paths, principal_point)
     dt = torch.float32
     kp = torch.as_tensor(kp_np, dtype=dt, device=device)
     focal = torch.as_tensor(camera.focal_length, dtype=dt, device=device)
@@ -492,7 +494,7 @@ def fit_keypoints(
         lm3d = lm[..., :3]
     from priors import default_prior_terms
 
-    prior_set = default_prior_terms(gmm_path).to(device)
+    prior_set = default_prior_terms(gmm_path, l2_mean=mean_body_pose()).to(device)
     problem = _Problem(model, keypoint_set, kp, focal, center, lm3d)
     if lm3d is not None:
         problem.landmarks3d_weights = lm[..., 3] * (problem.regressor.quality > 0).to(dt)
@@ -527,14 +529,17 @@ def fit_keypoints(
     tiny = _tiny_extent(sub)
     for i in torch.nonzero(tiny).flatten().tolist():
         status[i] = "failed: the keypoints span less than 4 px; nothing to fit"
+    def refit_setup(ids: torch.Tensor) -> tuple[_Problem, dict]:
+        """The sub-problem (with its silhouette targets) and starting values of items `ids`."""
+        part = _subproblem(sub, ids)
+        _attach_silhouettes(part, [problem.masks[int(index[i])] for i in ids.tolist()], cfg,
+                            [problem.part_masks[int(index[i])] for i in ids.tolist()])  # fmt: skip
+        return part, {k: v[ids] for k, v in init_params.items()}
+
     bad = _nonfinite(params, terms)
     if bad.any():  # NaN guard: refit the failed items from their start, more gently
         ids = torch.nonzero(bad).flatten()
-        retry_problem = _subproblem(sub, ids)
-        _attach_silhouettes(retry_problem, [problem.masks[int(index[i])] for i in ids.tolist()], cfg,
-                            [problem.part_masks[int(index[i])] for i in ids.tolist()])  # fmt: skip
-        retry_init = {k: v[ids] for k, v in init_params.items() if k != "prior_mean_pose"}
-        retry_init["prior_mean_pose"] = init_params["prior_mean_pose"]
+        retry_problem, retry_init = refit_setup(ids)
         p2, t2 = _fit_batch(retry_problem, retry_init, prior_set, cfg, lr_scale=cfg.nan_retry_lr_scale)
         still = _nonfinite(p2, t2)
         for k in params:
@@ -551,11 +556,7 @@ def fit_keypoints(
             ids = torch.nonzero((crop_err > cfg.restart_threshold) & torch.isfinite(terms["total"])).flatten()
             if len(ids) == 0:
                 break
-            alt_problem = _subproblem(sub, ids)
-            _attach_silhouettes(alt_problem, [problem.masks[int(index[i])] for i in ids.tolist()], cfg,
-                                [problem.part_masks[int(index[i])] for i in ids.tolist()])  # fmt: skip
-            alt_init = {k: v[ids] for k, v in init_params.items() if k != "prior_mean_pose"}
-            alt_init["prior_mean_pose"] = init_params["prior_mean_pose"]
+            alt_problem, alt_init = refit_setup(ids)
             alt_init["body_pose"] = {"bent_legs": bent_legs_pose}[pose_name](alt_init["body_pose"].dtype).to(device).expand(len(ids), -1).clone()
             alt_init["transl"] = _initial_translation(alt_problem, alt_init["global_orient"], alt_init["body_pose"], alt_init["betas"])
             p2, t2 = _fit_batch(alt_problem, alt_init, prior_set, cfg)
@@ -691,9 +692,8 @@ def _mean_crop_error(problem: _Problem, params: dict) -> torch.Tensor:
 
 def _tiny_extent(problem: _Problem) -> torch.Tensor:
     """(B,) bool: the visible keypoints span less than 4 pixels."""
-    hidden = (problem.weights <= 0).to(problem.target.dtype)[..., None] * 1e9
-    span = ((problem.target - hidden).amax(1) - (problem.target + hidden).amin(1)).amax(-1)
-    return span < 4.0
+    lo, hi = _visible_box(problem.target, problem.weights > 0)
+    return (hi - lo).amax(-1) < 4.0
 
 
 def _nonfinite(params: dict, terms: dict) -> torch.Tensor:

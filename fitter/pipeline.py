@@ -285,7 +285,7 @@ def _fit_jobs(jobs: list[ImageJob], model: BodyModel, options: FitOptions) -> li
                               camera.focal_length, model, local_owner,
                               world_landmarks=np.stack(world) if kset == "blazepose33" and all(w is not None for w in world) else None,
                               masks=masks, device=options.device, refine=options.refine)  # fmt: skip
-            res = fit_keypoints(np.stack(kps), kset, sizes_arr, focal_length=camera.focal_length, init=init,
+            res = fit_keypoints(np.stack(kps), kset, sizes_arr, camera=camera, init=init,
                                 body_model=model, config=options.config, device=options.device,
                                 gmm_path=str(options.gmm) if options.gmm else None,
                                 masks=masks if options.silhouette else None,

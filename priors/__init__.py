@@ -78,8 +78,11 @@ class PosePriorSet(nn.Module):
     "angle", "shape", "pose_l2" for the fallback. `.to(device)` moves the GMM buffers.
     """
 
-    def __init__(self, gmm: MaxMixturePrior | None = None, gmm_path: str | None = None) -> None:
+    def __init__(self, gmm: MaxMixturePrior | None = None, gmm_path: str | None = None,
+                 l2_mean: torch.Tensor | None = None) -> None:  # fmt: skip
         super().__init__()
+        # centre of the weak L2 pose prior (69,), axis-angle; zeros (the rest pose) by default
+        self.register_buffer("l2_mean", torch.zeros(69) if l2_mean is None else l2_mean.detach().reshape(69).float())
         self.gmm = gmm
         self.gmm_path = gmm_path
         self.name = GMM_PRIOR_NAME if gmm is not None else FALLBACK_PRIOR_NAME
@@ -99,12 +102,13 @@ class PosePriorSet(nn.Module):
         terms = {"angle": angle_prior(pose), "shape": shape_prior(betas)}
         if self.gmm is not None:
             return {"pose_gmm": self.gmm(pose), **terms}
-        return {"joint_limits": joint_limit_penalty(pose), **terms, "pose_l2": pose_l2_prior(pose)}
+        return {"joint_limits": joint_limit_penalty(pose), **terms, "pose_l2": pose_l2_prior(pose - self.l2_mean.to(pose))}
 
 
-def default_prior_terms(gmm_path: str | Path | None = None) -> PosePriorSet:
+def default_prior_terms(gmm_path: str | Path | None = None, l2_mean: torch.Tensor | None = None) -> PosePriorSet:
     """The prior set for a fit: GMM ("gmm") when a gmm_08-layout file is given, else
-    "limits+angle+shape+l2". A given but unreadable file raises (never silently falls back)."""
+    "limits+angle+shape+l2" (its L2 term centred on `l2_mean`, (69,), default zeros). A given
+    but unreadable file raises (never silently falls back)."""
     if gmm_path is None or str(gmm_path) == "":
-        return PosePriorSet()
+        return PosePriorSet(l2_mean=l2_mean)
     return PosePriorSet(MaxMixturePrior.from_file(gmm_path), gmm_path=str(gmm_path))
