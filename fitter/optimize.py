@@ -29,7 +29,6 @@ import numpy as np
 import torch
 
 from fitter.body import BodyModel, load_body_model
-from fitter.body.vertex_subset import VertexSubset, pose_vertex_subset
 from fitter.camera import Camera, resolve_camera
 from fitter.geometry import axis_angle_to_matrix, matrix_to_axis_angle, perspective_project
 from fitter.keypoints import keypoint_names, keypoint_regressor
@@ -364,8 +363,8 @@ def _fit_batch(problem: _Problem, init: dict[str, torch.Tensor], prior_set, conf
 
         def silhouette_loss():
             keypoint_part = final()
-            points = pose_vertex_subset(problem.model, vids, params.betas[items], params.body_pose[items],
-                                        params.global_orient[items], params.transl[items])  # fmt: skip
+            points = problem.model.forward_joints(params.betas[items], params.body_pose[items],
+                                                  params.global_orient[items], params.transl[items], vids).points  # fmt: skip
             proj = perspective_project(points, problem.focal[items], problem.center[items]) * sil["scale"][:, None, None]
             target = sil["target"]
             term = silhouette_chamfer_loss(proj, target.dist_maps, target.boundary_points, target.boundary_valid)
@@ -660,7 +659,7 @@ def _attach_silhouettes(problem: _Problem, masks: list, config: FitConfig, part_
         "items": torch.tensor(items, device=device),
         "target": target,
         "scale": torch.tensor(scales, dtype=problem.target.dtype, device=device),
-        "vertex_ids": VertexSubset.build(problem.model, subset_ids),
+        "vertex_ids": problem.model.vertex_subset(subset_ids),
         "parts": None,
     }
     part_masks = part_masks or [None] * len(masks)

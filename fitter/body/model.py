@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from fitter.geometry import axis_angle_to_matrix
 from fitter.geometry.rotations import rodrigues_rows_vjp, rodrigues_rows_with_cache, rotation_matrix_rows
 
-__all__ = ["BodyModel", "BodyOutput", "SMPL_JOINT_NAMES", "SMPL_PARENTS"]
+__all__ = ["BodyModel", "BodyOutput", "VertexSubset", "SMPL_JOINT_NAMES", "SMPL_PARENTS"]
 
 SMPL_JOINT_NAMES = [
     "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
@@ -302,6 +302,23 @@ class _PosedPoints(torch.autograd.Function):
 
 
 @dataclass
+class VertexSubset:
+    """What LBS needs for a fixed subset of vertices, gathered once (BodyModel.vertex_subset), so
+    posing them every optimisation step (forward_joints) costs a few dense matmuls instead of
+    re-indexing the full model. vertex_ids (P,); template (P,3); shapedirs (P*3,NB); weights
+    (P,J); posedirs (9(J-1), P*3) or None when the model has no pose correctives (anny)."""
+
+    vertex_ids: Tensor
+    template: Tensor
+    shapedirs: Tensor
+    weights: Tensor
+    posedirs: Tensor | None
+
+    def __len__(self) -> int:
+        return int(self.vertex_ids.numel())
+
+
+@dataclass
 class LandmarkSkin:
     """Surface landmarks (blends of vertices, optionally plus SMPL joints) pre-skinned per joint.
 
@@ -562,9 +579,10 @@ class BodyModel(nn.Module):
         body_pose: Tensor | None = None,
         global_orient: Tensor | None = None,
         transl: Tensor | None = None,
-        vertex_ids: Tensor | None = None,
+        vertex_ids: "Tensor | VertexSubset | None" = None,
     ) -> BodyOutput:
-        """Fast path: pose the SMPL-24 joints and only the vertices `vertex_ids` (P,).
+        """Fast path: pose the SMPL-24 joints and only the vertices `vertex_ids` (P,) (or a
+        prepared `vertex_subset(ids)`, when the same vertices are posed repeatedly).
 
         Same result as `forward(...)` restricted to those joints/vertices, at a fraction of
         the cost (no full-mesh skinning); used for keypoint-only fitting.
@@ -576,24 +594,32 @@ class BodyModel(nn.Module):
         joints = _smpl_positions(world, self._fast)
         points = None
         if vertex_ids is not None and len(vertex_ids) > 0:
-            ids = vertex_ids.to(self.v_template.device).long()
+            subset = vertex_ids if isinstance(vertex_ids, VertexSubset) else self.vertex_subset(vertex_ids)
             num_joints = self.num_full_joints
-            v = self.v_template[ids] + torch.einsum("pcb,nb->npc", self.shapedirs[ids], betas)
-            rotmats = rotations[:num_joints].permute(3, 0, 1, 2)  # (B,J,3,3)
-            ident = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
-            pose_feature = (rotmats[:, 1:] - ident).reshape(bsz, -1)
-            pd = self.posedirs.view(self.posedirs.shape[0], -1, 3)[:, ids].reshape(self.posedirs.shape[0], -1)
-            v = v + (pose_feature @ pd).view(bsz, -1, 3)
+            v = subset.template + (betas @ subset.shapedirs.T).view(bsz, -1, 3)
+            if subset.posedirs is not None:
+                rotmats = rotations[:num_joints].permute(3, 0, 1, 2)  # (B,J,3,3)
+                ident = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
+                v = v + ((rotmats[:, 1:] - ident).reshape(bsz, -1) @ subset.posedirs).view(bsz, -1, 3)
             # Skinning transforms G_j [I, -J_j]: rest points to posed points (transl included).
             rest_joints = self.J_template + torch.einsum("jcb,nb->njc", self.J_shapedirs, betas)  # (B,J,3)
             world_R = world[:num_joints, :3, :3].permute(3, 0, 1, 2)  # (B,J,3,3)
             world_t = world[:num_joints, :3, 3].permute(2, 0, 1)  # (B,J,3)
             skin_t = world_t - (world_R * rest_joints[:, :, None, :]).sum(-1)
-            weights = self.lbs_weights[ids]
-            R = torch.einsum("pj,njab->npab", weights, world_R)
-            t = torch.einsum("pj,nja->npa", weights, skin_t)
-            points = torch.einsum("npab,npb->npa", R, v) + t
+            R = torch.matmul(subset.weights, world_R.reshape(bsz, num_joints, 9)).view(bsz, -1, 3, 3)
+            points = (R * v[:, :, None, :]).sum(-1) + torch.matmul(subset.weights, skin_t)
         return BodyOutput(joints=joints, points=points)
+
+    def vertex_subset(self, vertex_ids: Tensor) -> VertexSubset:
+        """Gather once what forward_joints needs to pose the vertices `vertex_ids` (P,)."""
+        ids = vertex_ids.to(self.v_template.device).long()
+        posedirs = None
+        if bool(self.posedirs.abs().max() > 0):
+            P9 = self.posedirs.shape[0]
+            posedirs = self.posedirs.view(P9, -1, 3)[:, ids].reshape(P9, -1)
+        return VertexSubset(vertex_ids=ids, template=self.v_template[ids],
+                            shapedirs=self.shapedirs[ids].reshape(-1, self.num_betas),
+                            weights=self.lbs_weights[ids], posedirs=posedirs)  # fmt: skip
 
     def landmark_skin(
         self, vertex_ids: Tensor, vertex_weights: Tensor, joint_weights: Tensor | None = None
