@@ -8,8 +8,9 @@ Prints, with and without the silhouette term:
   each dataset's intrinsics (H36M's lens distortion is ignored: up to ~3 px at the edges);
   MPJPE after aligning the hip midpoints, PA-MPJPE after a similarity Procrustes;
 * seconds per image (detection + fit, model loaded).
-Variants: keypoints only (frontal start); + the person-mask silhouette term; mediapipe IK start +
-mediapipe's 3D world landmarks term; and that + silhouette (the `fitter fit` default).
+Variants: keypoint-lifter start, keypoints only; + the person-mask silhouette term; + mediapipe's
+3D world landmarks term; mediapipe IK start + the 3D term; and that + silhouette (the `fitter fit`
+default). `--config smplify` gives SMPLify's upright start and annealed stages instead of the lifter.
 
     python benchmarks/real.py [--eval-dir ../shared/eval] [--config default] [--sets coco,h36m,...]
 
@@ -110,7 +111,8 @@ def run(args) -> None:
     for col in ("terms", "set", "n", "detected", "PCK@0.1 fit", "PCK@0.1 detector", "mask IoU",
                 "MPJPE mm", "PA-MPJPE mm", "s / image"):  # fmt: skip
         table.add_column(col, justify="right")
-    variants = {"keypoints": (False, False, "none"), "+silhouette": (True, False, "none"),
+    variants = {"lifter": (False, False, "lifter"), "lifter+silhouette": (True, False, "lifter"),
+                "lifter+3D+silhouette": (True, True, "lifter"),
                 "mediapipe init+3D": (False, True, "mediapipe"), "mediapipe init+3D+silhouette": (True, True, "mediapipe")}  # fmt: skip
     only = set(args.variants.split(",")) if args.variants else set(variants)
     for variant, (use_sil, use_3d, init_name) in variants.items():
@@ -130,14 +132,19 @@ def run(args) -> None:
                 kwargs = {"focal_length": gt["focal"], "principal_point": gt["center"]}
             if use_3d:
                 kwargs["landmarks3d"] = np.concatenate([det.world_landmarks, det.keypoints[:, 2:3]], axis=1)[None]
-            if init_name != "none":
+            config = args.config
+            if init_name == "none":
+                from fitter.optimize import fit_config
+
+                config = fit_config(config, lifter=False)
+            if init_name not in ("none", "lifter"):
                 from fitter.geometry import default_focal_length
                 from fitter.init import initialize
 
                 focal = kwargs.get("focal_length", default_focal_length(w, h))
                 kwargs["init"] = initialize(init_name, [image], det.keypoints[None], "blazepose33", np.array([[w, h]]),
                                             np.array([focal]), model, [0], world_landmarks=det.world_landmarks[None])  # fmt: skip
-            res = fit_keypoints(det.keypoints[None], "blazepose33", (w, h), body_model=model, config=args.config,
+            res = fit_keypoints(det.keypoints[None], "blazepose33", (w, h), body_model=model, config=config,
                                 masks=[det.mask > 0.5] if (use_sil and det.mask is not None) else None, **kwargs)  # fmt: skip
             s["time"].append(time.perf_counter() - t + det_time[path])
             if "keypoints" in gt:

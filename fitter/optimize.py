@@ -3,15 +3,21 @@
 Procedure (per item, all items batched; items never interact, so a batch gives the same
 result as fitting each item alone):
 
-1. camera: full-frame pinhole (fitter.camera); depth from similar triangles (3D torso length
-   of the model vs 2D torso length of the keypoints); orientation from the initializer, else
-   upright and facing the camera (or facing away when the detected left/right shoulders say so);
-2. flip test: where the shoulders are close in 2D (a side view), the item is also fitted with
-   the orientation turned by 180 degrees about the vertical, and the better fit is kept;
+1. start: pose and orientation from the caller's initializer; else from the keypoint lifter
+   (fitter.regressors.lifter: an MLP trained on synthetic bodies that maps the 2D keypoints to
+   a pose, the orientation in the camera frame and betas — it picks the limb-depth and heading
+   branch that 2D keypoints leave open); else (lifter off, or fewer than 6 COCO-17 points)
+   the mean pose upright, facing the camera or away as the left/right shoulders say;
+   camera: full-frame pinhole (fitter.camera); depth from similar triangles (3D torso length
+   of the model vs 2D torso length of the keypoints);
+2. flip test (frontal starts): where the shoulders are close in 2D (a side view), the item is
+   also fitted turned by 180 / +-90 degrees about the vertical, and the best fit is kept;
+   restarts (frontal starts): refit from a bent-legs pose, keep the lower loss;
 3. stage 1: camera translation + global orientation on the torso points, with a depth
    regulariser (SPIN);
-4. stages 2..: body pose + betas + global orientation + translation with annealed prior
-   weights (SMPLify's four stages by default), Adam or L-BFGS;
+4. stages 2..: body pose + betas + global orientation + translation with per-stage prior
+   weights (default: one stage at SMPLify's final weights, the pose anchored to the lifter's;
+   preset "smplify": SMPLify's four annealed stages), Adam or L-BFGS;
 5. NaN guard: an item that goes non-finite is refitted from its initialisation at a lower
    learning rate; if it fails again it is returned at its initialisation, status "failed".
 
@@ -21,6 +27,7 @@ Geman-McClure cost, so the published sigma (100) and prior weights apply at any 
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import asdict, dataclass, replace
@@ -40,21 +47,29 @@ __all__ = ["FitConfig", "PRESETS", "fit_keypoints", "mean_body_pose"]
 
 @dataclass
 class FitConfig:
-    """Settings of one fit. Prior weights are per stage and squared in the loss (SMPLify)."""
+    """Settings of one fit. Prior weights are per stage and squared in the loss (SMPLify).
 
+    The defaults are the "default" preset: start from the keypoint lifter, a camera stage, then
+    one stage at SMPLify's final prior weights with the pose held near the lifter's (anchor).
+    "smplify" is SMPLify's own procedure: frontal mean-pose start, four stages of annealed
+    prior weights, restarts."""
+
+    lifter: bool = True  # start from the keypoint lifter (fitter.regressors.lifter) when the caller gives no pose
     optimizer: str = "adam"  # "adam" or "lbfgs"
-    lr: float = 0.05  # Adam step size (L-BFGS uses 1.0 with a strong-Wolfe line search)
+    lr: float = 0.02  # Adam step size (L-BFGS uses 1.0 with a strong-Wolfe line search)
     lr_final_fraction: float = 0.1  # Adam's step decays (cosine) to this fraction within each stage
-    camera_iters: int = 30
-    stage_iters: tuple[int, ...] = (30, 30, 30, 150)
-    pose_prior_weights: tuple[float, ...] = (404.0, 404.0, 57.4, 4.78)  # SMPLify
-    shape_prior_weights: tuple[float, ...] = (100.0, 50.0, 10.0, 5.0)  # SMPLify
+    camera_iters: int = 15
+    stage_iters: tuple[int, ...] = (60,)
+    pose_prior_weights: tuple[float, ...] = (4.78,)  # SMPLify's final stage
+    shape_prior_weights: tuple[float, ...] = (5.0,)  # SMPLify's final stage
     angle_prior_weight: float = 5.0  # SPIN uses 15.2 with its GMM; joint limits already stop hyperextension
     joint_limit_weight: float = 300.0
     pose_l2_scale: float = 0.1  # the weak L2 pose prior (no GMM) is this x the pose prior weight
+    anchor_weight: float = 10.0  # x squared distance (rad^2) of the body pose to the lifter's, for items it started
     depth_weight: float = 100.0  # SPIN
     sigma: float = 100.0  # GMoF sigma, in 224 px crop units (SPIN)
     flip_test: bool = True
+    flip_test_lifted: bool = False  # also flip-test items that start from the keypoint lifter
     flip_threshold: float = 0.25  # shoulder distance / 2D torso length below which we flip-test
     flip_yaws: tuple[float, ...] = (180.0, 90.0, -90.0)  # extra starting headings (degrees) tried then
     landmarks3d_weight: float = 2000.0  # weight of the 3D landmark term (metres^2), used when landmarks are given
@@ -64,19 +79,20 @@ class FitConfig:
     silhouette_vertex_step: int = 3  # every k-th vertex takes part in the silhouette term
     part_silhouette_weight: float = 1.0  # per-part term, relative to the whole-body silhouette term
     restart_threshold: float = 0.0  # mean 2D error (224 px crop units) above which an item is refitted (0: always)
-    restart_poses: tuple[str, ...] = ("bent_legs",)  # alternative starts for those items (see bent_legs_pose)
+    restart_poses: tuple[str, ...] = ("bent_legs",)  # alternative starts for frontal-start items (see bent_legs_pose)
     nan_retry_lr_scale: float = 0.2
     seed: int = 0
     name: str = "custom"
 
 
 PRESETS: dict[str, FitConfig] = {
-    "fast": FitConfig(camera_iters=20, stage_iters=(15, 15, 40), pose_prior_weights=(404.0, 57.4, 4.78),
-                      shape_prior_weights=(100.0, 10.0, 5.0), lr=0.08, silhouette_iters=20, restart_poses=(),
-                      name="fast"),  # fmt: skip
+    "fast": FitConfig(camera_iters=5, stage_iters=(30,), silhouette_iters=20, restart_poses=(), name="fast"),
     "default": FitConfig(name="default"),
-    "accurate": FitConfig(camera_iters=60, stage_iters=(60, 60, 60, 250), lr=0.03, silhouette_iters=80,
-                          name="accurate"),  # fmt: skip
+    "accurate": FitConfig(camera_iters=30, stage_iters=(150,), lr=0.02, silhouette_iters=80, name="accurate"),
+    # SMPLify (Bogo et al. 2016) as SPIN runs it: frontal start, four annealed stages
+    "smplify": FitConfig(lifter=False, lr=0.05, camera_iters=30, stage_iters=(30, 30, 30, 150),
+                         pose_prior_weights=(404.0, 404.0, 57.4, 4.78), shape_prior_weights=(100.0, 50.0, 10.0, 5.0),
+                         name="smplify"),  # fmt: skip
 }
 
 TORSO = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
@@ -137,7 +153,9 @@ class _Problem:
         self.model = model
         self.regressor, self.skin = _regressor_and_skin(model, keypoint_set)
         self.names = self.regressor.names
+        self.keypoint_set = keypoint_set
         self.target = kp[..., :2]
+        self.confidence = kp[..., 2]
         self.weights = kp[..., 2] * self.regressor.quality[None]
         self.focal = focal
         self.center = center
@@ -331,6 +349,9 @@ def _fit_batch(problem: _Problem, init: dict[str, torch.Tensor], prior_set, conf
             else:
                 terms["joint_limits"] = config.joint_limit_weight**2 * prior["joint_limits"]
                 terms["pose"] = (config.pose_l2_scale * pose_w) ** 2 * prior["pose_l2"]
+            anchor = getattr(problem, "pose_anchor", None)
+            if anchor is not None and config.anchor_weight > 0:  # the lifter's pose, where it started the item
+                terms["anchor"] = config.anchor_weight**2 * problem.anchored * (params.body_pose - anchor).pow(2).sum(-1)
             if has_3d:
                 terms["landmarks3d"] = config.landmarks3d_weight * landmarks3d_term(
                     pts3d, problem.landmarks3d, problem.landmarks3d_weights, scale=True)
@@ -394,7 +415,38 @@ def _fit_batch(problem: _Problem, init: dict[str, torch.Tensor], prior_set, conf
     return out, terms
 
 
-def _initial_parameters(problem: _Problem, init: dict | None, prior_set, yaw: torch.Tensor) -> dict:
+def lifter_start(problem: _Problem) -> dict[str, torch.Tensor] | None:
+    """The keypoint lifter's guess for every item: global_orient (B,3) camera frame, body_pose
+    (B,69), betas (B,num_betas) and `usable` (B,) bool (at least 6 of the COCO-17 points seen).
+    None when the lifter's weights are missing."""
+    from fitter.keypoints import convert_keypoints
+    from fitter.regressors.lifter import LIFTER_SET, lifter_features, load_lifter
+
+    try:
+        lifter = load_lifter(device=problem.target.device)
+    except FileNotFoundError:
+        return None
+    kp = torch.cat([problem.target, problem.confidence[..., None]], dim=-1)
+    if problem.keypoint_set != LIFTER_SET:
+        kp = torch.as_tensor(convert_keypoints(kp.cpu().numpy(), problem.keypoint_set, LIFTER_SET), device=kp.device)
+    with torch.no_grad():
+        out = lifter(lifter_features(kp, problem.focal, problem.center))
+    betas = torch.zeros_like(problem.target[:, :1, 0]).expand(-1, problem.model.num_betas).clone()
+    if lifter.body_model == problem.model.name:  # betas of another model's shape space mean nothing here
+        k = min(out["betas"].shape[1], betas.shape[1])
+        betas[:, :k] = out["betas"][:, :k]
+    return {
+        "global_orient": matrix_to_axis_angle(out["global_orient"]),
+        "body_pose": matrix_to_axis_angle(out["body_pose"]).reshape(-1, 69),
+        "betas": betas,
+        "usable": (kp[..., 2] > 0).sum(1) >= 6,
+    }
+
+
+def _initial_parameters(problem: _Problem, init: dict | None, prior_set, yaw: torch.Tensor,
+                        guess: dict[str, torch.Tensor] | None = None) -> tuple[dict, torch.Tensor]:  # fmt: skip
+    """Starting parameters (B,...) and (B,) bool: which items start from the lifter's `guess`
+    (`lifter_start`, used where the caller gave no orientation)."""
     B = problem.target.shape[0]
     dev, dt = problem.target.device, problem.target.dtype
     if prior_set.gmm is not None:
@@ -415,9 +467,16 @@ def _initial_parameters(problem: _Problem, init: dict | None, prior_set, yaw: to
     body_pose = get("body_pose", mean_pose.expand(B, -1).clone())
     frontal = torch.tensor([math.pi, 0.0, 0.0], dtype=dt, device=dev).expand(B, 3)
     back = torch.tensor([0.0, 0.0, math.pi], dtype=dt, device=dev).expand(B, 3)  # R_x(pi) R_y(pi)
+    lifted = torch.zeros(B, dtype=torch.bool, device=dev)
     if init.get("global_orient") is None:
         away = _facing_away(problem)
         global_orient = torch.where(away[:, None], back, frontal).clone()
+        if guess is not None:
+            lifted = guess["usable"]
+            global_orient = torch.where(lifted[:, None], guess["global_orient"], global_orient)
+            body_pose = torch.where(lifted[:, None], guess["body_pose"], body_pose)
+            if init.get("betas") is None:
+                betas = torch.where(lifted[:, None], guess["betas"], betas)
     else:
         global_orient = get("global_orient", frontal)
     # flip-test hypotheses: the orientation turned by `yaw` radians about the body's vertical axis
@@ -428,7 +487,7 @@ def _initial_parameters(problem: _Problem, init: dict | None, prior_set, yaw: to
         transl = _initial_translation(problem, global_orient, body_pose, betas)
     else:
         transl = get("transl", None)
-    return {"betas": betas, "body_pose": body_pose, "global_orient": global_orient, "transl": transl}
+    return {"betas": betas, "body_pose": body_pose, "global_orient": global_orient, "transl": transl}, lifted
 
 
 def fit_keypoints(
@@ -507,11 +566,17 @@ def fit_keypoints(
         if pm is not None and problem.masks[i] is None:
             problem.masks[i] = np.asarray(pm, dtype=bool).any(0)
 
+    # Start from the keypoint lifter where the caller gave no pose or orientation.
+    guess = None
+    if cfg.lifter and (init is None or (init.get("global_orient") is None and init.get("body_pose") is None)):
+        guess = lifter_start(problem)
     # Flip test: duplicate ambiguous items with the turned orientation.
     no_flip = torch.zeros(N, dtype=torch.bool, device=device)
     ambiguous = _shoulders_close(problem, cfg.flip_threshold) if cfg.flip_test else no_flip
     if init is not None and init.get("global_orient") is not None:
         ambiguous = no_flip
+    if guess is not None and not cfg.flip_test_lifted:
+        ambiguous = ambiguous & ~guess["usable"]
     amb = torch.nonzero(ambiguous).flatten()
     yaws = [math.radians(y) for y in cfg.flip_yaws]
     dup = amb.repeat(len(yaws))
@@ -521,7 +586,10 @@ def fit_keypoints(
     _attach_silhouettes(sub, [problem.masks[i] for i in index.tolist()], cfg,
                         [problem.part_masks[i] for i in index.tolist()])  # fmt: skip
     sub_init = None if init is None else {k: _take(v, index.cpu().numpy(), N) for k, v in init.items()}
-    init_params = _initial_parameters(sub, sub_init, prior_set, yaw)
+    sub_guess = None if guess is None else {k: v[index] for k, v in guess.items()}
+    init_params, lifted = _initial_parameters(sub, sub_init, prior_set, yaw, sub_guess)
+    sub.pose_anchor = init_params["body_pose"].clone()
+    sub.anchored = lifted.to(dt)
     params, terms = _fit_batch(sub, init_params, prior_set, cfg)
 
     status = ["ok"] * len(index)
@@ -552,7 +620,7 @@ def fit_keypoints(
     if init is None or init.get("body_pose") is None:
         for pose_name in cfg.restart_poses:
             crop_err = _mean_crop_error(sub, params)
-            ids = torch.nonzero((crop_err > cfg.restart_threshold) & torch.isfinite(terms["total"])).flatten()
+            ids = torch.nonzero((crop_err > cfg.restart_threshold) & torch.isfinite(terms["total"]) & ~lifted).flatten()
             if len(ids) == 0:
                 break
             alt_problem, alt_init = refit_setup(ids)
@@ -589,8 +657,9 @@ def fit_keypoints(
         "flipped": [bool(c >= N) for c in chosen.tolist()],
         "start_yaw_deg": [float(math.degrees(yaw[c])) for c in chosen.tolist()],
         "flip_tested": ambiguous.tolist(),
+        "started_from_lifter": [bool(lifted[c]) for c in chosen.tolist()],
         "seconds": elapsed,
-        "versions": _versions(),
+        "versions": dict(_versions()),
     }
     np_ = lambda t: t.detach().cpu().numpy()  # noqa: E731
     return FitResult(
@@ -616,7 +685,9 @@ def _take(value, index: np.ndarray, n: int):
 def _subproblem(problem: _Problem, index: torch.Tensor) -> _Problem:
     sub = object.__new__(_Problem)
     sub.__dict__.update(problem.__dict__)
-    for name in ("target", "weights", "focal", "center", "scale"):
+    for name in ("target", "confidence", "weights", "focal", "center", "scale", "pose_anchor", "anchored"):
+        if getattr(problem, name, None) is None:
+            continue
         setattr(sub, name, getattr(problem, name)[index])
     if problem.landmarks3d is not None:
         sub.landmarks3d = problem.landmarks3d[index]
@@ -702,6 +773,7 @@ def _nonfinite(params: dict, terms: dict) -> torch.Tensor:
     return bad
 
 
+@functools.lru_cache(maxsize=1)
 def _versions() -> dict[str, str]:
     import importlib.metadata as md
 

@@ -39,7 +39,7 @@ class FitOptions:
     out_dir: Path = Path("fitter_out")
     body_model: str = "anny"
     gender: str = "neutral"
-    init: str = "best"  # none, mediapipe, hmr, cliff, pare, nbf, or best (regressor if found, else mediapipe)
+    init: str = "best"  # none, lifter, mediapipe, hmr, cliff, pare, nbf, or best (regressor if found, else lifter)
     refine: str | None = None  # "eft": fine-tune the regressor per person before the optimizer
     focal: float | None = None
     keypoints: Path | None = None
@@ -52,7 +52,7 @@ class FitOptions:
     side_view: bool = False
     recursive: bool = False
     gmm: Path | None = None
-    landmarks3d: bool = True  # also pull the body towards mediapipe's 3D world landmarks (detections only)
+    landmarks3d: bool | None = None  # pull towards mediapipe's 3D world landmarks (detections only); None: with --init mediapipe
     auto_parts: bool = False  # split the person mask into 12 parts by the 2D skeleton (no --parts given)
 
 
@@ -241,15 +241,13 @@ def project_keypoint_set(result: FitResult, model: BodyModel, keypoint_set: str,
 
 
 def resolve_init_name(name: str) -> str:
-    """'best' -> the best initializer available: a regressor whose checkpoint is found (CLIFF,
-    PARE, HMR), else the free mediapipe IK. (NBF trained on this CPU did not help; it is used
-    only when asked for.)"""
+    """'best' -> `fitter.init.best_initializer()` (a regressor whose checkpoint is found, else the
+    keypoint lifter); other names unchanged."""
     if name != "best":
         return name
-    from fitter.init import available_initializers
+    from fitter.init import best_initializer
 
-    found = available_initializers()
-    return next((n for n in ("cliff", "pare", "hmr") if n in found), "mediapipe")
+    return best_initializer()
 
 
 def _fit_jobs(jobs: list[ImageJob], model: BodyModel, options: FitOptions) -> list[FitResult | Exception]:
@@ -281,16 +279,23 @@ def _fit_jobs(jobs: list[ImageJob], model: BodyModel, options: FitOptions) -> li
             images = [jobs[i].image for i in idx]
             local_owner = [idx.index(o) for o in owner]
             world = [jobs[o].world_landmarks for o in owner]
-            init = initialize(resolve_init_name(options.init), images, np.stack(kps), kset, sizes_arr,
+            init_name = resolve_init_name(options.init)
+            use_3d = options.landmarks3d if options.landmarks3d is not None else init_name == "mediapipe"
+            init = initialize(init_name, images, np.stack(kps), kset, sizes_arr,
                               camera.focal_length, model, local_owner,
                               world_landmarks=np.stack(world) if kset == "blazepose33" and all(w is not None for w in world) else None,
                               masks=masks, device=options.device, refine=options.refine)  # fmt: skip
+            config = options.config
+            if init_name == "none":  # the plain upright start: no keypoint lifter either
+                from fitter.optimize import fit_config
+
+                config = fit_config(config, lifter=False)
             res = fit_keypoints(np.stack(kps), kset, sizes_arr, camera=camera, init=init,
-                                body_model=model, config=options.config, device=options.device,
+                                body_model=model, config=config, device=options.device,
                                 gmm_path=str(options.gmm) if options.gmm else None,
                                 masks=masks if options.silhouette else None,
                                 part_masks=part_masks if any(p is not None for p in part_masks) else None,
-                                landmarks3d=np.stack(lm3d) if options.landmarks3d and kset == "blazepose33" else None)  # fmt: skip
+                                landmarks3d=np.stack(lm3d) if use_3d and kset == "blazepose33" else None)  # fmt: skip
         except Exception as exc:  # the whole group failed: every image in it reports it
             for i in idx:
                 results[i] = exc

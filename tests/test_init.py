@@ -168,15 +168,15 @@ def _write_checkpoint(folder: Path, name: str) -> Path:
 def test_available_and_best_initializers(tmp_path, monkeypatch):
     monkeypatch.setenv("FITTER_HOME", str(tmp_path))
     folder = tmp_path / "data" / "checkpoints"
-    assert available_initializers() == ["none", "mediapipe"]
-    assert best_initializer() == "mediapipe"
+    assert available_initializers() == ["none", "lifter", "mediapipe"]
+    assert best_initializer() == "lifter"
     _write_checkpoint(folder, "nbf_anny.pt")
-    assert available_initializers() == ["none", "mediapipe", "nbf"]
-    assert best_initializer() == "nbf"
+    assert available_initializers() == ["none", "lifter", "mediapipe", "nbf"]
+    assert best_initializer() == "lifter"  # a CPU-trained NBF is used only when asked for
     _write_checkpoint(folder, "model_checkpoint.pt")
     assert best_initializer() == "hmr"
     _write_checkpoint(folder, "res50-custom.pt")
-    assert available_initializers() == ["none", "mediapipe", "cliff", "hmr", "nbf"]
+    assert available_initializers() == ["none", "lifter", "mediapipe", "cliff", "hmr", "nbf"]
     assert best_initializer() == "cliff"
 
 

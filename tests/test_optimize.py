@@ -102,15 +102,20 @@ def _fast_fit(model, keypoints, focal, config="fast") -> FitResult:
     return fit_keypoints(keypoints, "coco17", IMAGE_SIZE, focal_length=focal, body_model=model, config=config)
 
 
+# SMPLify's upright start (no lifter), shortened: the path with the flip test
+FRONTAL = fit_config("smplify", camera_iters=20, stage_iters=(15, 15, 40), pose_prior_weights=(404.0, 57.4, 4.78),
+                     shape_prior_weights=(100.0, 10.0, 5.0), lr=0.08, restart_poses=())  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def batch_fit(anny_model, batch_inputs) -> FitResult:
-    return _fast_fit(anny_model, batch_inputs["keypoints"], batch_inputs["focal"])
+    return _fast_fit(anny_model, batch_inputs["keypoints"], batch_inputs["focal"], FRONTAL)
 
 
 @pytest.fixture(scope="module")
 def single_fits(anny_model, batch_inputs) -> list[FitResult]:
     kp, focal = batch_inputs["keypoints"], batch_inputs["focal"]
-    return [_fast_fit(anny_model, kp[i : i + 1], focal[i : i + 1]) for i in range(len(kp))]
+    return [_fast_fit(anny_model, kp[i : i + 1], focal[i : i + 1], FRONTAL) for i in range(len(kp))]
 
 
 # --------------------------------------------------------------------------------------------
@@ -118,8 +123,8 @@ def single_fits(anny_model, batch_inputs) -> list[FitResult]:
 
 
 def test_presets_have_matching_stage_lengths():
-    assert {"fast", "default", "accurate"} <= set(PRESETS)
-    for name in ("fast", "default", "accurate"):
+    assert {"fast", "default", "accurate", "smplify"} <= set(PRESETS)
+    for name in ("fast", "default", "accurate", "smplify"):
         cfg = PRESETS[name]
         assert isinstance(cfg, FitConfig) and cfg.name == name
         n = len(cfg.stage_iters)
@@ -128,9 +133,13 @@ def test_presets_have_matching_stage_lengths():
         # annealing: prior weights never increase from one stage to the next
         assert list(cfg.pose_prior_weights) == sorted(cfg.pose_prior_weights, reverse=True), name
         assert list(cfg.shape_prior_weights) == sorted(cfg.shape_prior_weights, reverse=True), name
-    # "default" is SMPLify's published 4-stage schedule
-    assert PRESETS["default"].pose_prior_weights == (404.0, 404.0, 57.4, 4.78)
-    assert PRESETS["default"].shape_prior_weights == (100.0, 50.0, 10.0, 5.0)
+    # "smplify" is SMPLify's published 4-stage schedule from a frontal start; the others start
+    # from the keypoint lifter and run at SMPLify's final-stage weights
+    assert PRESETS["smplify"].pose_prior_weights == (404.0, 404.0, 57.4, 4.78)
+    assert PRESETS["smplify"].shape_prior_weights == (100.0, 50.0, 10.0, 5.0)
+    assert not PRESETS["smplify"].lifter and PRESETS["default"].lifter
+    for name in ("fast", "default", "accurate"):
+        assert PRESETS[name].pose_prior_weights[-1] == 4.78 and PRESETS[name].shape_prior_weights[-1] == 5.0
     assert PRESETS["default"].sigma == 100.0
 
 
@@ -225,8 +234,7 @@ def test_other_bad_input_raises(anny_model, frontal_cases, what):
 # batching, flip test, determinism, NaN guard
 
 
-def test_batch_equals_single_items(batch_fit, single_fits):
-    assert batch_fit.info["flip_tested"] == [False, True, False]  # the side-on item is duplicated
+def _assert_batch_equals_singles(batch_fit, single_fits):
     for i, single in enumerate(single_fits):
         assert single.status == [batch_fit.status[i]]
         assert single.info["flipped"] == [batch_fit.info["flipped"][i]]
@@ -238,8 +246,21 @@ def test_batch_equals_single_items(batch_fit, single_fits):
         np.testing.assert_allclose(single.losses["total"][0], batch_fit.losses["total"][i], rtol=1e-3)
 
 
+def test_batch_equals_single_items(batch_fit, single_fits):
+    assert batch_fit.info["flip_tested"] == [False, True, False]  # the side-on item is duplicated
+    _assert_batch_equals_singles(batch_fit, single_fits)
+
+
+def test_batch_equals_single_items_from_lifter(anny_model, batch_inputs):
+    kp, focal = batch_inputs["keypoints"], batch_inputs["focal"]
+    batch = _fast_fit(anny_model, kp, focal)
+    singles = [_fast_fit(anny_model, kp[i : i + 1], focal[i : i + 1]) for i in range(len(kp))]
+    assert batch.info["started_from_lifter"] == [True] * 3 and batch.info["flip_tested"] == [False] * 3
+    _assert_batch_equals_singles(batch, singles)
+
+
 def test_same_inputs_give_identical_outputs(anny_model, batch_inputs, batch_fit):
-    again = _fast_fit(anny_model, batch_inputs["keypoints"], batch_inputs["focal"])
+    again = _fast_fit(anny_model, batch_inputs["keypoints"], batch_inputs["focal"], FRONTAL)
     for name in ARRAYS:
         np.testing.assert_array_equal(getattr(again, name), getattr(batch_fit, name), err_msg=name)
     assert again.status == batch_fit.status and again.info["flipped"] == batch_fit.info["flipped"]
@@ -247,7 +268,7 @@ def test_same_inputs_give_identical_outputs(anny_model, batch_inputs, batch_fit)
 
 def test_flip_test_picks_better_orientation_for_side_view(anny_model, side_case, single_fits):
     flipped = single_fits[1]
-    plain = _fast_fit(anny_model, side_case["keypoints"], side_case["focal"], fit_config("fast", flip_test=False))
+    plain = _fast_fit(anny_model, side_case["keypoints"], side_case["focal"], fit_config(FRONTAL, flip_test=False))
     truth = facing_direction(side_case["global_orient"])
     err_flipped = angle_deg(facing_direction(flipped.global_orient), truth)[0]
     err_plain = angle_deg(facing_direction(plain.global_orient), truth)[0]

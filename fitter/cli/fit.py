@@ -26,8 +26,9 @@ EXAMPLES = """Examples:
 def fit_command(
     paths: list[Path] = typer.Argument(..., help="Images and/or folders of images."),
     out: Path = typer.Option(Path("fitter_out"), "--out", "-o", help="Output folder."),
-    init: str = typer.Option("best", help="Initializer: best (a regressor whose checkpoint is found, else mediapipe), "
-                             "mediapipe (IK on its 3D landmarks, free), cliff, pare, hmr, nbf, or none (upright)."),
+    init: str = typer.Option("best", help="Initializer: best (a regressor whose checkpoint is found, else lifter), "
+                             "mediapipe (IK on its 3D landmarks, free), lifter (fitter's 2D keypoint lifter, free), cliff, pare, hmr, nbf, "
+                             "or none (upright mean pose)."),
     refine: str = typer.Option("none", help="eft: fine-tune the regressor on each person's keypoints first (regressor inits)."),
     body_model: str = typer.Option("anny", help="anny (free default), smpl, smplh, smplx, or a model file."),
     gender: str = typer.Option("neutral", help="neutral, male or female."),
@@ -35,7 +36,7 @@ def fit_command(
     keypoints: Path = typer.Option(None, help="Keypoint file or folder (OpenPose JSON, COCO JSON, fitter npz/json) instead of mediapipe."),
     silhouette: bool = typer.Option(True, "--silhouette/--no-silhouette", help="Use the person mask (mediapipe) in a final stage."),
     parts: Path = typer.Option(None, help="Body-part label PNG (or folder of <stem>.png) with parts.json beside it (see README)."),
-    config: str = typer.Option("default", help="fast, default or accurate."),
+    config: str = typer.Option("default", help="fast, default, accurate, or smplify (SMPLify's 4 annealed stages from an upright start)."),
     device: str = typer.Option("cpu", help="cpu or cuda (cuda:N)."),
     batch_size: int = typer.Option(8, min=1, help="People fitted together in one batch."),
     overwrite: bool = typer.Option(False, help="Refit images whose outputs exist (default: skip them)."),
@@ -47,8 +48,9 @@ def fit_command(
     threads: int = typer.Option(1, min=1, help="CPU threads for torch (1 is fastest for these small ops on a busy or 2-core CPU)."),
     backend: str = typer.Option("local", help="local, or ray (pip install 'fitter[ray]') to spread over a Ray cluster."),
     address: str = typer.Option(None, help="Ray cluster address (HEAD_IP:6379); default: $RAY_ADDRESS, a local `ray start`, or a new local Ray."),
-    landmarks3d: bool = typer.Option(True, "--landmarks3d/--no-landmarks3d",
-                                     help="Also pull the body towards mediapipe's 3D world landmarks (after a similarity alignment)."),
+    landmarks3d: bool = typer.Option(None, "--landmarks3d/--no-landmarks3d",
+                                     help="Also pull the body towards mediapipe's 3D world landmarks (after a similarity alignment) "
+                                          "[default: on with --init mediapipe, else off]."),
 ) -> None:
     """Fit a body model to every person in the given photos; write .npz/.json/.obj/_overlay.png."""
     from fitter.io.images import list_images
@@ -58,13 +60,13 @@ def fit_command(
         fail(f"--backend must be local or ray, not {backend!r}")
     if address is not None and backend != "ray":
         fail("--address needs --backend ray")
-    if config not in ("fast", "default", "accurate"):
-        fail(f"--config must be fast, default or accurate, not {config!r}")
-    if init not in ("best", "none", "mediapipe", "cliff", "pare", "hmr", "nbf"):
-        fail(f"--init must be best, none, mediapipe, cliff, pare, hmr or nbf, not {init!r}")
+    if config not in ("fast", "default", "accurate", "smplify"):
+        fail(f"--config must be fast, default, accurate or smplify, not {config!r}")
+    if init not in ("best", "none", "lifter", "mediapipe", "cliff", "pare", "hmr", "nbf"):
+        fail(f"--init must be best, none, lifter, mediapipe, cliff, pare, hmr or nbf, not {init!r}")
     if refine not in ("none", "eft"):
         fail(f"--refine must be none or eft, not {refine!r}")
-    if init not in ("best", "none", "mediapipe"):
+    if init not in ("best", "none", "lifter", "mediapipe"):
         from fitter.regressors.checkpoints import find_checkpoint
 
         name = {"cliff": "cliff_hr48"}.get(init, init)

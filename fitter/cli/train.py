@@ -1,4 +1,4 @@
-"""`fitter train ...`: train fitter's own regressors (NBF) on synthetic data from the free body model."""
+"""`fitter train ...`: train fitter's own regressors (NBF, the keypoint lifter) on synthetic data from the free body model."""
 
 from __future__ import annotations
 
@@ -77,3 +77,47 @@ def train_nbf_command(
     tail = history[-min(20, len(history)) :] if history else []
     summary = f"final loss (mean of last {len(tail)}) {sum(tail) / len(tail):.4f}, " if tail else ""
     console.print(f"{summary}{record['seconds']:.0f} s; wrote {record['path']}")
+
+
+@app.command("lifter")
+def train_lifter_command(
+    steps: int = typer.Option(12000, min=1, help="AdamW steps (one fresh synthetic batch each)."),
+    batch_size: int = typer.Option(512, "--batch-size", min=1, help="Bodies per step."),
+    lr: float = typer.Option(1e-3, help="Peak learning rate (cosine decay)."),
+    seed: int = typer.Option(0, help="Random seed of the synthetic data and the weights."),
+    body_model: str = typer.Option("anny", "--body-model", help="Body model whose bodies are sampled (anny, smpl, ... or a file)."),
+    out: Path = typer.Option(None, help="Checkpoint path [default: the file shipped in the package, which `fit_keypoints` loads]."),
+    threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
+) -> None:
+    """Train the COCO-17 keypoint lifter that starts `fit_keypoints` (2D keypoints -> pose,
+    orientation, shape) on synthetic bodies posed inside the joint limits."""
+    import torch
+
+    from fitter.body import load_body_model
+    from fitter.regressors.lifter import default_lifter_path
+    from fitter.regressors.train_lifter import LifterTrainConfig, train_lifter
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    try:
+        with console.status(f"loading {body_model}..."):
+            model = load_body_model(body_model)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    path = out if out is not None else default_lifter_path()
+    config = LifterTrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("[bold]lifter[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+    ) as progress:  # fmt: skip
+        task = progress.add_task("train", total=steps, loss="")
+
+        def on_step(step: int, values: dict[str, float]) -> None:
+            progress.update(task, completed=step, loss=f"loss {values['total']:.4f}")
+
+        record = train_lifter(model, config, path, progress=on_step)
+    losses = " ".join(f"{k} {v:.4f}" for k, v in record["final_losses"].items())
+    console.print(f"final losses (mean of last 200 steps): {losses}; {record['seconds']:.0f} s; wrote {path}")

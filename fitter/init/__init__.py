@@ -5,7 +5,8 @@
                       owners=[0], world_landmarks=detection.world_landmarks[None])
     result = fit_keypoints(keypoints, "blazepose33", image_sizes, focal, body_model=model, init=init)
 
-Names: "none" (fit_keypoints' own frontal start), "mediapipe" (IK on mediapipe's 3D world
+Names: "none" (the frontal mean-pose start; callers also set FitConfig.lifter=False), "lifter"
+(fit_keypoints' keypoint lifter, fitter.regressors.lifter; works from any 2D keypoints), "mediapipe" (IK on mediapipe's 3D world
 landmarks; free, always available), "hmr", "cliff" (CLIFF HRNet-W48 if its checkpoint is
 found, else ResNet-50), "pare" (official checkpoints in $FITTER_HOME/data/checkpoints) and
 "nbf" (fitter's NBF trained with `fitter train nbf`). Every initializer returns the camera-frame
@@ -47,19 +48,22 @@ __all__ = [
     "skeleton_mask",
 ]
 
-INITIALIZER_NAMES = ("none", "mediapipe", "cliff", "pare", "hmr", "nbf")
-_BEST_ORDER = ("cliff", "pare", "hmr", "nbf", "mediapipe")
+INITIALIZER_NAMES = ("none", "lifter", "mediapipe", "cliff", "pare", "hmr", "nbf")
+# NBF trained on a CPU did not beat the lifter, so it is used only when asked for; on the
+# project's real photos the lifter start beat the mediapipe IK start (benchmarks/real.py)
+_BEST_ORDER = ("cliff", "pare", "hmr", "lifter")
 
 
 def available_initializers(search_dirs: list[Path] | None = None) -> list[str]:
-    """Initializers usable now: "none", "mediapipe", then each regressor whose checkpoint
+    """Initializers usable now: "none", "lifter", "mediapipe", then each regressor whose checkpoint
     `fitter.regressors.find_checkpoint` finds (cliff: hr48 or res50; nbf: a trained nbf*.pt)."""
     found = [name for name in ("cliff", "pare", "hmr", "nbf") if regressor_for(name, search_dirs) is not None]
-    return ["none", "mediapipe", *found]
+    return ["none", "lifter", "mediapipe", *found]
 
 
 def best_initializer(search_dirs: list[Path] | None = None) -> str:
-    """The most accurate available initializer: cliff, pare, hmr, nbf (if trained), else mediapipe."""
+    """The most accurate available initializer: cliff, pare, hmr (official checkpoints found), else
+    fitter's keypoint lifter."""
     available = set(available_initializers(search_dirs))
     return next(name for name in _BEST_ORDER if name in available)
 
@@ -80,7 +84,8 @@ def initialize(
     checkpoint_path: str | Path | None = None,
     eft_config: EFTConfig | None = None,
 ) -> dict[str, np.ndarray] | None:
-    """Initial parameters for N people, or None for "none".
+    """Initial parameters for N people, or None for "none" and "lifter" (fit_keypoints starts
+    those itself: with FitConfig.lifter True the keypoint lifter runs there, batched with the fit).
 
     images: RGB uint8 (H,W,3) per image; keypoints (N,K,3) px + confidence in `keypoint_set`;
     image_sizes (N,2) (W,H) px; focal (N,) px (principal point = image centre); owners[i] =
@@ -101,7 +106,7 @@ def initialize(
         raise ValueError(f"unknown initializer {name!r}: choose one of {', '.join(INITIALIZER_NAMES)}")
     if refine not in (None, "", "none", "eft"):
         raise ValueError(f"unknown refine {refine!r}: use 'eft' or none")
-    if key == "none":
+    if key in ("none", "lifter"):
         return None
     kp = np.asarray(keypoints, dtype=np.float32)
     if kp.ndim != 3 or kp.shape[-1] != 3:

@@ -1,0 +1,121 @@
+"""Tests for the COCO-17 keypoint lifter (fitter.regressors.lifter) and its training."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fitter.geometry import axis_angle_to_matrix, matrix_to_axis_angle
+from fitter.optimize import fit_config, fit_keypoints, mean_body_pose
+from fitter.regressors.lifter import KeypointLifter, default_lifter_path, lifter_features, load_lifter
+from fitter.regressors.train_lifter import LifterTrainConfig, sample_lifter_batch, train_lifter
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from synthetic import joint_errors, sample_cases  # noqa: E402
+
+
+def _rotation_angle_deg(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+    """(N,) angle between rotation matrices a, b (N,3,3), degrees."""
+    return np.degrees(matrix_to_axis_angle(a.transpose(1, 2) @ b).norm(dim=-1).numpy())
+
+
+def test_features_ignore_where_and_how_big_the_person_is_except_box_terms():
+    gen = torch.Generator().manual_seed(0)
+    kp = torch.cat([torch.rand(2, 17, 2, generator=gen) * 300 + 200, torch.ones(2, 17, 1)], dim=-1)
+    kp[1, 3, 2] = 0.0  # one missing point
+    focal, center = torch.tensor([1000.0, 1000.0]), torch.tensor([[640.0, 480.0]] * 2)
+    base = lifter_features(kp, focal, center)
+    assert base.shape == (2, 17 * 3 + 3)
+    moved = kp.clone()
+    moved[..., :2] = (kp[..., :2] - 300) * 2 + 500  # shifted and twice as big
+    other = lifter_features(moved, focal, center)
+    torch.testing.assert_close(other[:, :51], base[:, :51], atol=1e-5, rtol=0)  # relative layout + confidences
+    assert not torch.allclose(other[:, 51:], base[:, 51:])  # box centre / size differ
+    assert base[1, 2 * 3 : 2 * 3 + 2].abs().sum() == 0  # the missing point's x, y are zeroed (row-major x,y pairs)
+    assert base[1, 34 + 3] == 0 and base[0, 34 + 3] == 1  # its confidence
+
+
+def test_untrained_lifter_outputs_rotations_at_identity():
+    out = KeypointLifter(width=32, blocks=1)(torch.randn(4, 54))
+    eye = torch.eye(3).expand(4, 23, 3, 3)
+    torch.testing.assert_close(out["body_pose"], eye, atol=1e-6, rtol=0)
+    assert out["betas"].shape == (4, 10) and out["global_orient"].shape == (4, 3, 3)
+
+
+def test_shipped_lifter_finds_heading_and_beats_the_frontal_start(anny_model):
+    """On clean synthetic bodies at any heading the shipped weights give the body's heading and a
+    better starting pose than the frontal mean pose."""
+    assert default_lifter_path().is_file()
+    cases = sample_cases(anny_model, 24, "coco17", seed=3, pose_scale=0.5)
+    lifter = load_lifter()
+    assert lifter.body_model == "anny"
+    kp = torch.as_tensor(cases["keypoints"])
+    with torch.no_grad():
+        out = lifter(lifter_features(kp, torch.as_tensor(cases["focal"]), torch.tensor([[640.0, 480.0]]).expand(24, 2)))
+    truth = axis_angle_to_matrix(torch.as_tensor(cases["global_orient"]))
+    err = _rotation_angle_deg(out["global_orient"], truth)
+    assert np.mean(err < 45.0) >= 0.8, f"orientation errors {np.round(err)}"
+    body_pose = matrix_to_axis_angle(out["body_pose"]).reshape(-1, 69)
+    with torch.no_grad():
+        lifted = anny_model(out["betas"], body_pose, torch.zeros(24, 3)).joints
+        frontal = anny_model(None, mean_body_pose().expand(24, 69), torch.zeros(24, 3)).joints
+    _, pa_lifted = joint_errors(lifted.numpy(), cases["joints"])
+    _, pa_frontal = joint_errors(frontal.numpy(), cases["joints"])
+    assert pa_lifted.mean() < 0.7 * pa_frontal.mean(), (pa_lifted.mean(), pa_frontal.mean())
+
+
+def test_fit_starts_from_lifter_unless_turned_off(anny_model):
+    cases = sample_cases(anny_model, 2, "coco17", seed=5, pose_scale=0.5)
+    tiny = fit_config("fast", camera_iters=1, stage_iters=(1,), pose_prior_weights=(4.78,), shape_prior_weights=(5.0,))
+    kw = dict(keypoint_set="coco17", image_size=cases["image_size"], focal_length=cases["focal"], body_model=anny_model)
+    on = fit_keypoints(cases["keypoints"], config=tiny, **kw)
+    off = fit_keypoints(cases["keypoints"], config=fit_config(tiny, lifter=False), **kw)
+    assert on.info["started_from_lifter"] == [True, True]
+    assert off.info["started_from_lifter"] == [False, False]
+    given = fit_keypoints(cases["keypoints"], config=tiny, init={"global_orient": cases["global_orient"]}, **kw)
+    assert given.info["started_from_lifter"] == [False, False]
+    # fewer than 6 COCO-17 points seen: too little for the lifter, the frontal start is used
+    sparse = cases["keypoints"].copy()
+    sparse[0, 5:, 2] = 0.0  # 5 points left
+    mixed = fit_keypoints(sparse, config=tiny, **kw)
+    assert mixed.info["started_from_lifter"] == [False, True]
+
+
+def test_lifter_from_other_keypoint_sets(anny_model):
+    """BlazePose-33 keypoints reach the lifter through their COCO-17 names."""
+    from fitter.keypoints import convert_keypoints, keypoint_regressor
+    from fitter.geometry import perspective_project
+
+    cases = sample_cases(anny_model, 1, "coco17", seed=7, pose_scale=0.5)
+    reg = keypoint_regressor(anny_model, "blazepose33")
+    with torch.no_grad():
+        o = anny_model(*(torch.as_tensor(cases[k]) for k in ("betas", "body_pose", "global_orient", "transl")))
+        px = perspective_project(reg.from_vertices(o.joints, o.vertices), torch.as_tensor(cases["focal"]), torch.tensor([640.0, 480.0]))
+    blaze = torch.cat([px, torch.ones_like(px[..., :1])], -1).numpy()
+    tiny = fit_config("fast", camera_iters=1, stage_iters=(1,), pose_prior_weights=(4.78,), shape_prior_weights=(5.0,))
+    kw = dict(image_size=cases["image_size"], focal_length=cases["focal"], body_model=anny_model, config=tiny)
+    a = fit_keypoints(blaze, "blazepose33", **kw)
+    b = fit_keypoints(convert_keypoints(blaze, "blazepose33", "coco17"), "coco17", **kw)
+    assert a.info["started_from_lifter"] == [True]
+    truth = axis_angle_to_matrix(torch.as_tensor(cases["global_orient"]))
+    for res in (a, b):
+        assert _rotation_angle_deg(axis_angle_to_matrix(torch.as_tensor(res.global_orient)), truth)[0] < 45.0
+
+
+def test_training_writes_a_loadable_checkpoint(anny_model, tmp_path):
+    gen = torch.Generator().manual_seed(0)
+    batch = sample_lifter_batch(anny_model, 8, gen)
+    assert batch["features"].shape == (8, 54) and batch["rotations"].shape == (8, 24, 3, 3)
+    assert torch.isfinite(batch["features"]).all()
+    path = tmp_path / "lifter.pt"
+    record = train_lifter(anny_model, LifterTrainConfig(steps=3, batch_size=8, width=32, blocks=1), path)
+    assert all(math.isfinite(v) for v in record["final_losses"].values())
+    lifter = load_lifter(path)
+    assert lifter.config == {"width": 32, "blocks": 1, "num_betas": 10} and lifter.body_model == "anny"
+    with pytest.raises(FileNotFoundError, match="fitter train lifter"):
+        load_lifter(tmp_path / "missing.pt")
