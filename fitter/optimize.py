@@ -58,8 +58,8 @@ class FitConfig:
     optimizer: str = "adam"  # "adam" or "lbfgs"
     lr: float = 0.02  # Adam step size (L-BFGS uses 1.0 with a strong-Wolfe line search)
     lr_final_fraction: float = 0.1  # Adam's step decays (cosine) to this fraction within each stage
-    camera_iters: int = 15
-    stage_iters: tuple[int, ...] = (60,)
+    camera_iters: int = 10
+    stage_iters: tuple[int, ...] = (50,)
     pose_prior_weights: tuple[float, ...] = (4.78,)  # SMPLify's final stage
     shape_prior_weights: tuple[float, ...] = (5.0,)  # SMPLify's final stage
     angle_prior_weight: float = 5.0  # SPIN uses 15.2 with its GMM; joint limits already stop hyperextension
