@@ -119,3 +119,21 @@ def test_training_writes_a_loadable_checkpoint(anny_model, tmp_path):
     assert lifter.config == {"width": 32, "blocks": 1, "num_betas": 10} and lifter.body_model == "anny"
     with pytest.raises(FileNotFoundError, match="fitter train lifter"):
         load_lifter(tmp_path / "missing.pt")
+
+
+def test_train_lifter_command(tmp_path, anny_model):
+    from typer.testing import CliRunner
+
+    from fitter.cli.train import app
+
+    out = tmp_path / "cli_lifter.pt"
+    runner = CliRunner()
+    result = runner.invoke(app, ["lifter", "--steps", "2", "--batch-size", "8", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.output and out.is_file()
+    assert load_lifter(out).body_model == "anny"
+    # continuing from those weights
+    again = runner.invoke(app, ["lifter", "--steps", "1", "--batch-size", "8", "--init-from", str(out), "--out", str(tmp_path / "b.pt")])
+    assert again.exit_code == 0, again.output
+    bad = runner.invoke(app, ["lifter", "--init-from", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "c.pt")])
+    assert bad.exit_code == 1 and "no such file" in bad.output
