@@ -137,3 +137,17 @@ def test_train_lifter_command(tmp_path, anny_model):
     assert again.exit_code == 0, again.output
     bad = runner.invoke(app, ["lifter", "--init-from", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "c.pt")])
     assert bad.exit_code == 1 and "no such file" in bad.output
+
+
+def test_anchor_holds_the_pose_near_the_lifters(anny_model):
+    """With the anchor term the fitted pose stays closer to the lifter's start than without."""
+    cases = sample_cases(anny_model, 3, "coco17", seed=11, pose_scale=0.5)
+    kp = cases["keypoints"].copy()
+    kp[..., :2] += np.random.default_rng(0).normal(0, 6.0, kp[..., :2].shape)  # noisy points pull the pose away
+    kw = dict(keypoint_set="coco17", image_size=cases["image_size"], focal_length=cases["focal"], body_model=anny_model)
+    start = fit_keypoints(kp, config=fit_config("fast", camera_iters=0, stage_iters=(0,)), **kw).body_pose  # the lifter's
+    loose = fit_keypoints(kp, config=fit_config("default", anchor_weight=0.0), **kw).body_pose
+    held = fit_keypoints(kp, config=fit_config("default", anchor_weight=30.0), **kw).body_pose
+    moved_loose = np.linalg.norm(loose - start, axis=1)
+    moved_held = np.linalg.norm(held - start, axis=1)
+    assert np.all(moved_held < moved_loose), (moved_held, moved_loose)
