@@ -151,3 +151,21 @@ def test_anchor_holds_the_pose_near_the_lifters(anny_model):
     moved_loose = np.linalg.norm(loose - start, axis=1)
     moved_held = np.linalg.norm(held - start, axis=1)
     assert np.all(moved_held < moved_loose), (moved_held, moved_loose)
+
+
+def test_training_draws_bodies_from_a_pose_file(anny_model, tmp_path):
+    """With an AMASS-style pose file, bodies are posed from it (here one distinctive pose)."""
+    pose = np.zeros((1, 156), np.float32)  # AMASS SMPL-H row: global (3), 21 body joints, hands
+    pose[0, 3 + 3 * 3] = 1.2  # left knee (SMPL joint 4) bent 1.2 rad about x
+    np.savez(tmp_path / "walk_poses.npz", poses=np.repeat(pose, 5, axis=0))
+    from priors.fit_gmm import load_pose_files
+
+    bank = torch.as_tensor(load_pose_files(tmp_path / "walk_poses.npz"))
+    batch = sample_lifter_batch(anny_model, 64, torch.Generator().manual_seed(0), pose_bank=bank, pose_file_fraction=0.5)
+    body = batch["rotations"][:, 1:]  # (64,23,3,3)
+    knee = matrix_to_axis_angle(body[:, 3])
+    from_file = torch.isclose(knee[:, 0], torch.tensor(1.2), atol=1e-4) & (knee[:, 1:].abs() < 1e-4).all(1)
+    assert 15 <= int(from_file.sum()) <= 49  # about half of 64
+    record = train_lifter(anny_model, LifterTrainConfig(steps=1, batch_size=8, width=16, blocks=1,
+                                                        poses=str(tmp_path)), tmp_path / "l.pt")  # fmt: skip
+    assert record["pose_file_poses"] == 5

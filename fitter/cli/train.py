@@ -86,6 +86,7 @@ def train_lifter_command(
     batch_size: int = typer.Option(512, "--batch-size", min=1, help="Bodies per step."),
     lr: float = typer.Option(1e-3, help="Peak learning rate (cosine decay)."),
     init_from: Path = typer.Option(None, "--init-from", help="Continue from this lifter checkpoint instead of random weights."),
+    poses: Path = typer.Option(None, help="AMASS-style npz file or folder (array `poses`): pose 80 % of the bodies from it."),
     seed: int = typer.Option(0, help="Random seed of the synthetic data and the weights."),
     body_model: str = typer.Option("anny", "--body-model", help="Body model whose bodies are sampled (anny, smpl, ... or a file)."),
     out: Path = typer.Option(None, help="Checkpoint path (default: the file shipped in the package, which fit_keypoints loads)."),
@@ -112,8 +113,11 @@ def train_lifter_command(
     path = out if out is not None else default_lifter_path()
     if init_from is not None and not init_from.is_file():
         fail(f"--init-from {init_from}: no such file")
+    if poses is not None and not poses.exists():
+        fail(f"--poses {poses}: no such file or folder")
     config = LifterTrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                               init_from=str(init_from) if init_from is not None else None)  # fmt: skip
+                               init_from=str(init_from) if init_from is not None else None,
+                               poses=str(poses) if poses is not None else None)  # fmt: skip
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -126,6 +130,9 @@ def train_lifter_command(
         def on_step(step: int, values: dict[str, float]) -> None:
             progress.update(task, completed=step, loss=f"loss {values['total']:.4f}")
 
-        record = train_lifter(model, config, path, progress=on_step)
+        try:
+            record = train_lifter(model, config, path, progress=on_step)
+        except ValueError as exc:  # unreadable pose files
+            fail(str(exc))
     losses = " ".join(f"{k} {v:.4f}" for k, v in record["final_losses"].items())
     console.print(f"final losses (mean of last 200 steps): {losses}; {record['seconds']:.0f} s; wrote {path}")

@@ -4,8 +4,10 @@ Each step draws a fresh batch:
 
 * bodies: betas ~ N(0, 1) clamped to +-2.5; body poses uniform inside the joint limits
   (`priors.sample_within_limits`) shrunk towards `fitter.optimize.mean_body_pose()` by a factor
-  drawn per body in `pose_scale` (so both everyday and extreme poses are seen); any heading, up
-  to `max_tilt_deg` of forward/sideways lean;
+  drawn per body in `pose_scale` (so both everyday and extreme poses are seen) — or, with a pose
+  file (`poses`: AMASS-style npz files or folders, read by `priors.fit_gmm.load_pose_files`),
+  real motion-capture poses for a `pose_file_fraction` of the bodies; any heading, up to
+  `max_tilt_deg` of forward/sideways lean;
 * cameras: 18-120 mm (35 mm-equivalent) lenses, 1.5-15 m away, the person anywhere in the frame;
 * keypoints: the body's COCO-17 points (`keypoint_regressor`, fast landmark path) projected to
   camera rays; with probability 0.7 Gaussian noise of up to 3 % of the keypoint box, with
@@ -46,15 +48,19 @@ class LifterTrainConfig:
     max_tilt_deg: float = 25.0
     seed: int = 0
     init_from: str | None = None  # continue from these weights (a lifter checkpoint) instead of random ones
+    poses: str | None = None  # AMASS-style npz file or folder of body poses to draw from (see the module docstring)
+    pose_file_fraction: float = 0.8  # share of the bodies posed from `poses` when given
 
 
 def sample_lifter_batch(model: BodyModel, n: int, generator: torch.Generator, pose_scale=(0.25, 1.0),
-                        max_tilt_deg: float = 25.0, skin=None) -> dict[str, Tensor]:  # fmt: skip
+                        max_tilt_deg: float = 25.0, skin=None, pose_bank: Tensor | None = None,
+                        pose_file_fraction: float = 0.8) -> dict[str, Tensor]:  # fmt: skip
     """Synthetic bodies, cameras and noisy COCO-17 keypoints (see the module docstring).
 
     Returns features (n,54) and targets: rotations (n,24,3,3) (camera-frame root first), betas
     (n,num_betas), points (n,24+17,3) pelvis-centred joints + keypoints, metres, camera frame.
-    Keypoints are in ray units (focal 1, principal point 0)."""
+    Keypoints are in ray units (focal 1, principal point 0). pose_bank: optional (M,69) body poses
+    (axis-angle) used for a `pose_file_fraction` of the bodies."""
     from fitter.optimize import mean_body_pose
     from priors import sample_within_limits
 
@@ -65,6 +71,10 @@ def sample_lifter_batch(model: BodyModel, n: int, generator: torch.Generator, po
     scale = lo + (hi - lo) * torch.rand(n, 1, generator=g)
     mean = mean_body_pose()
     body_pose = mean + scale * (sample_within_limits(n, generator=g) - mean)
+    if pose_bank is not None and len(pose_bank) > 0:
+        use = torch.rand(n, generator=g) < pose_file_fraction
+        drawn = pose_bank[torch.randint(0, len(pose_bank), (n,), generator=g)].to(body_pose.dtype)
+        body_pose = torch.where(use[:, None], drawn, body_pose)
     yaw = (torch.rand(n, generator=g) * 2 - 1) * math.pi
     tilt = (torch.rand(n, 2, generator=g) * 2 - 1) * math.radians(max_tilt_deg)
     root = axis_angle_to_matrix(torch.tensor([math.pi, 0.0, 0.0])) @ axis_angle_to_matrix(
@@ -146,13 +156,19 @@ def train_lifter(model: BodyModel, config: LifterTrainConfig, out: str | Path,
         lifter = KeypointLifter(config.width, config.blocks, model.num_betas)
     opt = torch.optim.AdamW(lifter.parameters(), lr=config.lr, weight_decay=1e-4)
     skin = lifter_skin(model)
+    pose_bank = None
+    if config.poses:
+        from priors.fit_gmm import load_pose_files
+
+        pose_bank = torch.as_tensor(load_pose_files(config.poses), dtype=torch.float32)
     start = time.perf_counter()
     recent: list[dict[str, float]] = []
     for step in range(config.steps):
         frac = config.lr_final_fraction + (1 - config.lr_final_fraction) * 0.5 * (1 + math.cos(math.pi * step / max(1, config.steps - 1)))
         for group in opt.param_groups:
             group["lr"] = config.lr * frac
-        batch = sample_lifter_batch(model, config.batch_size, gen, config.pose_scale, config.max_tilt_deg, skin)
+        batch = sample_lifter_batch(model, config.batch_size, gen, config.pose_scale, config.max_tilt_deg, skin,
+                                    pose_bank, config.pose_file_fraction)  # fmt: skip
         losses = lifter_loss(model, skin, lifter(batch["features"]), batch)
         opt.zero_grad(set_to_none=True)
         losses["total"].backward()
@@ -164,7 +180,7 @@ def train_lifter(model: BodyModel, config: LifterTrainConfig, out: str | Path,
     previous = None
     if config.init_from:
         previous = torch.load(config.init_from, map_location="cpu", weights_only=True).get("train")
-    record = {"steps": config.steps, "continued_from": previous, "config": asdict(config), "body_model": model.name,
+    record = {"steps": config.steps, "continued_from": previous, "pose_file_poses": 0 if pose_bank is None else len(pose_bank), "config": asdict(config), "body_model": model.name,
               "final_losses": mean, "seconds": time.perf_counter() - start}  # fmt: skip
     save_lifter(lifter, out, record)
     return record
