@@ -37,7 +37,7 @@ import torch
 
 from fitter.body import BodyModel, load_body_model
 from fitter.camera import Camera, resolve_camera
-from fitter.geometry import axis_angle_to_matrix, matrix_to_axis_angle, perspective_project
+from fitter.geometry import axis_angle_to_matrix, matrix_to_axis_angle, perspective_project, visible_box
 from fitter.keypoints import keypoint_names, keypoint_regressor
 from fitter.objectives import depth_term, landmarks3d_term, reprojection_term
 from fitter.result import FitResult
@@ -164,7 +164,7 @@ class _Problem:
         self.torso_mask[torso] = 1.0
         self.landmarks3d = landmarks3d
         # normalise residuals to a 224 px crop of the person (SPIN units)
-        lo, hi = _visible_box(kp[..., :2], kp[..., 2] > 0)
+        lo, hi = visible_box(kp[..., :2], kp[..., 2] > 0)
         size = (hi - lo).amax(-1).clamp(min=10.0) * 1.2
         self.scale = 224.0 / size
 
@@ -176,12 +176,6 @@ class _Problem:
 
 
 _SKIN_CACHE: "weakref.WeakKeyDictionary" = None  # type: ignore[assignment]
-
-
-def _visible_box(points: torch.Tensor, visible: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per item, the (min, max) corners (B,C) of the points (B,K,C) whose `visible` (B,K) is set."""
-    hidden = (~visible).to(points.dtype)[..., None] * 1e9
-    return (points + hidden).amin(1), (points - hidden).amax(1)
 
 
 def _regressor_and_skin(model: BodyModel, keypoint_set: str):
@@ -223,7 +217,7 @@ def _initial_translation(problem: _Problem, global_orient: torch.Tensor, body_po
                 lengths2d = lengths2d + pw * (tgt[:, i] - tgt[:, j]).norm(dim=-1)
     # Items without a torso pair: extent of all visible points vs the model's.
     def extent(x):
-        lo, hi = _visible_box(x, w > 0)
+        lo, hi = visible_box(x, w > 0)
         return (hi - lo).amax(-1)
 
     ratio = torch.where(lengths2d > 1.0, lengths3d / lengths2d.clamp(min=1e-3),
@@ -762,7 +756,7 @@ def _mean_crop_error(problem: _Problem, params: dict) -> torch.Tensor:
 
 def _tiny_extent(problem: _Problem) -> torch.Tensor:
     """(B,) bool: the visible keypoints span less than 4 pixels."""
-    lo, hi = _visible_box(problem.target, problem.weights > 0)
+    lo, hi = visible_box(problem.target, problem.weights > 0)
     return (hi - lo).amax(-1) < 4.0
 
 

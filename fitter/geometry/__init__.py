@@ -9,6 +9,7 @@ from fitter.geometry.projection import (
     default_focal_length,
     perspective_project,
     translation_to_crop_cam,
+    visible_box,
 )
 from fitter.geometry.rotations import (
     axis_angle_to_matrix,
@@ -32,5 +33,6 @@ __all__ = [
     "default_focal_length",
     "crop_cam_to_full_translation",
     "translation_to_crop_cam",
+    "visible_box",
     "procrustes_align",
 ]

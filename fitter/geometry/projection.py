@@ -12,6 +12,7 @@ import torch
 
 __all__ = [
     "perspective_project",
+    "visible_box",
     "crop_cam_to_full_translation",
     "translation_to_crop_cam",
     "default_focal_length",
@@ -91,3 +92,10 @@ def translation_to_crop_cam(
     tx = transl[:, 0] - 2.0 * (box_center[:, 0] - img[:, 0] / 2.0) / bs
     ty = transl[:, 1] - 2.0 * (box_center[:, 1] - img[:, 1] / 2.0) / bs
     return torch.stack([s, tx, ty], dim=-1)
+
+
+def visible_box(points: torch.Tensor, visible: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per item, the (min, max) corners (B,C) of the points (B,K,C) whose `visible` (B,K) is set
+    (any units: pixels, camera rays). Items with no visible point get min > max."""
+    hidden = (~visible).to(points.dtype)[..., None] * 1e9
+    return (points + hidden).amin(1), (points - hidden).amax(1)

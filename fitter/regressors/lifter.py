@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from fitter.geometry import rot6d_to_matrix
+from fitter.geometry import rot6d_to_matrix, visible_box
 from fitter.keypoints import keypoint_names
 
 __all__ = ["LIFTER_SET", "KeypointLifter", "lifter_features", "default_lifter_path", "load_lifter"]
@@ -47,13 +47,10 @@ def lifter_features(keypoints: Tensor, focal: Tensor, center: Tensor) -> Tensor:
     conf = keypoints[..., 2].clamp(0.0, 1.0)
     visible = conf > 0
     rays = (keypoints[..., :2] - center[:, None]) / focal[:, None, None]
-    big = torch.finfo(rays.dtype).max / 4
-    hidden = (~visible)[..., None]
-    lo = rays.masked_fill(hidden, big).amin(1)
-    hi = rays.masked_fill(hidden, -big).amax(1)
+    lo, hi = visible_box(rays, visible)
     mid = (lo + hi) / 2
     size = (hi - lo).amax(-1).clamp(min=1e-4)
-    rel = ((rays - mid[:, None]) / size[:, None, None]).masked_fill(hidden, 0.0)
+    rel = ((rays - mid[:, None]) / size[:, None, None]).masked_fill(~visible[..., None], 0.0)
     return torch.cat([rel.flatten(1), conf, mid, size.log()[:, None]], dim=1)
 
 
