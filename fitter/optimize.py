@@ -69,7 +69,6 @@ class FitConfig:
     depth_weight: float = 100.0  # SPIN
     sigma: float = 100.0  # GMoF sigma, in 224 px crop units (SPIN)
     flip_test: bool = True
-    flip_test_lifted: bool = False  # also flip-test items that start from the keypoint lifter
     flip_threshold: float = 0.25  # shoulder distance / 2D torso length below which we flip-test
     flip_yaws: tuple[float, ...] = (180.0, 90.0, -90.0)  # extra starting headings (degrees) tried then
     landmarks3d_weight: float = 2000.0  # weight of the 3D landmark term (metres^2), used when landmarks are given
@@ -163,6 +162,9 @@ class _Problem:
         self.torso_mask = torch.zeros(len(self.names), dtype=kp.dtype, device=kp.device)
         self.torso_mask[torso] = 1.0
         self.landmarks3d = landmarks3d
+        # L2 anchor of the body pose (B,69) and its per-item weight (B,) (1 where the lifter started the item)
+        self.pose_anchor: torch.Tensor | None = None
+        self.anchored: torch.Tensor | None = None
         # normalise residuals to a 224 px crop of the person (SPIN units)
         lo, hi = visible_box(kp[..., :2], kp[..., 2] > 0)
         size = (hi - lo).amax(-1).clamp(min=10.0) * 1.2
@@ -343,9 +345,9 @@ def _fit_batch(problem: _Problem, init: dict[str, torch.Tensor], prior_set, conf
             else:
                 terms["joint_limits"] = config.joint_limit_weight**2 * prior["joint_limits"]
                 terms["pose"] = (config.pose_l2_scale * pose_w) ** 2 * prior["pose_l2"]
-            anchor = getattr(problem, "pose_anchor", None)
-            if anchor is not None and config.anchor_weight > 0:  # the lifter's pose, where it started the item
-                terms["anchor"] = config.anchor_weight**2 * problem.anchored * (params.body_pose - anchor).pow(2).sum(-1)
+            if problem.pose_anchor is not None and config.anchor_weight > 0:  # the lifter's pose, where it started the item
+                offset = (params.body_pose - problem.pose_anchor).pow(2).sum(-1)
+                terms["anchor"] = config.anchor_weight**2 * problem.anchored * offset
             if has_3d:
                 terms["landmarks3d"] = config.landmarks3d_weight * landmarks3d_term(
                     pts3d, problem.landmarks3d, problem.landmarks3d_weights, scale=True)
@@ -425,7 +427,7 @@ def lifter_start(problem: _Problem) -> dict[str, torch.Tensor] | None:
         kp = torch.as_tensor(convert_keypoints(kp.cpu().numpy(), problem.keypoint_set, LIFTER_SET), device=kp.device)
     with torch.no_grad():
         out = lifter(lifter_features(kp, problem.focal, problem.center))
-    betas = torch.zeros_like(problem.target[:, :1, 0]).expand(-1, problem.model.num_betas).clone()
+    betas = problem.target.new_zeros(problem.target.shape[0], problem.model.num_betas)
     if lifter.body_model == problem.model.name:  # betas of another model's shape space mean nothing here
         k = min(out["betas"].shape[1], betas.shape[1])
         betas[:, :k] = out["betas"][:, :k]
@@ -569,7 +571,7 @@ def fit_keypoints(
     ambiguous = _shoulders_close(problem, cfg.flip_threshold) if cfg.flip_test else no_flip
     if init is not None and init.get("global_orient") is not None:
         ambiguous = no_flip
-    if guess is not None and not cfg.flip_test_lifted:
+    if guess is not None:  # the lifter gives the heading
         ambiguous = ambiguous & ~guess["usable"]
     amb = torch.nonzero(ambiguous).flatten()
     yaws = [math.radians(y) for y in cfg.flip_yaws]
@@ -679,10 +681,10 @@ def _take(value, index: np.ndarray, n: int):
 def _subproblem(problem: _Problem, index: torch.Tensor) -> _Problem:
     sub = object.__new__(_Problem)
     sub.__dict__.update(problem.__dict__)
-    for name in ("target", "confidence", "weights", "focal", "center", "scale", "pose_anchor", "anchored"):
-        if getattr(problem, name, None) is None:
-            continue
+    for name in ("target", "confidence", "weights", "focal", "center", "scale"):
         setattr(sub, name, getattr(problem, name)[index])
+    if problem.pose_anchor is not None:
+        sub.pose_anchor, sub.anchored = problem.pose_anchor[index], problem.anchored[index]
     if problem.landmarks3d is not None:
         sub.landmarks3d = problem.landmarks3d[index]
         sub.landmarks3d_weights = problem.landmarks3d_weights[index]
