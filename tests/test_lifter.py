@@ -135,6 +135,7 @@ def test_train_lifter_command(tmp_path, anny_model):
     # continuing from those weights
     again = runner.invoke(app, ["lifter", "--steps", "1", "--batch-size", "8", "--init-from", str(out), "--out", str(tmp_path / "b.pt")])
     assert again.exit_code == 0, again.output
+    assert load_lifter(tmp_path / "b.pt").train_record["continued_from"]["steps"] == 2
     bad = runner.invoke(app, ["lifter", "--init-from", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "c.pt")])
     assert bad.exit_code == 1 and "no such file" in bad.output
 

@@ -72,6 +72,7 @@ class KeypointLifter(nn.Module):
         super().__init__()
         self.config = {"width": width, "blocks": blocks, "num_betas": num_betas}
         self.body_model: str | None = None  # set from the checkpoint: the model it was trained on
+        self.train_record: dict | None = None  # set from the checkpoint: how it was trained
         self.inp = nn.Linear(FEATURE_DIM, width)
         self.blocks = nn.Sequential(*[_Block(width) for _ in range(blocks)])
         self.norm = nn.LayerNorm(width)
@@ -109,5 +110,6 @@ def load_lifter(path: str | Path | None = None, device: str | torch.device = "cp
         model = KeypointLifter(**ckpt["config"])
         model.load_state_dict({k: v.float() for k, v in ckpt["state_dict"].items()})
         model.body_model = ckpt.get("body_model")  # whose shape space the predicted betas are in
+        model.train_record = ckpt.get("train")
         _LOADED[key] = model.to(device).eval()
     return _LOADED[key]

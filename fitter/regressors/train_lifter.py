@@ -143,15 +143,18 @@ def save_lifter(lifter: KeypointLifter, path: str | Path, record: dict) -> None:
 
 def train_lifter(model: BodyModel, config: LifterTrainConfig, out: str | Path,
                  progress: Callable[[int, dict[str, float]], None] | None = None) -> dict:  # fmt: skip
-    """Train a lifter from scratch on `model`'s bodies; writes the checkpoint to `out`."""
+    """Train a lifter on `model`'s bodies, from scratch or continuing `config.init_from`; writes
+    the checkpoint to `out`."""
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
-    if config.init_from:
+    previous = None
+    if config.init_from:  # continue: that checkpoint's architecture and weights
         from fitter.regressors.lifter import load_lifter
 
-        lifter = load_lifter(config.init_from)
-        lifter = KeypointLifter(**lifter.config).train().requires_grad_(True)
-        lifter.load_state_dict(load_lifter(config.init_from).state_dict())
+        source = load_lifter(config.init_from)
+        lifter = KeypointLifter(**source.config)
+        lifter.load_state_dict(source.state_dict())
+        previous = source.train_record
     else:
         lifter = KeypointLifter(config.width, config.blocks, model.num_betas)
     opt = torch.optim.AdamW(lifter.parameters(), lr=config.lr, weight_decay=1e-4)
@@ -177,10 +180,8 @@ def train_lifter(model: BodyModel, config: LifterTrainConfig, out: str | Path,
         if progress is not None:
             progress(step + 1, recent[-1])
     mean = {k: sum(r[k] for r in recent) / len(recent) for k in recent[0]} if recent else {}
-    previous = None
-    if config.init_from:
-        previous = torch.load(config.init_from, map_location="cpu", weights_only=True).get("train")
-    record = {"steps": config.steps, "continued_from": previous, "pose_file_poses": 0 if pose_bank is None else len(pose_bank), "config": asdict(config), "body_model": model.name,
+    record = {"steps": config.steps, "continued_from": previous, "pose_file_poses": 0 if pose_bank is None else len(pose_bank),
+              "config": asdict(config), "body_model": model.name,
               "final_losses": mean, "seconds": time.perf_counter() - start}  # fmt: skip
     save_lifter(lifter, out, record)
     return record
