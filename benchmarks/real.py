@@ -32,6 +32,7 @@ from rich.table import Table
 from fitter.body import load_body_model
 from fitter.detect import BlazePoseDetector
 from fitter.geometry import procrustes_align
+from fitter.init import fit_config_for_init, initialize
 from fitter.io.images import read_image
 from fitter.keypoints import convert_keypoints, keypoint_regressor
 from fitter.optimize import fit_keypoints
@@ -132,14 +133,9 @@ def run(args) -> None:
                 kwargs = {"focal_length": gt["focal"], "principal_point": gt["center"]}
             if use_3d:
                 kwargs["landmarks3d"] = np.concatenate([det.world_landmarks, det.keypoints[:, 2:3]], axis=1)[None]
-            config = args.config
-            if init_name == "none":
-                from fitter.optimize import fit_config
-
-                config = fit_config(config, lifter=False)
+            config = fit_config_for_init(init_name, args.config)
             if init_name not in ("none", "lifter"):
                 from fitter.geometry import default_focal_length
-                from fitter.init import initialize
 
                 focal = kwargs.get("focal_length", default_focal_length(w, h))
                 kwargs["init"] = initialize(init_name, [image], det.keypoints[None], "blazepose33", np.array([[w, h]]),

@@ -272,7 +272,7 @@ def _fit_jobs(jobs: list[ImageJob], model: BodyModel, options: FitOptions) -> li
                             else np.zeros((jobs[i].keypoints.shape[1], 4), np.float32))  # fmt: skip
         try:
             from fitter.camera import resolve_camera
-            from fitter.init import initialize
+            from fitter.init import fit_config_for_init, initialize
 
             sizes_arr = np.array(sizes, dtype=np.float32)
             camera = resolve_camera(sizes_arr, len(kps), options.focal, paths)  # one focal for init and fit
@@ -285,13 +285,8 @@ def _fit_jobs(jobs: list[ImageJob], model: BodyModel, options: FitOptions) -> li
                               camera.focal_length, model, local_owner,
                               world_landmarks=np.stack(world) if kset == "blazepose33" and all(w is not None for w in world) else None,
                               masks=masks, device=options.device, refine=options.refine)  # fmt: skip
-            config = options.config
-            if init_name == "none":  # the plain upright start: no keypoint lifter either
-                from fitter.optimize import fit_config
-
-                config = fit_config(config, lifter=False)
-            res = fit_keypoints(np.stack(kps), kset, sizes_arr, camera=camera, init=init,
-                                body_model=model, config=config, device=options.device,
+            res = fit_keypoints(np.stack(kps), kset, sizes_arr, camera=camera, init=init, body_model=model,
+                                config=fit_config_for_init(init_name, options.config), device=options.device,
                                 gmm_path=str(options.gmm) if options.gmm else None,
                                 masks=masks if options.silhouette else None,
                                 part_masks=part_masks if any(p is not None for p in part_masks) else None,

@@ -310,3 +310,13 @@ def test_split_mask_errors():
     with pytest.raises(ValueError, match=r"\(17, 3\)"):
         split_mask_by_skeleton(np.ones((8, 8), bool), np.zeros((33, 3)), "coco17")
     assert not split_mask_by_skeleton(np.ones((8, 8), bool), np.zeros((33, 3)), "blazepose33").any()  # nothing seen
+
+
+def test_fit_config_for_init_turns_the_lifter_off_only_for_none():
+    from fitter.init import fit_config_for_init
+    from fitter.optimize import PRESETS
+
+    assert fit_config_for_init("none", "default").lifter is False
+    assert fit_config_for_init("none", "fast").stage_iters == PRESETS["fast"].stage_iters
+    for name in ("lifter", "mediapipe", "cliff"):
+        assert fit_config_for_init(name, "default") == "default"

@@ -60,10 +60,13 @@ def fit_command(
         fail(f"--backend must be local or ray, not {backend!r}")
     if address is not None and backend != "ray":
         fail("--address needs --backend ray")
-    if config not in ("fast", "default", "accurate", "smplify"):
-        fail(f"--config must be fast, default, accurate or smplify, not {config!r}")
-    if init not in ("best", "none", "lifter", "mediapipe", "cliff", "pare", "hmr", "nbf"):
-        fail(f"--init must be best, none, lifter, mediapipe, cliff, pare, hmr or nbf, not {init!r}")
+    from fitter.init import INITIALIZER_NAMES
+    from fitter.optimize import PRESETS
+
+    if config not in PRESETS:
+        fail(f"--config must be one of {', '.join(PRESETS)}, not {config!r}")
+    if init != "best" and init not in INITIALIZER_NAMES:
+        fail(f"--init must be best or one of {', '.join(INITIALIZER_NAMES)}, not {init!r}")
     if refine not in ("none", "eft"):
         fail(f"--refine must be none or eft, not {refine!r}")
     if init not in ("best", "none", "lifter", "mediapipe"):

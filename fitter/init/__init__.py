@@ -35,6 +35,7 @@ __all__ = [
     "INITIALIZER_NAMES",
     "available_initializers",
     "best_initializer",
+    "fit_config_for_init",
     "initialize",
     "IKConfig",
     "ik_from_world_landmarks",
@@ -66,6 +67,16 @@ def best_initializer(search_dirs: list[Path] | None = None) -> str:
     fitter's keypoint lifter."""
     available = set(available_initializers(search_dirs))
     return next(name for name in _BEST_ORDER if name in available)
+
+
+def fit_config_for_init(name: str, config):
+    """The fit configuration to use with initializer `name`: "none" also turns the keypoint lifter
+    off (the upright mean-pose start); every other name keeps `config` (a preset name or FitConfig)."""
+    if name.strip().lower() != "none":
+        return config
+    from fitter.optimize import fit_config
+
+    return fit_config(config, lifter=False)
 
 
 def initialize(
