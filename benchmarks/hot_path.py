@@ -38,7 +38,7 @@ from fitter.body.model import forward_kinematics
 from fitter.geometry import axis_angle_to_matrix, perspective_project
 from fitter.keypoints import keypoint_regressor
 from fitter.objectives import reprojection_term
-from fitter.optimize import mean_body_pose
+from fitter.body.poses import mean_body_pose
 from priors import angle_prior, default_prior_terms, joint_limit_penalty, pose_l2_prior, shape_prior
 
 SIGMA = 100.0

@@ -44,7 +44,8 @@ from fitter.body import load_body_model  # noqa: E402
 from fitter.geometry import axis_angle_to_matrix  # noqa: E402
 from fitter.init import available_initializers, initialize  # noqa: E402
 from fitter.keypoints import keypoint_names, keypoint_regressor  # noqa: E402
-from fitter.optimize import fit_config, fit_keypoints, mean_body_pose  # noqa: E402
+from fitter.body.poses import mean_body_pose  # noqa: E402
+from fitter.optimize import fit_config, fit_keypoints  # noqa: E402
 
 
 def orientation_error_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:

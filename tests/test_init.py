@@ -27,7 +27,7 @@ from fitter.init import (
     split_mask_by_skeleton,
 )
 from fitter.keypoints import keypoint_names, keypoint_regressor
-from fitter.optimize import mean_body_pose
+from fitter.body.poses import mean_body_pose
 from fitter.refine import EFTConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))

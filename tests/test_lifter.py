@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from fitter.geometry import axis_angle_to_matrix, matrix_to_axis_angle
-from fitter.optimize import fit_config, fit_keypoints, mean_body_pose
+from fitter.body.poses import mean_body_pose
+from fitter.optimize import fit_config, fit_keypoints
 from fitter.regressors.lifter import KeypointLifter, default_lifter_path, lifter_features, load_lifter
 from fitter.regressors.train_lifter import LifterTrainConfig, sample_lifter_batch, train_lifter
 

@@ -63,7 +63,7 @@ def _frontal(n: int, dtype, device) -> Tensor:
 
 
 def _start_pose(n: int, dtype, device) -> Tensor:
-    from fitter.optimize import mean_body_pose
+    from fitter.body.poses import mean_body_pose
 
     return mean_body_pose(dtype).to(device).expand(n, 69).clone()
 

@@ -61,7 +61,7 @@ def sample_lifter_batch(model: BodyModel, n: int, generator: torch.Generator, po
     (n,num_betas), points (n,24+17,3) pelvis-centred joints + keypoints, metres, camera frame.
     Keypoints are in ray units (focal 1, principal point 0). pose_bank: optional (M,69) body poses
     (axis-angle) used for a `pose_file_fraction` of the bodies."""
-    from fitter.optimize import mean_body_pose
+    from fitter.body.poses import mean_body_pose
     from priors import sample_within_limits
 
     g = generator

@@ -125,7 +125,7 @@ def sample_nbf_batch(
     """Draw bodies and cameras and render their NBF inputs (see the module docstring); CPU tensors
     from `generator`'s stream, rendered on the body model's device."""
     from fitter.body.parts import part_labels
-    from fitter.optimize import mean_body_pose
+    from fitter.body.poses import mean_body_pose
     from fitter.render import render_mask, render_part_labels
     from priors import sample_within_limits
 
