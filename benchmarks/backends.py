@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fitter.io.images import list_images
-from fitter.pipeline import FitOptions, FolderSummary, fit_paths
+from fitter.pipeline import FitOptions, FitWorker, FolderSummary, fit_paths
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "data" / "anny_walk.png"
@@ -57,9 +57,11 @@ def run_local(args: argparse.Namespace, paths: list[Path], root: Path, out: Path
     if args.local_threads:
         torch.set_num_threads(args.local_threads)
     start = time.perf_counter()
-    model = load_body_model("anny", device=args.device)
+    options = _options(args, out)
+    worker = FitWorker(options, model=load_body_model("anny", device=args.device))
     setup = time.perf_counter() - start
-    summary = fit_paths(paths, _options(args, out), roots=[root], model=model)
+    summary = fit_paths(paths, options, roots=[root], worker=worker)
+    worker.close()
     return summary, setup, time.perf_counter() - start
 
 

@@ -42,10 +42,11 @@ from synthetic import joint_errors, sample_cases  # noqa: E402
 
 from fitter.body import load_body_model  # noqa: E402
 from fitter.geometry import axis_angle_to_matrix  # noqa: E402
-from fitter.init import available_initializers, initialize  # noqa: E402
+from fitter.camera import resolve_camera  # noqa: E402
+from fitter.fitting import FitTargets, fit_config, fit_keypoints  # noqa: E402
+from fitter.init import Start, StartInputs, available_initializers, make_initializer  # noqa: E402
 from fitter.keypoints import keypoint_names, keypoint_regressor  # noqa: E402
 from fitter.body.poses import mean_body_pose  # noqa: E402
-from fitter.optimize import fit_config, fit_keypoints  # noqa: E402
 
 
 def orientation_error_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -99,6 +100,21 @@ def make_observations(model, cases: dict, noise_px: float, landmark_noise: float
     return {"keypoints": kp.astype(np.float32), "world": world.astype(np.float32), "masks": list(masks), "images": pictures}
 
 
+def initialize(name: str, images, keypoints, image_sizes, focal, model, owners, **kwargs) -> Start | None:
+    """The start of initializer `name` for N BlazePose-33 people (None for "none": fit_keypoints' own)."""
+    if name == "none":
+        return None
+    n = len(keypoints)
+    camera = resolve_camera(np.broadcast_to(np.asarray(image_sizes, np.float32), (n, 2)), n, np.asarray(focal, np.float32))
+    checkpoint = kwargs.pop("checkpoint_path", None)
+    inputs = StartInputs.build(keypoints, "blazepose33", camera, model, mean_body_pose(), images=images, owners=owners, **kwargs)
+    return make_initializer(name, model, checkpoint_path=checkpoint)(inputs)
+
+
+def as_arrays(start: Start) -> dict[str, np.ndarray]:
+    return {k: getattr(start, k).numpy() for k in ("betas", "body_pose", "global_orient", "transl")}
+
+
 def run(args) -> None:
     console = Console()
     if args.threads:
@@ -124,21 +140,20 @@ def run(args) -> None:
     landmarks3d = np.concatenate([obs["world"], obs["keypoints"][..., 2:]], axis=-1)  # (N,33,4) + weight
     for label, name, use_landmarks in rows:
         start = time.perf_counter()
-        init = initialize(name, obs["images"], obs["keypoints"], "blazepose33", cases["image_size"], cases["focal"], model,
+        init = initialize(name, obs["images"], obs["keypoints"], cases["image_size"], cases["focal"], model,
                           list(range(n)), world_landmarks=obs["world"], masks=obs["masks"],
                           checkpoint_path=args.nbf if name == "nbf" else None)  # fmt: skip
         seconds = (time.perf_counter() - start) / n
-        start_params = init if init is not None else {
+        start_params = as_arrays(init) if init is not None else {
             "betas": np.zeros((n, 10), np.float32), "body_pose": mean_body_pose().expand(n, 69).numpy(),
             "global_orient": np.tile(np.array([[math.pi, 0.0, 0.0]], np.float32), (n, 1)),
         }  # fmt: skip
         mp0, pa0 = joint_errors(joints_of(model, start_params), truth)
         or0 = orientation_error_deg(start_params["global_orient"], cases["global_orient"])
-        fit_init = None if init is None else {k: init[k] for k in ("betas", "body_pose", "global_orient", "transl")}
         config = _landmarks_config(args) if use_landmarks else args.config
         result = fit_keypoints(obs["keypoints"], "blazepose33", cases["image_size"], focal_length=cases["focal"],
-                               body_model=model, init=fit_init, config=config,
-                               landmarks3d=landmarks3d if use_landmarks else None)  # fmt: skip
+                               body_model=model, start=init, config=config,
+                               targets=FitTargets(landmarks3d=landmarks3d if use_landmarks else None))  # fmt: skip
         mp1, pa1 = joint_errors(result.joints - result.transl[:, None], truth)
         or1 = orientation_error_deg(result.global_orient, cases["global_orient"])
         table.add_row(label, f"{seconds:.3f}", f"{pa0.mean():.1f}", f"{mp0.mean():.1f}", f"{or0.mean():.1f}",
@@ -192,22 +207,20 @@ def run_real(args, model, console: Console) -> None:
                 size = (item["width"], item["height"])
                 focal = float(np.mean(item["camera"]["f"]))
                 kp = det.keypoints[None]
-                init = initialize("mediapipe", [image], kp, "blazepose33", size, [focal], model, [0],
-                                  world_landmarks=det.world_landmarks[None])  # fmt: skip
-                fit_init = {k: init[k] for k in ("betas", "body_pose", "global_orient", "transl")}
+                init = initialize("mediapipe", [image], kp, size, [focal], model, [0], world_landmarks=det.world_landmarks[None])
                 frontal = {"betas": np.zeros((1, 10)), "body_pose": mean_body_pose()[None].numpy(),
                            "global_orient": np.array([[math.pi, 0.0, 0.0]])}  # fmt: skip
                 landmarks3d = np.concatenate([det.world_landmarks, det.keypoints[:, 2:]], axis=-1)[None]
                 fits = {
                     "fit: none": fit_keypoints(kp, "blazepose33", size, [focal], body_model=model, config=args.config),
-                    "fit: mediapipe": fit_keypoints(kp, "blazepose33", size, [focal], body_model=model, init=fit_init,
+                    "fit: mediapipe": fit_keypoints(kp, "blazepose33", size, [focal], body_model=model, start=init,
                                                     config=args.config),
                     "fit: mediapipe + landmarks3d": fit_keypoints(
-                        kp, "blazepose33", size, [focal], body_model=model, init=fit_init, landmarks3d=landmarks3d,
-                        config=_landmarks_config(args)),
+                        kp, "blazepose33", size, [focal], body_model=model, start=init,
+                        targets=FitTargets(landmarks3d=landmarks3d), config=_landmarks_config(args)),
                 }  # fmt: skip
                 preds = {"mediapipe world landmarks": det.world_landmarks[None, index], "start: none (frontal)": limbs(frontal),
-                         "start: mediapipe": limbs(init)}  # fmt: skip
+                         "start: mediapipe": limbs(as_arrays(init))}  # fmt: skip
                 preds.update({k: limbs({p: getattr(r, p) for p in ("betas", "body_pose", "global_orient")}) for k, r in fits.items()})
                 for key, pred in preds.items():
                     rows[key].append(float(joint_errors(pred.astype(np.float32), truth)[1][0]))

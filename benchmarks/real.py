@@ -32,10 +32,12 @@ from rich.table import Table
 from fitter.body import load_body_model
 from fitter.detect import BlazePoseDetector
 from fitter.geometry import procrustes_align
-from fitter.init import fit_config_for_init, initialize
+from fitter.body.poses import mean_body_pose
+from fitter.camera import resolve_camera
+from fitter.fitting import FitTargets, fit_keypoints
+from fitter.init import KEYPOINT_INITIALIZERS, StartInputs, make_initializer
 from fitter.io.images import read_image
 from fitter.keypoints import convert_keypoints, keypoint_regressor
-from fitter.optimize import fit_keypoints
 from fitter.pipeline import project_keypoint_set
 from fitter.render import render_mask
 
@@ -120,6 +122,7 @@ def run(args) -> None:
         if variant not in only:
             continue
         stats: dict[str, dict[str, list]] = {}
+        initializer = make_initializer(init_name, model)
         for name, path, gt in cases:
             s = stats.setdefault(name, {k: [] for k in ("pck", "pck_det", "iou", "mpjpe", "pa", "time", "found")})
             image, det = detections[path]
@@ -131,17 +134,16 @@ def run(args) -> None:
             kwargs = {}
             if "focal" in gt:
                 kwargs = {"focal_length": gt["focal"], "principal_point": gt["center"]}
+            targets = FitTargets(masks=[det.mask > 0.5] if (use_sil and det.mask is not None) else None)
             if use_3d:
-                kwargs["landmarks3d"] = np.concatenate([det.world_landmarks, det.keypoints[:, 2:3]], axis=1)[None]
-            config = fit_config_for_init(init_name, args.config)
-            if init_name not in ("none", "lifter"):
-                from fitter.geometry import default_focal_length
-
-                focal = kwargs.get("focal_length", default_focal_length(w, h))
-                kwargs["init"] = initialize(init_name, [image], det.keypoints[None], "blazepose33", np.array([[w, h]]),
-                                            np.array([focal]), model, [0], world_landmarks=det.world_landmarks[None])  # fmt: skip
-            res = fit_keypoints(det.keypoints[None], "blazepose33", (w, h), body_model=model, config=config,
-                                masks=[det.mask > 0.5] if (use_sil and det.mask is not None) else None, **kwargs)  # fmt: skip
+                targets.landmarks3d = np.concatenate([det.world_landmarks, det.keypoints[:, 2:3]], axis=1)[None]
+            start = initializer  # keypoint starts run inside fit_keypoints, with the fit's camera
+            if init_name not in KEYPOINT_INITIALIZERS:  # image starts see the image-centred camera
+                camera = resolve_camera((w, h), 1, kwargs.get("focal_length"))
+                start = initializer(StartInputs.build(det.keypoints[None], "blazepose33", camera, model, mean_body_pose(),
+                                                 images=[image], owners=[0], world_landmarks=det.world_landmarks[None]))  # fmt: skip
+            res = fit_keypoints(det.keypoints[None], "blazepose33", (w, h), body_model=model, config=args.config,
+                                start=start, targets=targets, **kwargs)  # fmt: skip
             s["time"].append(time.perf_counter() - t + det_time[path])
             if "keypoints" in gt:
                 coco2d = project_keypoint_set(res, model, "coco17")[0]

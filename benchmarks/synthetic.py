@@ -26,7 +26,7 @@ from fitter.body import BodyModel, load_body_model
 from fitter.geometry import axis_angle_to_matrix, matrix_to_axis_angle, perspective_project, procrustes_align
 from fitter.keypoints import keypoint_regressor
 from fitter.body.poses import mean_body_pose
-from fitter.optimize import fit_keypoints
+from fitter.fitting import fit_keypoints
 
 
 def sample_cases(model: BodyModel, n: int, keypoint_set: str = "coco17", seed: int = 0, pose_scale: float = 0.5,

@@ -18,9 +18,9 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "load_body_model": "fitter.body",
     "BodyModel": "fitter.body",
-    "fit_keypoints": "fitter.optimize",
-    "FitConfig": "fitter.optimize",
-    "fit_config": "fitter.optimize",
+    "fit_keypoints": "fitter.fitting",
+    "FitConfig": "fitter.fitting",
+    "fit_config": "fitter.fitting",
     "FitResult": "fitter.result",
     "keypoint_names": "fitter.keypoints",
     "KEYPOINT_SETS": "fitter.keypoints",

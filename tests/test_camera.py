@@ -15,7 +15,7 @@ from PIL import Image
 from fitter.camera import Camera, resolve_camera
 from fitter.geometry import perspective_project
 from fitter.keypoints import keypoint_regressor
-from fitter.optimize import fit_config, fit_keypoints
+from fitter.fitting import fit_config, fit_keypoints
 
 EXIF_IFD = 0x8769
 FOCAL_35MM = 0xA405

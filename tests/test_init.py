@@ -17,15 +17,17 @@ import pytest
 import torch
 
 from fitter.geometry import axis_angle_to_matrix, perspective_project
+from fitter.camera import resolve_camera
+from fitter.geometry import least_squares_translation
 from fitter.init import (
     available_initializers,
     best_initializer,
-    initialize,
-    mediapipe_initialize,
-    skeleton_mask,
-    solve_translation,
-    split_mask_by_skeleton,
+    StartInputs,
+    make_initializer,
+    resolve_initializer_name,
+    upright_start,
 )
+from fitter.init.part_split import skeleton_mask, split_mask_by_skeleton
 from fitter.keypoints import keypoint_names, keypoint_regressor
 from fitter.body.poses import mean_body_pose
 from fitter.refine import EFTConfig
@@ -34,6 +36,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from synthetic import joint_errors, sample_cases  # noqa: E402
 
 IMAGE_SIZE = (1280, 960)
+
+
+def initialize(name, images, keypoints, keypoint_set, image_sizes, focal, model, owners, world_landmarks=None,
+               masks=None, **options) -> dict[str, np.ndarray]:  # fmt: skip
+    """The start of initializer `name` for N people as numpy arrays (+ its diagnostics)."""
+    kp = np.asarray(keypoints, np.float32)
+    n = len(kp)
+    camera = resolve_camera(np.broadcast_to(np.asarray(image_sizes, np.float32), (n, 2)), n, np.asarray(focal, np.float32))
+    inputs = StartInputs.build(kp, keypoint_set, camera, model, mean_body_pose(), images=images, owners=owners,
+                          world_landmarks=world_landmarks, masks=masks)  # fmt: skip
+    start = make_initializer(name, model, **options)(inputs)
+    arrays = {k: getattr(start, k).numpy() for k in ("betas", "body_pose", "global_orient", "transl")}
+    return {**arrays, **start.diagnostics}
 
 
 
@@ -79,8 +94,8 @@ def test_mediapipe_ik_beats_frontal_start(anny_model, cases):
     n = len(cases["betas"])
     landmarks = world_landmarks(anny_model, cases, noise_m=0.02)
     start = time.perf_counter()
-    init = mediapipe_initialize(cases["keypoints"], "blazepose33", cases["focal"], cases["image_size"], anny_model,
-                                world_landmarks=landmarks)  # fmt: skip
+    init = initialize("mediapipe", None, cases["keypoints"], "blazepose33", cases["image_size"], cases["focal"],
+                      anny_model, None, world_landmarks=landmarks)  # fmt: skip
     seconds_per_person = (time.perf_counter() - start) / n
     frontal = {
         "betas": np.zeros((n, 10), np.float32),
@@ -105,7 +120,7 @@ def test_mediapipe_ik_beats_frontal_start(anny_model, cases):
 
 def test_mediapipe_ik_needs_landmarks_or_images(anny_model, cases):
     with pytest.raises(ValueError, match="world_landmarks"):
-        mediapipe_initialize(cases["keypoints"], "blazepose33", cases["focal"], cases["image_size"], anny_model)
+        initialize("mediapipe", None, cases["keypoints"], "blazepose33", cases["image_size"], cases["focal"], anny_model, None)
     with pytest.raises(ValueError, match=r"\(N, 33, 3\)"):
         from fitter.init import ik_from_world_landmarks
 
@@ -121,10 +136,10 @@ def test_solve_translation_recovers_exact_translation():
     pixels = perspective_project(points + transl[:, None], focal, center)
     weights = torch.ones(3, 20)
     weights[2, 2:] = 0.0  # two points are enough
-    solved, ok = solve_translation(points, pixels, weights, focal, center)
+    solved, ok = least_squares_translation(points, pixels, weights, focal, center)
     assert ok.all()
     torch.testing.assert_close(solved, transl, atol=1e-3, rtol=0)
-    _, ok = solve_translation(points, pixels, torch.zeros(3, 20), focal, center)
+    _, ok = least_squares_translation(points, pixels, torch.zeros(3, 20), focal, center)
     assert not ok.any()
 
 
@@ -168,15 +183,15 @@ def _write_checkpoint(folder: Path, name: str) -> Path:
 def test_available_and_best_initializers(tmp_path, monkeypatch):
     monkeypatch.setenv("FITTER_HOME", str(tmp_path))
     folder = tmp_path / "data" / "checkpoints"
-    assert available_initializers() == ["none", "lifter", "mediapipe"]
+    assert available_initializers() == ["upright", "lifter", "mediapipe"]
     assert best_initializer() == "lifter"
     _write_checkpoint(folder, "nbf_anny.pt")
-    assert available_initializers() == ["none", "lifter", "mediapipe", "nbf"]
+    assert available_initializers() == ["upright", "lifter", "mediapipe", "nbf"]
     assert best_initializer() == "lifter"  # a CPU-trained NBF is used only when asked for
     _write_checkpoint(folder, "model_checkpoint.pt")
     assert best_initializer() == "hmr"
     _write_checkpoint(folder, "res50-custom.pt")
-    assert available_initializers() == ["none", "lifter", "mediapipe", "cliff", "hmr", "nbf"]
+    assert available_initializers() == ["upright", "lifter", "mediapipe", "cliff", "hmr", "nbf"]
     assert best_initializer() == "cliff"
 
 
@@ -184,7 +199,7 @@ def test_initialize_none_unknown_and_missing(tmp_path, monkeypatch, anny_model, 
     monkeypatch.setenv("FITTER_HOME", str(tmp_path))
     args = ([np.zeros((960, 1280, 3), np.uint8)], cases["keypoints"][:1], "blazepose33", cases["image_size"],
             cases["focal"][:1], anny_model, [0])  # fmt: skip
-    assert initialize("none", *args) is None
+    assert make_initializer("none") is upright_start  # "none" is the upright start's old name
     with pytest.raises(ValueError, match="unknown initializer"):
         initialize("spin", *args)
     with pytest.raises(ValueError, match="eft"):
@@ -312,11 +327,9 @@ def test_split_mask_errors():
     assert not split_mask_by_skeleton(np.ones((8, 8), bool), np.zeros((33, 3)), "blazepose33").any()  # nothing seen
 
 
-def test_fit_config_for_init_turns_the_lifter_off_only_for_none():
-    from fitter.init import fit_config_for_init
-    from fitter.optimize import PRESETS
-
-    assert fit_config_for_init("none", "default").lifter is False
-    assert fit_config_for_init("none", "fast").stage_iters == PRESETS["fast"].stage_iters
-    for name in ("lifter", "mediapipe", "cliff"):
-        assert fit_config_for_init(name, "default") == "default"
+def test_initializer_names_resolve(tmp_path, monkeypatch):
+    monkeypatch.setenv("FITTER_HOME", str(tmp_path))
+    assert resolve_initializer_name("none") == "upright" and resolve_initializer_name(" Lifter ") == "lifter"
+    assert resolve_initializer_name("best") == best_initializer() == "lifter"
+    with pytest.raises(ValueError, match="unknown initializer"):
+        resolve_initializer_name("spin")

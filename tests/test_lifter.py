@@ -12,7 +12,8 @@ import torch
 
 from fitter.geometry import axis_angle_to_matrix, matrix_to_axis_angle
 from fitter.body.poses import mean_body_pose
-from fitter.optimize import fit_config, fit_keypoints
+from fitter.fitting import fit_config, fit_keypoints
+from fitter.init import Start
 from fitter.regressors.lifter import KeypointLifter, default_lifter_path, lifter_features, load_lifter
 from fitter.regressors.train_lifter import LifterTrainConfig, sample_lifter_batch, train_lifter
 
@@ -75,10 +76,10 @@ def test_fit_starts_from_lifter_unless_turned_off(anny_model):
     tiny = fit_config("fast", camera_iters=1, stage_iters=(1,), pose_prior_weights=(4.78,), shape_prior_weights=(5.0,))
     kw = dict(keypoint_set="coco17", image_size=cases["image_size"], focal_length=cases["focal"], body_model=anny_model)
     on = fit_keypoints(cases["keypoints"], config=tiny, **kw)
-    off = fit_keypoints(cases["keypoints"], config=fit_config(tiny, lifter=False), **kw)
+    off = fit_keypoints(cases["keypoints"], config=fit_config(tiny, start="upright"), **kw)
     assert on.info["started_from_lifter"] == [True, True]
     assert off.info["started_from_lifter"] == [False, False]
-    given = fit_keypoints(cases["keypoints"], config=tiny, init={"global_orient": cases["global_orient"]}, **kw)
+    given = fit_keypoints(cases["keypoints"], config=tiny, start=Start.from_arrays(cases["global_orient"]), **kw)
     assert given.info["started_from_lifter"] == [False, False]
     # fewer than 6 COCO-17 points seen: too little for the lifter, the frontal start is used
     sparse = cases["keypoints"].copy()

@@ -1,4 +1,4 @@
-"""Tests for `fitter.optimize.fit_keypoints` (SMPLify-style fitting) and `fitter.result.FitResult`.
+"""Tests for `fitter.fitting.fit_keypoints` (SMPLify-style fitting) and `fitter.result.FitResult`.
 
 Synthetic COCO-17 keypoints are made by posing the anny body model, projecting its keypoints with
 a known pinhole camera (camera frame: x right, y down, z forward, metres) and fitting them back.
@@ -6,6 +6,8 @@ Each fit runs once per module (fixtures); config "fast" is used wherever accurac
 """
 
 from __future__ import annotations
+
+import functools
 
 import json
 import math
@@ -18,7 +20,8 @@ import torch
 
 from fitter.geometry import axis_angle_to_matrix, matrix_to_axis_angle, perspective_project
 from fitter.keypoints import keypoint_regressor
-from fitter.optimize import PRESETS, FitConfig, fit_config, fit_keypoints
+from fitter.fitting import PRESETS, FitConfig, fit_config, fit_keypoints
+from fitter.init import upright_start
 from fitter.result import FitResult
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -98,8 +101,8 @@ def batch_inputs(frontal_cases, side_case) -> dict:
     return {"keypoints": kp.astype(np.float32), "focal": focal.astype(np.float32)}
 
 
-def _fast_fit(model, keypoints, focal, config="fast") -> FitResult:
-    return fit_keypoints(keypoints, "coco17", IMAGE_SIZE, focal_length=focal, body_model=model, config=config)
+def _fast_fit(model, keypoints, focal, config="fast", start=None) -> FitResult:
+    return fit_keypoints(keypoints, "coco17", IMAGE_SIZE, focal_length=focal, body_model=model, config=config, start=start)
 
 
 # SMPLify's upright start (no lifter), shortened: the path with the flip test
@@ -137,17 +140,17 @@ def test_presets_have_matching_stage_lengths():
     # from the keypoint lifter and run at SMPLify's final-stage weights
     assert PRESETS["smplify"].pose_prior_weights == (404.0, 404.0, 57.4, 4.78)
     assert PRESETS["smplify"].shape_prior_weights == (100.0, 50.0, 10.0, 5.0)
-    assert not PRESETS["smplify"].lifter and PRESETS["default"].lifter
+    assert PRESETS["smplify"].start == "upright" and PRESETS["default"].start == "lifter"
     for name in ("fast", "default", "accurate"):
         assert PRESETS[name].pose_prior_weights[-1] == 4.78 and PRESETS[name].shape_prior_weights[-1] == 5.0
     assert PRESETS["default"].sigma == 100.0
 
 
 def test_fit_config_overrides_and_unknown_name():
-    cfg = fit_config("fast", optimizer="lbfgs", flip_test=False)
-    assert cfg.optimizer == "lbfgs" and cfg.flip_test is False
+    cfg = fit_config("fast", start="upright", anchor_weight=0.0)
+    assert cfg.start == "upright" and cfg.anchor_weight == 0.0
     assert cfg.stage_iters == PRESETS["fast"].stage_iters
-    assert PRESETS["fast"].optimizer == "adam" and PRESETS["fast"].flip_test is True  # preset untouched
+    assert PRESETS["fast"].start == "lifter" and PRESETS["fast"].anchor_weight == 10.0  # preset untouched
     with pytest.raises(ValueError, match="unknown config"):
         fit_config("fastest")
 
@@ -268,7 +271,8 @@ def test_same_inputs_give_identical_outputs(anny_model, batch_inputs, batch_fit)
 
 def test_flip_test_picks_better_orientation_for_side_view(anny_model, side_case, single_fits):
     flipped = single_fits[1]
-    plain = _fast_fit(anny_model, side_case["keypoints"], side_case["focal"], fit_config(FRONTAL, flip_test=False))
+    no_flip = functools.partial(upright_start, flip=False)
+    plain = _fast_fit(anny_model, side_case["keypoints"], side_case["focal"], FRONTAL, start=no_flip)
     truth = facing_direction(side_case["global_orient"])
     err_flipped = angle_deg(facing_direction(flipped.global_orient), truth)[0]
     err_plain = angle_deg(facing_direction(plain.global_orient), truth)[0]
@@ -313,8 +317,10 @@ SHORT = dict(camera_iters=5, stage_iters=(10,), pose_prior_weights=(4.78,), shap
 @pytest.fixture(scope="module")
 def diverged_fit(anny_model, frontal_cases) -> FitResult:
     """A step size that makes Adam blow up, in the first pass and in the retry."""
-    cfg = fit_config("fast", lr=1e6, nan_retry_lr_scale=1.0, **SHORT)
-    return _fast_fit(anny_model, frontal_cases["keypoints"][:2], frontal_cases["focal"][:2], cfg)
+    cfg = fit_config("fast", lr=1e6, **SHORT)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("fitter.fitting.fit.NAN_RETRY_LR_SCALE", 1.0)
+        return _fast_fit(anny_model, frontal_cases["keypoints"][:2], frontal_cases["focal"][:2], cfg)
 
 
 def test_diverging_fit_is_marked_failed_with_finite_parameters(diverged_fit):
@@ -336,9 +342,10 @@ def test_failed_result_saves_valid_json_sidecar(diverged_fit, tmp_path):
     json.loads(path.with_suffix(".json").read_text(), parse_constant=_reject_non_json_constant)
 
 
-def test_diverging_fit_recovers_at_lower_learning_rate(anny_model, frontal_cases):
-    """The NaN guard refits a diverged item from its start with lr x nan_retry_lr_scale."""
-    cfg = fit_config("fast", lr=1e6, nan_retry_lr_scale=1e-8, **SHORT)
+def test_diverging_fit_recovers_at_lower_learning_rate(anny_model, frontal_cases, monkeypatch):
+    """The NaN guard refits a diverged item from its start with lr x NAN_RETRY_LR_SCALE."""
+    monkeypatch.setattr("fitter.fitting.fit.NAN_RETRY_LR_SCALE", 1e-8)
+    cfg = fit_config("fast", lr=1e6, **SHORT)
     result = _fast_fit(anny_model, frontal_cases["keypoints"][:1], frontal_cases["focal"][:1], cfg)
     assert result.status == ["ok"]
     assert all_finite(result) and np.isfinite(result.losses["total"]).all()

@@ -17,7 +17,7 @@ pytest.importorskip("ray.data", reason="Ray is an optional extra: pip install 'f
 import ray  # noqa: E402
 
 from fitter.distributed import fit_dataset, fit_paths_ray  # noqa: E402
-from fitter.pipeline import FitOptions, fit_paths  # noqa: E402
+from fitter.pipeline import FitOptions, FitWorker, fit_paths  # noqa: E402
 from fitter.result import FitResult  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "data" / "anny_walk.png"
@@ -64,7 +64,8 @@ def runs(tmp_path_factory, anny_model, local_ray):
     shutil.copy(EXAMPLE, root / "sub" / "b.png")
     (root / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
     paths = [root / "a.png", root / "broken.jpg", root / "sub" / "b.png"]
-    local = fit_paths(paths, _options(root / "local"), roots=[root], model=anny_model)
+    local_options = _options(root / "local")
+    local = fit_paths(paths, local_options, roots=[root], worker=FitWorker(local_options, model=anny_model))
     reported: list[tuple[Path, str]] = []
     first = fit_paths_ray(paths, _options(root / "ray"), roots=[root], on_image=lambda p, s: reported.append((p, s)))
     mtimes = {p: p.stat().st_mtime_ns for p in (root / "ray").rglob("*.npz")}

@@ -28,7 +28,7 @@ def fit_command(
     out: Path = typer.Option(Path("fitter_out"), "--out", "-o", help="Output folder."),
     init: str = typer.Option("best", help="Initializer: best (a regressor whose checkpoint is found, else lifter), "
                              "mediapipe (IK on its 3D landmarks, free), lifter (fitter's 2D keypoint lifter, free), cliff, pare, hmr, nbf, "
-                             "or none (upright mean pose)."),
+                             "or upright (SMPLify's upright mean pose; 'none' also works)."),
     refine: str = typer.Option("none", help="eft: fine-tune the regressor on each person's keypoints first (regressor inits)."),
     body_model: str = typer.Option("anny", help="anny (free default), smpl, smplh, smplx, or a model file."),
     gender: str = typer.Option("neutral", help="neutral, male or female."),
@@ -54,22 +54,25 @@ def fit_command(
 ) -> None:
     """Fit a body model to every person in the given photos; write .npz/.json/.obj/_overlay.png."""
     from fitter.io.images import list_images
-    from fitter.pipeline import FitOptions, fit_paths
+    from fitter.pipeline import FitOptions, FitWorker, fit_paths, pending_images
 
     if backend not in ("local", "ray"):
         fail(f"--backend must be local or ray, not {backend!r}")
     if address is not None and backend != "ray":
         fail("--address needs --backend ray")
-    from fitter.init import INITIALIZER_NAMES
-    from fitter.optimize import PRESETS
+    from fitter.fitting import PRESETS
+    from fitter.init import INITIALIZER_NAMES, resolve_initializer_name
 
     if config not in PRESETS:
         fail(f"--config must be one of {', '.join(PRESETS)}, not {config!r}")
-    if init != "best" and init not in INITIALIZER_NAMES:
-        fail(f"--init must be best or one of {', '.join(INITIALIZER_NAMES)}, not {init!r}")
+    if init != "best":
+        try:
+            init = resolve_initializer_name(init)
+        except ValueError:
+            fail(f"--init must be best or one of {', '.join(INITIALIZER_NAMES)}, not {init!r}")
     if refine not in ("none", "eft"):
         fail(f"--refine must be none or eft, not {refine!r}")
-    if init not in ("best", "none", "lifter", "mediapipe"):
+    if init not in ("best", "upright", "lifter", "mediapipe"):
         from fitter.regressors.checkpoints import find_checkpoint
 
         name = {"cliff": "cliff_hr48"}.get(init, init)
@@ -99,14 +102,14 @@ def fit_command(
                          keypoints=keypoints, silhouette=silhouette, parts=parts, config=config, device=device,
                          batch_size=batch_size, overwrite=overwrite, side_view=side_view, recursive=recursive,
                          gmm=gmm, landmarks3d=landmarks3d, auto_parts=auto_parts)  # fmt: skip
-    try:
-        from fitter.body import load_body_model
-
-        with console.status(f"loading body model {body_model} (the free anny model is built once, ~2 min)..."):
-            model = load_body_model(body_model, gender=gender, device=device)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
     roots = [p for p in paths if p.is_dir()]
+    worker = None
+    if backend == "local" and pending_images(images, options, roots, lambda path, status: None):
+        try:  # the local backend's worker: body model, detector, initializer (Ray workers load their own)
+            with console.status(f"loading body model {body_model} (the free anny model is built once, ~2 min)..."):
+                worker = FitWorker(options)
+        except (FileNotFoundError, ValueError) as exc:
+            fail(str(exc))
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TimeRemainingColumn())  # fmt: skip
     with Progress(*columns, console=console, transient=False) as progress:
@@ -127,7 +130,11 @@ def fit_command(
             except (RuntimeError, ValueError) as exc:
                 fail(str(exc))
         else:
-            summary = fit_paths(images, options, roots=roots, on_image=on_image, model=model)
+            try:
+                summary = fit_paths(images, options, roots=roots, on_image=on_image, worker=worker)
+            finally:
+                if worker is not None:
+                    worker.close()
     done, skipped, failed = len(summary.done), len(summary.skipped), len(summary.failed)
     per = summary.seconds / max(1, done)
     console.print(f"{done} fitted, {skipped} skipped (already done), {failed} failed in {summary.seconds:.1f} s "

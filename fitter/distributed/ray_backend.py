@@ -1,12 +1,12 @@
 """Batch fitting on Ray: detection and fitting spread over the workers and GPUs of a Ray cluster.
 
 The outputs, resume and failure rules are those of `fitter.pipeline.fit_paths` (the local
-backend), because every worker runs the same code on its batches: `output_stem` names the
-files, `is_finished` (the .npz, written last) skips finished images, `prepare_image` reads and
-detects, and `_finish_batch` fits and writes atomically. A bad image fails alone.
+backend), because every Ray actor runs the same `fitter.pipeline.FitWorker` on its batches:
+`output_stem` names the files, the worker skips finished images (the .npz, written last),
+reads and detects, fits and writes atomically. A bad image fails alone.
 
-Each worker is a Ray Data actor (`ImageFitter`) that loads the body model and the BlazePose
-detector once and then fits the batches of image rows it is given. With `options.device` "cuda"
+Each worker is a Ray Data actor (`ImageFitter`) holding one FitWorker (body model, BlazePose
+detector and initializer, loaded once) that fits the batches of image rows it is given. With `options.device` "cuda"
 or "cuda:N" every worker reserves `gpus_per_worker` GPUs (default 1) and fits on the GPU Ray
 gives it (Ray sets CUDA_VISIBLE_DEVICES, so N is ignored); 0.5 lets two workers share one GPU,
 so that one worker's detection (CPU) overlaps the other's fit.
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fitter.pipeline import FitOptions, FolderSummary, ImageJob, _finish_batch, is_finished, output_stem, prepare_image
+from fitter.pipeline import FitOptions, FitWorker, FolderSummary, output_stem, pending_images, summarize
 
 if TYPE_CHECKING:
     import ray.data
@@ -62,7 +62,7 @@ def _absolute_options(options: FitOptions) -> FitOptions:
 
 
 class ImageFitter:
-    """Ray Data actor: loads the body model and the detector once, then fits batches of image rows.
+    """Ray Data actor: one `FitWorker` (model, detector, initializer loaded once) fitting batches of image rows.
 
     A batch is a dict of equal-length numpy arrays (Ray Data's "numpy" batch format) with a
     "path" column (image files readable by this worker; recorded as info["image"] in the
@@ -73,56 +73,26 @@ class ImageFitter:
     def __init__(self, options: FitOptions, roots: Sequence[str] = (), num_threads: int | None = None) -> None:
         import torch
 
-        from fitter.body import load_body_model
-
         if num_threads is not None:
             torch.set_num_threads(max(1, int(num_threads)))
         if options.device.startswith("cuda"):  # Ray shows this worker only the GPU it reserved
             options = dataclasses.replace(options, device="cuda")
         self.options = options
         self.roots = [Path(root) for root in roots]
-        self.model = load_body_model(options.body_model, gender=options.gender, device=options.device)
-        # Not closed in a __del__: closing mediapipe's graph while the worker process exits
-        # deadlocks it (mediapipe 0.10.21), leaving the process behind; the exit frees it anyway.
-        self.detector = None
-        if options.keypoints is None:
-            from fitter.detect import BlazePoseDetector
-
-            self.detector = BlazePoseDetector()
+        # Never closed: closing mediapipe's graph while the worker process exits deadlocks it
+        # (mediapipe 0.10.21), leaving the process behind; the exit frees it anyway.
+        self.worker = FitWorker(options)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if "path" not in batch:
             raise ValueError(f"fit_dataset needs a 'path' column of image files; the rows have {sorted(batch)}")
         paths = [Path(str(p)) for p in batch["path"]]
         stems = [output_stem(path, self.roots, self.options.out_dir) for path in paths]
-        statuses = [""] * len(paths)
-        waiting: list[tuple[int, ImageJob]] = []  # detected, not yet fitted
-        for i, (path, stem) in enumerate(zip(paths, stems)):
-            if not self.options.overwrite and is_finished(stem):
-                statuses[i] = "skipped"
-                continue
-            job = prepare_image(path, stem, self.options, self.detector)
-            if job.error is not None:
-                statuses[i] = f"failed: {job.error}"
-                continue
-            waiting.append((i, job))
-            if sum(len(j.keypoints) for _, j in waiting) >= self.options.batch_size:  # as fit_paths batches people
-                self._fit(waiting, statuses)
-                waiting = []
-        if waiting:
-            self._fit(waiting, statuses)
+        statuses = self.worker.process(list(zip(paths, stems)))
         out = dict(batch)
         out["stem"] = np.array([str(stem) for stem in stems], dtype=object)
         out["status"] = np.array(statuses, dtype=object)
         return out
-
-    def _fit(self, waiting: list[tuple[int, ImageJob]], statuses: list[str]) -> None:
-        """Fit and write `waiting` with the local backend's code; store each image's status."""
-        by_path: dict[Path, str] = {}
-        _finish_batch([job for _, job in waiting], self.model, self.options, FolderSummary(),
-                      lambda path, status: by_path.__setitem__(path, status))  # fmt: skip
-        for i, job in waiting:
-            statuses[i] = by_path[job.path]
 
 
 def _worker_resources(ray: Any, options: FitOptions, cpus_per_worker: float, gpus_per_worker: float | None) -> tuple[float, float, int]:
@@ -221,20 +191,12 @@ def fit_paths_ray(
     actors (default: as many as the cluster holds, at most one per batch); see `fit_dataset`.
     """
     start = time.perf_counter()
-    paths = list(paths)
-    roots = roots or []
-    summary = FolderSummary()
+    paths, roots = list(paths), roots or []
     report = on_image or (lambda path, status: None)
-    todo: list[int] = []
-    for index, path in enumerate(paths):
-        if not options.overwrite and is_finished(output_stem(path, roots, options.out_dir)):
-            summary.skipped.append(path)
-            report(path, "skipped")
-        else:
-            todo.append(index)
+    statuses: dict[int, str] = {index: "skipped" for index in range(len(paths))}
+    todo = pending_images(paths, options, roots, report)
     if not todo:
-        summary.seconds = time.perf_counter() - start
-        return summary
+        return summarize(paths, statuses, time.perf_counter() - start)
     ray = _import_ray()
     started_here = not ray.is_initialized()
     if started_here:
@@ -266,13 +228,5 @@ def fit_paths_ray(
     missing = [paths[i] for i in todo if i not in done]
     if missing:  # Ray returns every row or raises; this guards against a silently lost row
         raise RuntimeError(f"Ray returned no result for {len(missing)} image(s), e.g. {missing[0]}; run again to resume")
-    for index in todo:
-        status = done[index]
-        if status == "done":
-            summary.done.append(paths[index])
-        elif status == "skipped":  # finished meanwhile (another run, or a retried Ray task)
-            summary.skipped.append(paths[index])
-        else:
-            summary.failed[paths[index]] = status.removeprefix("failed: ")
-    summary.seconds = time.perf_counter() - start
-    return summary
+    statuses.update(done)
+    return summarize(paths, statuses, time.perf_counter() - start)

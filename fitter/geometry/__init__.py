@@ -1,9 +1,10 @@
-"""Geometry used everywhere in fitter: rotations, projection, camera conversions, skinning.
+"""Geometry used everywhere in fitter: rotations, projection, camera conversions, alignment,
+translation from keypoints.
 
 Import from here; nothing else in fitter re-implements these.
 """
 
-from fitter.geometry.alignment import procrustes_align
+from fitter.geometry.alignment import procrustes_align, similarity_transform
 from fitter.geometry.projection import (
     crop_cam_to_full_translation,
     default_focal_length,
@@ -11,6 +12,7 @@ from fitter.geometry.projection import (
     translation_to_crop_cam,
     visible_box,
 )
+from fitter.geometry.translation import least_squares_translation, similar_triangles_translation
 from fitter.geometry.rotations import (
     axis_angle_to_matrix,
     axis_angle_to_rot6d,
@@ -35,4 +37,7 @@ __all__ = [
     "translation_to_crop_cam",
     "visible_box",
     "procrustes_align",
+    "similarity_transform",
+    "similar_triangles_translation",
+    "least_squares_translation",
 ]

@@ -1,31 +1,31 @@
-"""Similarity / rigid alignment of point sets (Procrustes), batched and differentiable."""
+"""Rigid / similarity alignment of point sets (Procrustes, Umeyama 1991), batched and differentiable.
+
+The one home of point-set alignment in fitter; the solve itself is `roma.rigid_points_registration`.
+"""
 
 from __future__ import annotations
 
+import roma
 import torch
 
-__all__ = ["procrustes_align"]
+__all__ = ["similarity_transform", "procrustes_align"]
+
+
+def similarity_transform(source: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None,
+                         scale: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """The rotation R (B,3,3), translation t (B,3) and scale s (B,) (1 unless `scale`) that best map
+    source (B,N,3) onto target (B,N,3): s R x + t ~ y in the weighted least-squares sense.
+    weights (B,N) >= 0 or None. Units are whatever the inputs use."""
+    if scale:
+        R, t, s = roma.rigid_points_registration(source, target, weights=weights, compute_scaling=True)
+    else:
+        R, t = roma.rigid_points_registration(source, target, weights=weights)
+        s = torch.ones(source.shape[0], dtype=source.dtype, device=source.device)
+    return R, t, s
 
 
 def procrustes_align(source: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None,
                      scale: bool = True) -> torch.Tensor:  # fmt: skip
-    """Align source (B,N,3) onto target (B,N,3) with the best rotation, translation (and scale,
-    if `scale`) in the weighted least-squares sense (Umeyama 1991); returns the aligned source.
-    weights (B,N) >= 0 or None. Units are whatever the inputs use."""
-    if weights is None:
-        weights = torch.ones(source.shape[:2], dtype=source.dtype, device=source.device)
-    w = weights / weights.sum(1, keepdim=True).clamp(min=1e-12)
-    mu_s = (w[..., None] * source).sum(1, keepdim=True)
-    mu_t = (w[..., None] * target).sum(1, keepdim=True)
-    xs, xt = source - mu_s, target - mu_t
-    cov = torch.einsum("bn,bni,bnj->bij", w, xt, xs)
-    U, S, Vh = torch.linalg.svd(cov)
-    d = torch.sign(torch.linalg.det(U @ Vh))
-    D = torch.diag_embed(torch.stack([torch.ones_like(d), torch.ones_like(d), d], dim=-1))
-    R = U @ D @ Vh
-    if scale:
-        var_s = (w * xs.pow(2).sum(-1)).sum(1)
-        s = (S * torch.diagonal(D, dim1=-2, dim2=-1)).sum(-1) / var_s.clamp(min=1e-12)
-    else:
-        s = torch.ones_like(d)
-    return s[:, None, None] * torch.einsum("bij,bnj->bni", R, xs) + mu_t
+    """`source` (B,N,3) aligned onto `target` by `similarity_transform`."""
+    R, t, s = similarity_transform(source, target, weights, scale)
+    return s[:, None, None] * torch.einsum("bij,bnj->bni", R, source) + t[:, None]

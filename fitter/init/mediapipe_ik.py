@@ -8,15 +8,15 @@ them also gives the body's orientation in the camera frame directly.
 Method (batched over people):
 
 1. start: the body's orientation from a rigid (Kabsch) alignment of the model's torso points
-   (shoulders, hips) in its start pose onto the landmarks' torso points (`roma`), body pose
-   `fitter.optimize.mean_body_pose()`, betas 0;
+   (shoulders, hips) in its start pose onto the landmarks' torso points (`fitter.geometry.similarity_transform`), body pose
+   `fitter.body.poses.mean_body_pose()`, betas 0;
 2. inverse kinematics: Adam on global_orient (as a rotation increment) + body_pose so the model's
    `blazepose33` points (`keypoint_regressor(model, "blazepose33")`, fast landmark path) match
    the landmarks after a translation + scale alignment (weighted centroids; no rotation, so the
    orientation is kept), weighted by mediapipe's visibility x the point's correspondence quality,
    with the joint-limit prior (`priors.joint_limit_penalty`) and a small L2 pull to the start pose;
 3. camera translation: weighted linear least squares on the 2D keypoints (every visible point,
-   full perspective; `solve_translation`), falling back to similar triangles when that fails.
+   full perspective; `fitter.geometry.least_squares_translation`), falling back to similar triangles when that fails.
 
 Shape stays at betas = 0: mediapipe's landmark lengths are GHUM's guess, not a measurement.
 """
@@ -27,15 +27,16 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import roma
 import torch
 from torch import Tensor
 
 from fitter.body.model import BodyModel
-from fitter.geometry import axis_angle_to_matrix, matrix_to_axis_angle
+from fitter.geometry import axis_angle_to_matrix, matrix_to_axis_angle, similarity_transform
+from fitter.geometry.translation import least_squares_translation, similar_triangles_translation
+from fitter.init.start import Start, StartInputs
 from fitter.keypoints import keypoint_names, keypoint_regressor
 
-__all__ = ["MEDIAPIPE_SET", "IKConfig", "ik_from_world_landmarks", "solve_translation", "mediapipe_initialize"]
+__all__ = ["MEDIAPIPE_SET", "IKConfig", "ik_from_world_landmarks", "translation_from_keypoints", "mediapipe_start"]
 
 MEDIAPIPE_SET = "blazepose33"
 _TORSO = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
@@ -112,7 +113,7 @@ def ik_from_world_landmarks(
         eye = torch.eye(3, dtype=dt, device=device).expand(n, 3, 3)
         rest = model_points(start_pose, eye)
         torso_w = weights[:, torso].clamp(min=1e-3)
-        rot0, _ = roma.rigid_points_registration(rest[:, torso].double(), lm[:, torso].double(), torso_w.double())
+        rot0, _, _ = similarity_transform(rest[:, torso].double(), lm[:, torso].double(), torso_w.double(), scale=False)
         rot0 = rot0.to(dt)
 
     # 2. IK by Adam on a rotation increment and the body pose
@@ -151,58 +152,6 @@ def ik_from_world_landmarks(
     return {"global_orient": global_orient, "body_pose": pose, "betas": betas, "landmark_error_m": error, "scale": scale}
 
 
-def solve_translation(points3d: Tensor, keypoints2d: Tensor, weights: Tensor, focal: Tensor,
-                      principal_point: Tensor, min_depth: float = 0.3) -> tuple[Tensor, Tensor]:  # fmt: skip
-    """Camera translation t (N,3) metres that best projects points3d + t onto keypoints2d.
-
-    points3d (N,K,3) camera-frame orientation, metres (no translation yet); keypoints2d (N,K,2)
-    px; weights (N,K) >= 0; focal (N,) px; principal_point (N,2) px. Solves the linear
-    equations f (X + tx) = (u - cx) (Z + tz) (and the same for y) by weighted least squares
-    (float64; why not an existing routine: it is a 3-unknown normal equation). Returns
-    (transl (N,3), ok (N,) bool): ok is False when fewer than 2 points have weight or the depth
-    comes out below `min_depth` (then transl holds NaN).
-    """
-    p = points3d.double()
-    a = keypoints2d.double() - principal_point.double()[:, None]
-    f = focal.double()[:, None].expand_as(a[..., 0])
-    w = weights.double()
-    zeros = torch.zeros_like(f)
-    # rows: [f, 0, -a_x] t = a_x Z - f X ; [0, f, -a_y] t = a_y Z - f Y
-    rows_x = torch.stack([f, zeros, -a[..., 0]], dim=-1)
-    rows_y = torch.stack([zeros, f, -a[..., 1]], dim=-1)
-    rhs_x = a[..., 0] * p[..., 2] - f * p[..., 0]
-    rhs_y = a[..., 1] * p[..., 2] - f * p[..., 1]
-    A = torch.cat([rows_x, rows_y], dim=1)  # (N,2K,3)
-    b = torch.cat([rhs_x, rhs_y], dim=1)
-    ww = torch.cat([w, w], dim=1)
-    # normalise rows by f so every equation is in pixel-ish units at unit depth
-    A, b = A / f.repeat(1, 2)[..., None], b / f.repeat(1, 2)
-    ata = torch.einsum("bk,bki,bkj->bij", ww, A, A) + 1e-9 * torch.eye(3, dtype=A.dtype, device=A.device)
-    atb = torch.einsum("bk,bki,bk->bi", ww, A, b)
-    t = torch.linalg.solve(ata, atb)
-    enough = (w > 0).sum(1) >= 2
-    ok = enough & torch.isfinite(t).all(1) & (t[:, 2] + p[..., 2].mean(1) > min_depth)
-    t = torch.where(ok[:, None], t, torch.full_like(t, float("nan")))
-    return t.to(points3d.dtype), ok
-
-
-def _similar_triangles_translation(points3d: Tensor, keypoints2d: Tensor, weights: Tensor, focal: Tensor,
-                                   principal_point: Tensor) -> Tensor:  # fmt: skip
-    """Fallback: depth from the 3D / 2D extent of the weighted points, x/y from their centroids."""
-    vis = weights > 0
-    big = 1e9
-    ext3 = (torch.where(vis[..., None], points3d[..., :2], -big).amax(1)
-            - torch.where(vis[..., None], points3d[..., :2], big).amin(1)).amax(-1)  # fmt: skip
-    ext2 = (torch.where(vis[..., None], keypoints2d, -big).amax(1)
-            - torch.where(vis[..., None], keypoints2d, big).amin(1)).amax(-1)  # fmt: skip
-    depth = (focal * ext3 / ext2.clamp(min=1.0)).clamp(0.5, 100.0)
-    w = weights / weights.sum(1, keepdim=True).clamp(min=1e-9)
-    c2 = (w[..., None] * keypoints2d).sum(1)
-    c3 = (w[..., None] * points3d).sum(1)
-    xy = (c2 - principal_point) * depth[:, None] / focal[:, None] - c3[:, :2]
-    return torch.cat([xy, (depth - c3[:, 2])[:, None]], dim=1)
-
-
 def translation_from_keypoints(body_model: BodyModel, params: dict[str, Tensor], keypoints, keypoint_set: str,
                                focal, principal_point) -> Tensor:  # fmt: skip
     """Camera translation (N,3) metres for posed bodies from their 2D keypoints (N,K,3) px + confidence."""
@@ -216,9 +165,9 @@ def translation_from_keypoints(body_model: BodyModel, params: dict[str, Tensor],
     weights = kp[..., 2] * reg.quality[None]
     f = _as_tensor(focal, device=dev).reshape(-1)
     c = _as_tensor(principal_point, device=dev).reshape(-1, 2)
-    transl, ok = solve_translation(pts, kp[..., :2], weights, f, c)
+    transl, ok = least_squares_translation(pts, kp[..., :2], weights, f, c)
     if not bool(ok.all()):
-        fallback = _similar_triangles_translation(pts, kp[..., :2], weights, f, c)
+        fallback = similar_triangles_translation(pts, kp[..., :2], weights, f, c)
         transl = torch.where(ok[:, None], transl, fallback)
     return transl
 
@@ -256,45 +205,31 @@ def _landmarks_from_crops(images: list[np.ndarray], keypoints: np.ndarray,
     return out, vis, found
 
 
-def mediapipe_initialize(
-    keypoints,
-    keypoint_set: str,
-    focal,
-    image_sizes,
-    body_model: BodyModel,
-    world_landmarks=None,
-    images: list[np.ndarray] | None = None,
-    owners: list[int] | None = None,
-    config: IKConfig | None = None,
-    device: str | torch.device = "cpu",
-) -> dict[str, np.ndarray]:
+def mediapipe_start(inputs: StartInputs, config: IKConfig | None = None) -> Start:
     """The "mediapipe" initializer: IK on world landmarks, then translation from the 2D keypoints.
 
-    keypoints (N,K,3) px + confidence in `keypoint_set`; focal (N,) px; image_sizes (N,2) (W,H)
-    px (principal point = image centre); world_landmarks (N,33,3) metres or None. Without
-    world landmarks (e.g. keypoints from a file) BlazePose is run on a crop around each person
-    (needs `images` and `owners`); a person mediapipe misses starts frontal (global_orient
-    [pi,0,0], `mean_body_pose()`). When keypoint_set is "blazepose33" its confidences weight the
-    landmarks. Returns float32 numpy arrays betas (N,10), body_pose (N,69), global_orient (N,3),
-    transl (N,3) (camera frame, metres), and landmark_error_m (N,) (NaN where not fitted).
+    Uses inputs.world_landmarks (N,33,3) metres when given; otherwise (e.g. keypoints from a
+    file) BlazePose is run on a crop around each person (needs inputs.images and owners). A
+    person mediapipe misses starts upright facing the camera (global_orient [pi,0,0],
+    `mean_body_pose()`). With "blazepose33" keypoints their confidences weight the landmarks.
+    Diagnostics: landmark_error_m (N,) (NaN where not fitted).
     """
-    kp = np.asarray(keypoints, dtype=np.float32)
-    if kp.ndim != 3 or kp.shape[-1] != 3 or kp.shape[1] != len(keypoint_names(keypoint_set)):
-        raise ValueError(f"keypoints must be (N, {len(keypoint_names(keypoint_set))}, 3) for set {keypoint_set!r}, got {kp.shape}")
+    keypoint_set, model, device = inputs.keypoint_set, inputs.model, inputs.keypoints.device
+    kp = inputs.keypoints.detach().cpu().numpy().astype(np.float32)
     n = kp.shape[0]
     visibility = kp[..., 2] if keypoint_set == MEDIAPIPE_SET else None
-    if world_landmarks is None:
-        if images is None or owners is None:
+    if inputs.world_landmarks is None:
+        if inputs.images is None or inputs.owners is None:
             raise ValueError("the mediapipe initializer needs world_landmarks (N,33,3) or the images and owners to detect them")
-        landmarks, crop_vis, found = _landmarks_from_crops(images, kp, list(owners))
+        landmarks, crop_vis, found = _landmarks_from_crops(inputs.images, kp, list(inputs.owners))
         visibility = crop_vis
     else:
-        landmarks = np.asarray(world_landmarks, dtype=np.float32).reshape(n, 33, 3)
+        landmarks = np.asarray(inputs.world_landmarks, dtype=np.float32).reshape(n, 33, 3)
         found = np.isfinite(landmarks).all(axis=(1, 2))
         landmarks = np.where(found[:, None, None], landmarks, 0.0).astype(np.float32)
     dt = torch.float32
     params = {
-        "betas": torch.zeros(n, body_model.num_betas, dtype=dt, device=device),
+        "betas": torch.zeros(n, model.num_betas, dtype=dt, device=device),
         "body_pose": _start_pose(n, dt, device),
         "global_orient": _frontal(n, dt, device),
     }
@@ -302,15 +237,12 @@ def mediapipe_initialize(
     idx = np.nonzero(found)[0]
     if len(idx):
         vis = None if visibility is None else np.asarray(visibility, dtype=np.float32)[idx]
-        ik = ik_from_world_landmarks(landmarks[idx], body_model, vis, config, device)
+        ik = ik_from_world_landmarks(landmarks[idx], model, vis, config, device)
         sel = torch.as_tensor(idx, device=device)
         for key in ("betas", "body_pose", "global_orient"):
             params[key][sel] = ik[key]
         error[sel] = ik["landmark_error_m"]
-    sizes = np.broadcast_to(np.asarray(image_sizes, dtype=np.float32), (n, 2))
-    focal_arr = np.broadcast_to(np.asarray(focal, dtype=np.float32), (n,))
-    transl = translation_from_keypoints(body_model, params, kp, keypoint_set, focal_arr, sizes / 2.0)
-    out = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in params.items()}
-    out["transl"] = transl.detach().cpu().numpy().astype(np.float32)
-    out["landmark_error_m"] = error.cpu().numpy().astype(np.float32)
-    return out
+    transl = translation_from_keypoints(model, params, kp, keypoint_set, inputs.focal, inputs.center)
+    return Start(body_pose=params["body_pose"].detach(), global_orient=params["global_orient"].detach(),
+                 betas=params["betas"].detach(), transl=transl.detach().to(dt), source=["mediapipe"] * n,
+                 diagnostics={"landmark_error_m": error.cpu().numpy().astype(np.float32)})  # fmt: skip

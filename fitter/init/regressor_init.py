@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from fitter.body.model import BodyModel
+from fitter.init.start import Start, StartInputs
 from fitter.regressors import (
     MODEL_INPUT_SIZE,
     CheckpointMismatchError,
@@ -53,7 +54,7 @@ __all__ = [
     "person_boxes",
     "regressor_inputs",
     "run_regressor",
-    "regressor_initialize",
+    "RegressorInitializer",
 ]
 
 # initializer name -> regressor names it may use, preferred first
@@ -193,57 +194,62 @@ def _keep_betas(regressor_name: str, body_model: BodyModel, nbf_body_model: str 
     return body_model.name in SMPL_FAMILY
 
 
-def regressor_initialize(
-    initializer: str,
-    images: list[np.ndarray],
-    keypoints,
-    keypoint_set: str,
-    image_sizes,
-    focal,
-    body_model: BodyModel,
-    owners: list[int],
-    masks: list[np.ndarray | None] | None = None,
-    device: str | torch.device = "cpu",
-    batch_size: int = 16,
-    refine: str | None = None,
-    eft_config: EFTConfig | None = None,
-    checkpoint_path: str | Path | None = None,
-) -> dict[str, np.ndarray]:
-    """Initial parameters from a regressor: float32 numpy betas (N,10), body_pose (N,69),
-    global_orient (N,3) axis-angle (camera frame), transl (N,3) metres. refine="eft" fine-tunes the network per person on the 2D keypoints first
-    (`fitter.refine.eft_refine`; adds eft_error_before_px / eft_error_after_px (N,))."""
-    kp = np.asarray(keypoints, dtype=np.float32)
-    n = kp.shape[0]
-    sizes = np.broadcast_to(np.asarray(image_sizes, dtype=np.float32), (n, 2)).copy()
-    focal_arr = np.broadcast_to(np.asarray(focal, dtype=np.float32), (n,)).copy()
-    name, module, path = load_initializer_regressor(initializer, checkpoint_path, device)
-    nbf_info = nbf_checkpoint_info(path) if name == "nbf" and path is not None else {"input_size": None, "body_model": None}
-    inputs, bbox_info, box = regressor_inputs(name, images, kp, keypoint_set, list(owners), sizes, focal_arr, masks,
-                                              nbf_info["input_size"])  # fmt: skip
-    keep_betas = _keep_betas(name, body_model, nbf_info["body_model"])
-    extra: dict[str, np.ndarray] = {}
-    if refine in (None, "", "none"):
-        out = run_regressor(module, inputs, bbox_info, batch_size, device)
-        full = regressor_output_to_full_frame(out, box, torch.as_tensor(sizes), torch.as_tensor(focal_arr))
-        params = {k: full[k].float() for k in ("global_orient", "body_pose", "betas", "transl")}
-    elif refine == "eft":
-        from fitter.refine.eft import eft_refine
+class RegressorInitializer:
+    """The initializer of a learned regressor ("cliff", "pare", "hmr", "nbf" or a regressor name
+    such as "cliff_res50"): loads the network once, then gives a `Start` per batch of people.
 
-        result = eft_refine(name, module, inputs, kp, keypoint_set, box, sizes, focal_arr, body_model,
-                            bbox_info=bbox_info, config=eft_config, device=device, use_betas=keep_betas)  # fmt: skip
-        params = {k: torch.as_tensor(result[k]) for k in ("global_orient", "body_pose", "betas", "transl")}
-        extra = {"eft_error_before_px": result["error_before_px"], "eft_error_after_px": result["error_after_px"]}
-    else:
-        raise ValueError(f"unknown refine {refine!r}: use 'eft' or None")
-    if not keep_betas:
-        params["betas"] = torch.zeros_like(params["betas"])
-    result_np = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in params.items()}
-    result_np["betas"] = _fit_betas(result_np["betas"], body_model.num_betas)
-    return {**result_np, **extra}
+    refine="eft" fine-tunes the network per person on the 2D keypoints first
+    (`fitter.refine.eft_refine`; diagnostics eft_error_before_px / eft_error_after_px (N,));
+    checkpoint_path: a file instead of the one found in $FITTER_HOME/data/checkpoints. Missing
+    checkpoint -> the loader's one-line FileNotFoundError (file, folder searched, where published).
+    """
+
+    def __init__(self, initializer: str, body_model: BodyModel, device: str | torch.device = "cpu",
+                 refine: str | None = None, eft_config: EFTConfig | None = None,
+                 checkpoint_path: str | Path | None = None, batch_size: int = 16) -> None:  # fmt: skip
+        if refine not in (None, "", "none", "eft"):
+            raise ValueError(f"unknown refine {refine!r}: use 'eft' or None")
+        self.name, self.module, path = load_initializer_regressor(initializer, checkpoint_path, device)
+        self.nbf_info = (nbf_checkpoint_info(path) if self.name == "nbf" and path is not None
+                         else {"input_size": None, "body_model": None})  # fmt: skip
+        self.keep_betas = _keep_betas(self.name, body_model, self.nbf_info["body_model"])
+        self.body_model, self.device, self.batch_size = body_model, device, batch_size
+        self.refine = None if refine in (None, "", "none") else refine
+        self.eft_config = eft_config
+        self.source = initializer.strip().lower()
+
+    def __call__(self, inputs: StartInputs) -> Start:
+        kp = inputs.keypoints.detach().cpu().numpy().astype(np.float32)
+        sizes = inputs.image_sizes.detach().cpu().numpy().astype(np.float32)
+        focal = inputs.focal.detach().cpu().numpy().astype(np.float32)
+        if inputs.images is None or inputs.owners is None:
+            raise ValueError(f"the {self.source} initializer needs the images and which image each person is in (owners)")
+        model_inputs, bbox_info, box = regressor_inputs(self.name, inputs.images, kp, inputs.keypoint_set,
+                                                        list(inputs.owners), sizes, focal, inputs.masks,
+                                                        self.nbf_info["input_size"])  # fmt: skip
+        diagnostics: dict[str, np.ndarray] = {}
+        if self.refine is None:
+            out = run_regressor(self.module, model_inputs, bbox_info, self.batch_size, self.device)
+            full = regressor_output_to_full_frame(out, box, torch.as_tensor(sizes), torch.as_tensor(focal))
+            params = {k: full[k].float() for k in ("global_orient", "body_pose", "betas", "transl")}
+        else:
+            from fitter.refine.eft import eft_refine
+
+            result = eft_refine(self.name, self.module, model_inputs, kp, inputs.keypoint_set, box, sizes, focal,
+                                self.body_model, bbox_info=bbox_info, config=self.eft_config, device=self.device,
+                                use_betas=self.keep_betas)  # fmt: skip
+            params = {k: torch.as_tensor(result[k]) for k in ("global_orient", "body_pose", "betas", "transl")}
+            diagnostics = {"eft_error_before_px": result["error_before_px"], "eft_error_after_px": result["error_after_px"]}
+        if not self.keep_betas:
+            params["betas"] = torch.zeros_like(params["betas"])
+        dev = inputs.keypoints.device
+        n, num_betas = kp.shape[0], self.body_model.num_betas
+        betas = torch.zeros(n, num_betas, dtype=torch.float32)
+        k = min(num_betas, params["betas"].shape[1])
+        betas[:, :k] = params["betas"][:, :k].detach().cpu().float()
+        return Start(body_pose=params["body_pose"].detach().float().reshape(n, 69).to(dev),
+                     global_orient=params["global_orient"].detach().float().reshape(n, 3).to(dev),
+                     betas=betas.to(dev), transl=params["transl"].detach().float().reshape(n, 3).to(dev),
+                     source=[self.source] * n, diagnostics=diagnostics)  # fmt: skip
 
 
-def _fit_betas(betas: np.ndarray, num_betas: int) -> np.ndarray:
-    out = np.zeros((betas.shape[0], num_betas), np.float32)
-    k = min(num_betas, betas.shape[1])
-    out[:, :k] = betas[:, :k]
-    return out

@@ -1,7 +1,7 @@
 """Keypoint sets (COCO-17, OpenPose BODY_25 / COCO-18, BlazePose-33, H36M-17, LSP-14, SMPL-24)
 and how each body model produces them."""
 
-from fitter.keypoints.model_keypoints import KeypointRegressor, keypoint_regressor, point_definition
+from fitter.keypoints.model_keypoints import KeypointRegressor, keypoint_regressor, keypoint_skin, point_definition
 from fitter.keypoints.sets import KEYPOINT_SETS, SKELETONS, convert_keypoints, keypoint_index, keypoint_names
 
 __all__ = [
@@ -12,5 +12,6 @@ __all__ = [
     "keypoint_index",
     "keypoint_names",
     "keypoint_regressor",
+    "keypoint_skin",
     "point_definition",
 ]

@@ -8,12 +8,13 @@ detector or annotator marks (see fitter.keypoints.sets).
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from fitter.body.model import BodyModel, SMPL_JOINT_NAMES
+from fitter.body.model import SMPL_JOINT_NAMES, BodyModel, LandmarkSkin
 from fitter.keypoints.sets import SMPL24, keypoint_names
 
 __all__ = ["KeypointRegressor", "keypoint_regressor", "point_definition"]
@@ -153,3 +154,18 @@ def keypoint_regressor(model: BodyModel, keypoint_set: str) -> KeypointRegressor
         keypoint_set, list(names), jw.to(dev), torch.tensor(vertex_ids, dtype=torch.long, device=dev),
         vw.to(dev), quality.to(dev),
     )  # fmt: skip
+
+
+_SKIN_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def keypoint_skin(model: BodyModel, keypoint_set: str) -> tuple[KeypointRegressor, LandmarkSkin]:
+    """The KeypointRegressor of `keypoint_set` on `model` and its pre-skinned form for
+    `BodyModel.pose_landmarks`, built once per (model, set, device, dtype) and cached (building
+    takes 10-20 ms, a fit iteration well under one)."""
+    per_model = _SKIN_CACHE.setdefault(model, {})
+    key = (keypoint_set, str(model.v_template.device), model.v_template.dtype)
+    if key not in per_model:
+        reg = keypoint_regressor(model, keypoint_set)
+        per_model[key] = (reg, model.landmark_skin(reg.vertex_ids, reg.vertex_weights, reg.joint_weights))
+    return per_model[key]

@@ -1,0 +1,64 @@
+"""Settings of a fit (`FitConfig`) and the presets "fast", "default", "accurate", "smplify"."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+__all__ = ["FitConfig", "PRESETS", "fit_config", "resolve_config"]
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Settings of one fit. Prior weights are per stage and squared in the loss (SMPLify).
+
+    The defaults are the "default" preset: start from the keypoint lifter, a camera stage, then
+    one stage at SMPLify's final prior weights with the pose held near the lifter's (anchor).
+    "smplify" is SMPLify's own procedure: upright mean-pose start, four stages of annealed
+    prior weights, restarts. Residuals are in 224 px person-crop units (SPIN's), so sigma and the
+    data-term weights hold at any image size.
+    """
+
+    start: str = "lifter"  # initializer used when the caller passes no start: "lifter" or "upright" (fitter.init)
+    lr: float = 0.02  # Adam step size; decays (cosine) to LR_FINAL_FRACTION of it within each stage
+    camera_iters: int = 10
+    stage_iters: tuple[int, ...] = (50,)
+    pose_prior_weights: tuple[float, ...] = (4.78,)  # SMPLify's final stage
+    shape_prior_weights: tuple[float, ...] = (5.0,)  # SMPLify's final stage
+    angle_prior_weight: float = 5.0  # SPIN uses 15.2 with its GMM; joint limits already stop hyperextension
+    joint_limit_weight: float = 300.0
+    pose_l2_scale: float = 0.1  # the weak L2 pose prior (no GMM) is this x the pose prior weight
+    anchor_weight: float = 10.0  # x squared distance (rad^2) of the body pose to an anchored start's
+    depth_weight: float = 100.0  # x squared change (m^2) of the camera translation in the camera stage
+    sigma: float = 100.0  # Geman-McClure sigma, in 224 px crop units (SPIN)
+    landmarks3d_weight: float = 2000.0  # weight of the 3D landmark term (metres^2), used when landmarks are given
+    silhouette_iters: int = 40  # extra final stage when person masks are given
+    silhouette_weight: float = 2e4  # x chamfer loss (squared distances / image diagonal^2)
+    part_silhouette_weight: float = 1.0  # per-part term, relative to the whole-body silhouette term
+    restart_poses: tuple[str, ...] = ("bent_legs",)  # alternative starts for restartable items (fitter.body.poses)
+    name: str = "custom"
+
+
+PRESETS: dict[str, FitConfig] = {
+    "fast": FitConfig(camera_iters=5, stage_iters=(30,), silhouette_iters=20, restart_poses=(), name="fast"),
+    "default": FitConfig(name="default"),
+    "accurate": FitConfig(camera_iters=30, stage_iters=(150,), silhouette_iters=80, name="accurate"),
+    # SMPLify (Bogo et al. 2016) as SPIN runs it: upright start, four annealed stages
+    "smplify": FitConfig(start="upright", lr=0.05, camera_iters=30, stage_iters=(30, 30, 30, 150),
+                         pose_prior_weights=(404.0, 404.0, 57.4, 4.78), shape_prior_weights=(100.0, 50.0, 10.0, 5.0),
+                         name="smplify"),  # fmt: skip
+}
+
+
+def resolve_config(config: str | FitConfig) -> FitConfig:
+    """A FitConfig as given, or the preset of that name (ValueError naming the presets)."""
+    if isinstance(config, FitConfig):
+        return config
+    try:
+        return PRESETS[config]
+    except KeyError:
+        raise ValueError(f"unknown config {config!r}; use one of {', '.join(PRESETS)} or a FitConfig") from None
+
+
+def fit_config(name_or_config: str | FitConfig, **overrides) -> FitConfig:
+    """A preset (or given config) with fields overridden, e.g. fit_config("fast", stage_iters=(100,))."""
+    return replace(resolve_config(name_or_config), **overrides)

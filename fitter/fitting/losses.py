@@ -1,0 +1,74 @@
+"""The terms of SMPLify's objective for a batch, each (B,) per item (items never interact).
+
+Camera stage: reprojection of the torso points + a depth regulariser. Body stages:
+reprojection (Geman-McClure, 224 px crop units), angle prior, shape prior, pose prior (GMM, or
+joint limits + weak L2), the anchor to a trusted start's pose, 3D landmarks when given.
+Silhouette stage: the body terms + chamfer distance between the projected mesh and the person
+mask (+ per-part masks, hidden vertices left out).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from fitter.fitting.config import FitConfig
+from fitter.fitting.params import Params
+from fitter.fitting.problem import Problem
+from fitter.fitting.silhouettes import SilhouetteTargets
+from fitter.geometry import perspective_project
+from fitter.objectives import depth_term, landmarks3d_term, reprojection_term
+from fitter.objectives.silhouette import part_silhouette_loss, silhouette_chamfer_loss
+
+__all__ = ["camera_loss", "body_terms", "silhouette_term"]
+
+
+def camera_loss(problem: Problem, params: Params, start_transl: Tensor, config: FitConfig) -> Tensor:
+    """(B,) torso reprojection (all points for items without a seen torso point) + depth regulariser."""
+    _, _, proj = problem.points(params.betas, params.body_pose, params.orient_delta, params.transl,
+                                orient_base=params.orient_start)  # fmt: skip
+    w = problem.weights * problem.torso_mask
+    w = torch.where(w.sum(1, keepdim=True) > 0, w, problem.weights)
+    data = reprojection_term(proj, problem.target, w, problem.scale, config.sigma)
+    return data + config.depth_weight**2 * depth_term(params.transl, start_transl)
+
+
+def body_terms(problem: Problem, params: Params, prior_set, config: FitConfig, pose_weight: float,
+               shape_weight: float) -> dict[str, Tensor]:  # fmt: skip
+    """Per-item (B,) terms of a body stage at the given pose / shape prior weights."""
+    _, pts3d, proj = problem.points(params.betas, params.body_pose, params.orient_delta, params.transl,
+                                    orient_base=params.orient_start)  # fmt: skip
+    terms = {"reprojection": reprojection_term(proj, problem.target, problem.weights, problem.scale, config.sigma)}
+    prior = prior_set(params.body_pose, params.betas)
+    terms["angle"] = config.angle_prior_weight**2 * prior["angle"]
+    terms["shape"] = shape_weight**2 * prior["shape"]
+    if "pose_gmm" in prior:
+        terms["pose"] = pose_weight**2 * prior["pose_gmm"]
+    else:
+        terms["joint_limits"] = config.joint_limit_weight**2 * prior["joint_limits"]
+        terms["pose"] = (config.pose_l2_scale * pose_weight) ** 2 * prior["pose_l2"]
+    if problem.pose_anchor is not None and config.anchor_weight > 0:
+        offset = (params.body_pose - problem.pose_anchor).pow(2).sum(-1)
+        terms["anchor"] = config.anchor_weight**2 * problem.anchored * offset
+    if problem.landmarks3d is not None and config.landmarks3d_weight > 0:
+        terms["landmarks3d"] = config.landmarks3d_weight * landmarks3d_term(
+            pts3d, problem.landmarks3d, problem.landmarks3d_weights, scale=True)
+    return terms
+
+
+def silhouette_term(problem: Problem, params: Params, sil: SilhouetteTargets, part_visibility: Tensor | None,
+                    config: FitConfig, like: Tensor) -> Tensor:  # fmt: skip
+    """(B,) the weighted chamfer term (0 for items without a mask). part_visibility (R,S) in {0,1}:
+    which silhouette vertices of the part items are visible (hidden ones are not pulled into
+    their part's visible mask); like: a (B,) tensor of the output's dtype and device."""
+    items, vids = sil.items, sil.vertex_ids
+    points = problem.model.forward_joints(params.betas[items], params.body_pose[items], params.global_orient[items],
+                                          params.transl[items], vids).points  # fmt: skip
+    proj = perspective_project(points, problem.focal[items], problem.center[items]) * sil.scale[:, None, None]
+    target = sil.target
+    term = silhouette_chamfer_loss(proj, target.dist_maps, target.boundary_points, target.boundary_valid)
+    if sil.parts is not None:
+        rows = sil.parts.rows
+        part_term = part_silhouette_loss(proj[rows], sil.parts.labels, sil.parts.target, vertex_weights=part_visibility)
+        term = term.index_add(0, rows, config.part_silhouette_weight * part_term)
+    return torch.zeros_like(like).index_add(0, items, config.silhouette_weight * term)

@@ -1,0 +1,125 @@
+"""`Problem`: the targets, weights and camera of one batched fit, shared by all its stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from fitter.body import BodyModel
+from fitter.body.model import LandmarkSkin
+from fitter.geometry import perspective_project, visible_box
+from fitter.keypoints import keypoint_names, keypoint_skin
+from fitter.keypoints.model_keypoints import KeypointRegressor
+
+__all__ = ["Problem", "validate_keypoints", "TORSO"]
+
+TORSO = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
+CROP_SIZE = 224.0  # residuals are measured in a person crop of this many pixels (SPIN's units)
+
+def validate_keypoints(keypoints, keypoint_set: str) -> np.ndarray:
+    """(N,K,3) float32 pixels + confidence, checked against the set (one-line ValueErrors)."""
+    kp = np.asarray(keypoints, dtype=np.float32)
+    if kp.ndim == 2:
+        kp = kp[None]
+    names = keypoint_names(keypoint_set)
+    if kp.ndim != 3 or kp.shape[1:] != (len(names), 3):
+        raise ValueError(
+            f"keypoints must be (N, {len(names)}, 3) pixels + confidence for set {keypoint_set!r}, got {kp.shape}"
+        )
+    if not np.all(np.isfinite(kp)):
+        raise ValueError("keypoints contain NaN or inf; give missing points confidence 0 (and any finite x, y)")
+    if np.any(kp[..., 2] < 0):
+        raise ValueError("keypoint confidences must be >= 0")
+    return kp
+
+
+@dataclass
+class Problem:
+    """B items to fit (one device, float32). Pixels: origin at the image's top-left corner.
+
+    regressor / skin: the keypoint set on the model and its pre-skinned form; torso_mask (K,)
+    1 on shoulders and hips (camera stage); target (B,K,2) px and confidence (B,K) of the keypoints; weights (B,K) = confidence x each
+    keypoint's correspondence quality on the model; focal (B,) and center (B,2) px; scale (B,):
+    pixels -> 224 px crop units; landmarks3d (B,K,3) metres (any frame) with landmarks3d_weights (B,K), or None; pose_anchor
+    (B,69) with anchored (B,) in {0,1}: the body pose is held near pose_anchor where anchored;
+    masks / part_masks: per item a person mask (H,W) bool and body-part masks (P,H,W) bool, or None.
+    """
+
+    model: BodyModel
+    keypoint_set: str
+    regressor: KeypointRegressor
+    skin: LandmarkSkin
+    torso_mask: Tensor
+    target: Tensor
+    confidence: Tensor
+    weights: Tensor
+    focal: Tensor
+    center: Tensor
+    scale: Tensor
+    landmarks3d: Tensor | None = None
+    landmarks3d_weights: Tensor | None = None
+    pose_anchor: Tensor | None = None
+    anchored: Tensor | None = None
+    masks: list = field(default_factory=list)
+    part_masks: list = field(default_factory=list)
+
+    PER_ITEM = ("target", "confidence", "weights", "focal", "center", "scale", "landmarks3d", "landmarks3d_weights",
+                "pose_anchor", "anchored")  # fmt: skip
+
+    @classmethod
+    def build(cls, model: BodyModel, keypoint_set: str, keypoints: Tensor, focal: Tensor, center: Tensor,
+              landmarks3d: Tensor | None = None, masks: list | None = None, part_masks: list | None = None) -> "Problem":  # fmt: skip
+        """From keypoints (B,K,3) px + confidence, focal (B,), center (B,2) and the optional targets:
+        landmarks3d (B,K,4) metres + weight, masks / part_masks per item (the person mask defaults
+        to the union of the parts)."""
+        n = keypoints.shape[0]
+        masks = list(masks) if masks is not None else [None] * n
+        if len(masks) != n:
+            raise ValueError(f"masks must list one mask (or None) per item: got {len(masks)} for {n} items")
+        part_masks = list(part_masks) if part_masks is not None else [None] * n
+        if len(part_masks) != n:
+            raise ValueError(f"part_masks must list one (P,H,W) array (or None) per item: got {len(part_masks)}")
+        for i, pm in enumerate(part_masks):
+            if pm is not None and masks[i] is None:
+                masks[i] = np.asarray(pm, dtype=bool).any(0)
+        regressor, skin = keypoint_skin(model, keypoint_set)
+        torso_mask = torch.zeros(len(regressor.names), dtype=keypoints.dtype, device=keypoints.device)
+        torso_mask[[regressor.names.index(n) for n in TORSO if n in regressor.names]] = 1.0
+        lo, hi = visible_box(keypoints[..., :2], keypoints[..., 2] > 0)
+        size = (hi - lo).amax(-1).clamp(min=10.0) * 1.2
+        lm3d = lm3d_weights = None
+        if landmarks3d is not None:
+            lm3d = landmarks3d[..., :3]
+            lm3d_weights = landmarks3d[..., 3] * (regressor.quality > 0).to(keypoints.dtype)
+        return cls(model=model, keypoint_set=keypoint_set, regressor=regressor, skin=skin, torso_mask=torso_mask, target=keypoints[..., :2], confidence=keypoints[..., 2],
+                   weights=keypoints[..., 2] * regressor.quality[None], focal=focal, center=center,
+                   scale=CROP_SIZE / size, landmarks3d=lm3d, landmarks3d_weights=lm3d_weights, masks=masks,
+                   part_masks=part_masks)  # fmt: skip
+
+    def __len__(self) -> int:
+        return int(self.target.shape[0])
+
+    @property
+    def names(self) -> list[str]:
+        return self.regressor.names
+
+    def index(self, ids: Tensor) -> "Problem":
+        """The problem of items `ids` (M,) long (repeats allowed)."""
+        picked = {k: None if getattr(self, k) is None else getattr(self, k)[ids] for k in self.PER_ITEM}
+        host = ids.tolist()
+        return replace(self, **picked, masks=[self.masks[i] for i in host], part_masks=[self.part_masks[i] for i in host])
+
+    def points(self, betas: Tensor, body_pose: Tensor, global_orient: Tensor, transl: Tensor | None,
+               orient_base: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+        """SMPL joints (B,24,3) and keypoints (B,K,3) in the camera frame (metres), and the
+        keypoints' pixels (B,K,2). orient_base: see BodyModel.pose_landmarks."""
+        joints, pts3d = self.model.pose_landmarks(self.skin, betas, body_pose, global_orient, transl, orient_base=orient_base)
+        return joints, pts3d, perspective_project(pts3d, self.focal, self.center)
+
+    def tiny_extent(self) -> Tensor:
+        """(B,) bool: the visible keypoints span less than 4 pixels."""
+        lo, hi = visible_box(self.target, self.weights > 0)
+        return (hi - lo).amax(-1) < 4.0

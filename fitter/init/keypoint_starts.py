@@ -1,0 +1,100 @@
+"""Starts from 2D keypoints alone: "upright" (SMPLify's) and "lifter" (fitter's keypoint lifter).
+
+* upright: the mean pose standing upright, facing the camera, or away from it when the person's
+  left shoulder (or hip) is on the image's left; side views (shoulders close together in 2D)
+  are flagged for the flip test; the optimizer may restart these from other poses.
+* lifter: `fitter.regressors.lifter`, an MLP trained on synthetic bodies, maps the COCO-17
+  points to a pose, the camera-frame orientation and betas (it picks the limb-depth and heading
+  branch that 2D keypoints leave open); its pose is anchored. People with fewer than 6 COCO-17
+  points seen (or when the lifter's weights are missing) get the upright start.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from fitter.geometry import matrix_to_axis_angle
+from fitter.init.start import Start, StartInputs
+from fitter.keypoints import convert_keypoints, keypoint_names
+
+__all__ = ["upright_start", "lifter_start", "facing_away", "shoulders_close", "FLIP_THRESHOLD", "LIFTER_MIN_POINTS"]
+
+TORSO = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
+FLIP_THRESHOLD = 0.25  # shoulder distance / 2D torso length below which an upright start is flip-tested
+LIFTER_MIN_POINTS = 6  # COCO-17 points the lifter needs to see
+
+
+def facing_away(keypoints2d: Tensor, weights: Tensor, names: list[str]) -> Tensor:
+    """(N,) bool: the person's left shoulder (or hip) is on the image's left, i.e. their back is
+    to the camera. keypoints2d (N,K,2) px; weights (N,K) (> 0 = seen)."""
+    away = torch.zeros(len(keypoints2d), dtype=torch.bool, device=keypoints2d.device)
+    decided = torch.zeros_like(away)
+    for a, b in (("left_shoulder", "right_shoulder"), ("left_hip", "right_hip")):
+        if a in names and b in names:
+            i, j = names.index(a), names.index(b)
+            ok = (weights[:, i] > 0) & (weights[:, j] > 0) & ~decided
+            away = torch.where(ok, keypoints2d[:, i, 0] < keypoints2d[:, j, 0], away)
+            decided = decided | ok
+    return away
+
+
+def shoulders_close(keypoints2d: Tensor, weights: Tensor, names: list[str], threshold: float = FLIP_THRESHOLD) -> Tensor:
+    """(N,) bool: shoulders closer in 2D than `threshold` x the 2D torso length (side views)."""
+    if not all(n in names for n in TORSO):
+        return torch.zeros(len(keypoints2d), dtype=torch.bool, device=keypoints2d.device)
+    ls, rs, lh, rh = (names.index(n) for n in TORSO)
+    width = (keypoints2d[:, ls] - keypoints2d[:, rs]).norm(dim=-1)
+    torso = ((keypoints2d[:, ls] + keypoints2d[:, rs]) / 2 - (keypoints2d[:, lh] + keypoints2d[:, rh]) / 2).norm(dim=-1)
+    ok = (weights[:, ls] > 0) & (weights[:, rs] > 0)
+    return ok & (width < threshold * torso.clamp(min=1.0))
+
+
+def upright_start(inputs: StartInputs, flip: bool = True) -> Start:
+    """The upright mean-pose start for every person (SMPLify's): global_orient [pi,0,0] (facing
+    the camera) or R_x(pi) R_y(pi) (back to the camera), body_pose = inputs.mean_pose, betas 0;
+    flip-tested where the shoulders are close (unless `flip` is False); restarts allowed."""
+    kp2d, w = inputs.keypoints[..., :2], inputs.weights
+    n, dev, dt = kp2d.shape[0], kp2d.device, kp2d.dtype
+    names = keypoint_names(inputs.keypoint_set)
+    frontal = torch.tensor([math.pi, 0.0, 0.0], dtype=dt, device=dev).expand(n, 3)
+    back = torch.tensor([0.0, 0.0, math.pi], dtype=dt, device=dev).expand(n, 3)  # R_x(pi) R_y(pi)
+    away = facing_away(kp2d, w, names)
+    side = shoulders_close(kp2d, w, names) if flip else torch.zeros(n, dtype=torch.bool, device=dev)
+    return Start(
+        body_pose=inputs.mean_pose.to(dev, dt).expand(n, -1).clone(),
+        global_orient=torch.where(away[:, None], back, frontal).clone(),
+        betas=torch.zeros(n, inputs.model.num_betas, dtype=dt, device=dev),
+        flip=side, restart=torch.ones(n, dtype=torch.bool, device=dev), source=["upright"] * n,
+    )  # fmt: skip
+
+
+def lifter_start(inputs: StartInputs) -> Start:
+    """The keypoint lifter's start where it sees enough points (pose anchored), else upright."""
+    from fitter.regressors.lifter import LIFTER_SET, lifter_features, load_lifter
+
+    fallback = upright_start(inputs)
+    try:
+        lifter = load_lifter(device=inputs.keypoints.device)
+    except FileNotFoundError:
+        return fallback
+    kp = inputs.keypoints
+    if inputs.keypoint_set != LIFTER_SET:
+        kp = torch.as_tensor(convert_keypoints(kp.cpu().numpy(), inputs.keypoint_set, LIFTER_SET), device=kp.device)
+    with torch.no_grad():
+        out = lifter(lifter_features(kp, inputs.focal, inputs.center))
+    betas = fallback.betas.clone()
+    if lifter.body_model == inputs.model.name:  # betas of another model's shape space mean nothing here
+        k = min(out["betas"].shape[1], betas.shape[1])
+        betas[:, :k] = out["betas"][:, :k]
+    usable = (kp[..., 2] > 0).sum(1) >= LIFTER_MIN_POINTS
+    pick = usable[:, None]
+    return Start(
+        body_pose=torch.where(pick, matrix_to_axis_angle(out["body_pose"]).reshape(-1, 69), fallback.body_pose),
+        global_orient=torch.where(pick, matrix_to_axis_angle(out["global_orient"]), fallback.global_orient),
+        betas=torch.where(pick, betas, fallback.betas),
+        anchored=usable, flip=fallback.flip & ~usable, restart=~usable,
+        source=["lifter" if u else "upright" for u in usable.tolist()],
+    )  # fmt: skip

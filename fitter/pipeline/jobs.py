@@ -1,0 +1,167 @@
+"""One image's job: options, reading and detection, output names and the finished marker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fitter.fitting import FitConfig
+
+__all__ = ["ImageJob", "FitOptions", "FolderSummary", "prepare_image", "read_part_masks", "output_stem", "is_finished",
+           "output_file"]  # fmt: skip
+
+
+@dataclass
+class FitOptions:
+    """Settings of a photo fit (the CLI flags)."""
+
+    out_dir: Path = Path("fitter_out")
+    body_model: str = "anny"
+    gender: str = "neutral"
+    init: str = "best"  # upright, lifter, mediapipe, hmr, cliff, pare, nbf, or best (regressor if found, else lifter)
+    refine: str | None = None  # "eft": fine-tune the regressor per person before the optimizer
+    focal: float | None = None
+    keypoints: Path | None = None
+    silhouette: bool = True
+    parts: Path | None = None
+    config: str | FitConfig = "default"
+    device: str = "cpu"
+    batch_size: int = 8
+    overwrite: bool = False
+    side_view: bool = False
+    recursive: bool = False
+    gmm: Path | None = None
+    landmarks3d: bool | None = None  # pull towards mediapipe's 3D world landmarks (detections only); None: with --init mediapipe
+    auto_parts: bool = False  # split the person mask into 12 parts by the 2D skeleton (no --parts given)
+
+
+@dataclass
+class ImageJob:
+    """One image, read and detected: keypoints (P,K,3) for P people in `keypoint_set`."""
+
+    path: Path
+    stem: Path  # output path without suffix
+    image: np.ndarray | None = None
+    keypoints: np.ndarray | None = None
+    keypoint_set: str = ""
+    person_ids: list[int] = field(default_factory=list)
+    mask: np.ndarray | None = None  # (H,W) bool person mask (mediapipe), single person only
+    part_masks: np.ndarray | None = None  # (P,H,W) bool body-part masks from --parts, single person only
+    world_landmarks: np.ndarray | None = None  # (33,3) metres, mediapipe
+    error: str | None = None
+
+
+@dataclass
+class FolderSummary:
+    done: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failed: dict[Path, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def output_stem(path: Path, roots: list[Path], out_dir: Path) -> Path:
+    """out_dir/<path relative to the folder it was found in, without suffix>."""
+    for root in roots:
+        if root.is_dir():
+            try:
+                return out_dir / path.resolve().relative_to(root.resolve()).with_suffix("")
+            except ValueError:
+                continue
+    return out_dir / path.stem
+
+
+def is_finished(stem: Path) -> bool:
+    """An image is finished when its .npz (written last) exists, per person or single."""
+    return output_file(stem, ".npz").exists() or any(stem.parent.glob(f"{stem.name}_p*.npz"))
+
+
+def output_file(stem: Path, suffix: str) -> Path:
+    """stem + suffix (stems may contain dots, e.g. S1_Directions_1.54138969_000001)."""
+    return stem.parent / (stem.name + suffix)
+
+
+def prepare_image(path: Path, stem: Path, options: FitOptions, detector) -> ImageJob:
+    """Read an image and get its keypoints (file or mediapipe); errors go into job.error."""
+    from fitter.io.images import read_image
+
+    job = ImageJob(path=path, stem=stem)
+    try:
+        job.image = read_image(path)
+        if options.keypoints is not None:
+            from fitter.io.keypoint_files import find_keypoints_for_image, read_keypoints_file
+
+            kp_path = find_keypoints_for_image(options.keypoints, path)
+            if kp_path is None:
+                raise ValueError(f"no keypoint file for {path.name} in {options.keypoints} (expected {path.stem}.json, "
+                                 f"{path.stem}_keypoints.json or {path.stem}.npz)")  # fmt: skip
+            kf = read_keypoints_file(kp_path, image=path.name if kp_path.is_file() and options.keypoints.is_file() else None)
+            people = [i for i in range(len(kf.keypoints)) if (kf.keypoints[i, :, 2] > 0).sum() >= 2]
+            if not people:
+                raise ValueError(f"{kp_path.name} has no person with at least 2 keypoints")
+            job.keypoints = kf.keypoints[people]
+            job.keypoint_set = kf.keypoint_set
+            job.person_ids = [int(kf.person_ids[i]) for i in people]
+        else:
+            det = detector.detect(job.image)
+            if det is None:
+                raise ValueError("no person detected (mediapipe BlazePose); try --keypoints with your own detections")
+            job.keypoints = det.keypoints[None]
+            job.keypoint_set = "blazepose33"
+            job.person_ids = [0]
+            job.mask = None if det.mask is None else det.mask > 0.5
+            job.world_landmarks = det.world_landmarks
+        if options.parts is not None:
+            job.part_masks = read_part_masks(options.parts, path, job.image.shape[:2])
+        elif options.auto_parts and job.mask is not None:
+            from fitter.init.part_split import split_mask_by_skeleton
+
+            labels = split_mask_by_skeleton(job.mask, job.keypoints[0], job.keypoint_set)
+            job.part_masks = labels[None] == np.arange(1, 13)[:, None, None]
+            if len(job.person_ids) != 1:
+                raise ValueError("--parts needs one person per image (the label image has no person ids)")
+    except Exception as exc:  # one bad image fails alone
+        job.error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, (ValueError, FileNotFoundError)) else str(exc)
+        job.image = None
+    return job
+
+
+PART_MAPPING_FILE = "parts.json"
+
+
+def read_part_masks(parts: Path, image_path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """(P,H,W) bool part masks for `image_path` from --parts.
+
+    `parts` is a label PNG (for a single image) or a folder of `<stem>.png` / `<stem>_parts.png`
+    label images; the label -> part mapping is `parts.json` in the same folder (format in
+    fitter.body.parts: {"num_parts": 12|24, "labels": {"<pixel value>": "<part name>"}}).
+    """
+    from PIL import Image
+
+    from fitter.body.parts import load_part_label_mapping
+
+    if parts.is_dir():
+        candidates = [parts / f"{image_path.stem}.png", parts / f"{image_path.stem}_parts.png"]
+        label_path = next((c for c in candidates if c.exists()), None)
+        if label_path is None:
+            raise FileNotFoundError(f"no part label image for {image_path.name} in {parts} (expected {candidates[0].name} "
+                                    f"or {candidates[1].name})")  # fmt: skip
+    elif parts.is_file():
+        label_path = parts
+    else:
+        raise FileNotFoundError(f"--parts {parts} does not exist")
+    mapping_path = label_path.parent / PART_MAPPING_FILE
+    if not mapping_path.exists():
+        raise FileNotFoundError(f"part label mapping {mapping_path} not found: write {PART_MAPPING_FILE} next to the "
+                                f"label images (see README: Part segmentations)")  # fmt: skip
+    mapping = load_part_label_mapping(mapping_path)
+    with Image.open(label_path) as img:
+        if img.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L"):
+            raise ValueError(f"{label_path.name}: part label images must be single-channel (got mode {img.mode})")
+        labels = np.array(img)
+    if labels.shape != tuple(shape):
+        raise ValueError(f"{label_path.name} is {labels.shape[1]}x{labels.shape[0]} but the photo is {shape[1]}x{shape[0]}")
+    return mapping.part_masks(labels)
+
+
