@@ -234,7 +234,7 @@ def test_regressor_initializer_matches_manual_pipeline(tmp_path, monkeypatch, an
 
 def test_nbf_initializer_with_and_without_mask(tmp_path, anny_model, cases):
     """A (barely) trained NBF checkpoint: mask split into parts at its training resolution, betas kept (same body model)."""
-    from fitter.regressors.train_nbf import NBFTrainConfig, train_nbf
+    from fitter.training.nbf import NBFTrainConfig, train_nbf
 
     path = tmp_path / "nbf_test.pt"
     train_nbf(anny_model, NBFTrainConfig(steps=1, batch_size=2, resolution=32), out_path=path)

@@ -14,7 +14,7 @@ from fitter.geometry import axis_angle_to_matrix, matrix_to_axis_angle
 from fitter.body.poses import mean_body_pose
 from fitter.optimize import fit_config, fit_keypoints
 from fitter.regressors.lifter import KeypointLifter, default_lifter_path, lifter_features, load_lifter
-from fitter.regressors.train_lifter import LifterTrainConfig, sample_lifter_batch, train_lifter
+from fitter.training.lifter import LifterTrainConfig, sample_lifter_batch, train_lifter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from synthetic import joint_errors, sample_cases  # noqa: E402
