@@ -1,6 +1,6 @@
 """Initializers (fitter.init): mediapipe landmark IK, translation solve, regressor initializers, part split.
 
-Synthetic people come from benchmarks/synthetic.py (anny bodies with known poses in known
+Synthetic people come from fitter.synthetic.sample_cases (anny bodies with known poses in known
 cameras); "world landmarks" are the model's BlazePose-33 points in camera axes, hip-centred,
 plus 2 cm of noise, as mediapipe reports them.
 """
@@ -8,7 +8,6 @@ plus 2 cm of noise, as mediapipe reports them.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -29,9 +28,8 @@ from fitter.init import (
 from fitter.keypoints import keypoint_names, keypoint_regressor
 from fitter.body.poses import mean_body_pose
 from fitter.refine import EFTConfig
+from fitter.synthetic import joint_errors, sample_cases
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from synthetic import joint_errors, sample_cases  # noqa: E402
 
 IMAGE_SIZE = (1280, 960)
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,9 +18,8 @@ from fitter.geometry import axis_angle_to_matrix, matrix_to_axis_angle, perspect
 from fitter.keypoints import keypoint_regressor
 from fitter.optimize import PRESETS, FitConfig, fit_config, fit_keypoints
 from fitter.result import FitResult
+from fitter.synthetic import joint_errors, sample_cases
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from synthetic import joint_errors, sample_cases  # noqa: E402
 
 IMAGE_SIZE = (1280, 960)  # (W, H) pixels, the size sample_cases uses
 PARAMS = ("betas", "body_pose", "global_orient", "transl")

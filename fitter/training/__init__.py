@@ -2,5 +2,6 @@
 
 `fitter.training.lifter`: the COCO-17 keypoint lifter (`fitter.regressors.lifter`);
 `fitter.training.nbf`: the NBF part-map regressor (`fitter.regressors.heads.NBFRegressor`).
-The networks, their loaders and features stay in `fitter.regressors`.
+The networks, their loaders and features stay in `fitter.regressors`; the bodies come from
+`fitter.synthetic`.
 """
