@@ -21,11 +21,10 @@ from fitter.init import (
     best_initializer,
     initialize,
     mediapipe_initialize,
-    skeleton_mask,
     solve_translation,
-    split_mask_by_skeleton,
 )
 from fitter.keypoints import keypoint_names, keypoint_regressor
+from fitter.keypoints.part_split import skeleton_mask, split_mask_by_skeleton
 from fitter.body.poses import mean_body_pose
 from fitter.refine import EFTConfig
 from fitter.synthetic import joint_errors, sample_cases

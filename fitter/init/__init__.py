@@ -21,7 +21,7 @@ import numpy as np
 
 from fitter.body.model import BodyModel
 from fitter.init.mediapipe_ik import IKConfig, ik_from_world_landmarks, mediapipe_initialize, solve_translation
-from fitter.init.part_split import skeleton_mask, split_mask_by_skeleton
+from fitter.keypoints.part_split import skeleton_mask, split_mask_by_skeleton
 from fitter.init.regressor_init import (
     INITIALIZER_REGRESSORS,
     load_initializer_regressor,

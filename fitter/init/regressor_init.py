@@ -150,7 +150,7 @@ def regressor_inputs(
         raise ValueError(f"owners must index the {len(images)} images, got {list(owners)}")
     box = person_boxes(regressor_name, kp)
     if regressor_name == "nbf":
-        from fitter.init.part_split import split_mask_by_skeleton
+        from fitter.keypoints.part_split import split_mask_by_skeleton
 
         size = nbf_input_size or MODEL_INPUT_SIZE["nbf"]
         crop_kp = full_to_crop_points(torch.as_tensor(kp[..., :2]), box, size).numpy()

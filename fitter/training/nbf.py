@@ -14,7 +14,7 @@ one on synthetic data made on the fly:
 * input (resolution x resolution, rendered straight into the crop): "rendered" = the 12-part
   map of `fitter.body.parts.part_labels(model, 12)` (z-buffered, `render_part_labels`);
   "split" = the rendered silhouette split by the noisy 2D skeleton
-  (`fitter.init.part_split.split_mask_by_skeleton`), i.e. what `--init nbf` sees on a photo;
+  (`fitter.keypoints.part_split.split_mask_by_skeleton`), i.e. what `--init nbf` sees on a photo;
 * losses (SPIN's weights): rotation matrices of the 24 parts in the camera frame (MSE, 1),
   betas (MSE, 0.01), pelvis-centred 3D joints (MSE in m^2, 5), 2D joints in half-box units
   about the box centre (MSE, 5): targets projected in full perspective, predictions by the
@@ -153,7 +153,7 @@ def sample_nbf_batch(
             labels = render_part_labels(out.vertices, body_model.faces, crop_focal, crop_pp, (resolution, resolution),
                                         vertex_labels=labels_v.to(device)) + 1  # fmt: skip
         else:
-            from fitter.init.part_split import split_mask_by_skeleton
+            from fitter.keypoints.part_split import split_mask_by_skeleton
 
             masks = render_mask(out.vertices, body_model.faces, crop_focal, crop_pp, (resolution, resolution)).cpu().numpy()
             blaze = keypoint_regressor(body_model, "blazepose33")
