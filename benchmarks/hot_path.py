@@ -50,7 +50,7 @@ def _leaf(t: torch.Tensor) -> torch.Tensor:
 
 class Inputs:
     """Fit-like inputs for batch size B: bodies in front of a camera and their noisy keypoints,
-    parametrised as fitter.optimize does (residual root rotation on top of a start)."""
+    parametrised as fitter.fitting does (residual root rotation on top of a start)."""
 
     def __init__(self, model: BodyModel, batch: int, keypoint_set: str, seed: int = 0) -> None:
         gen = torch.Generator().manual_seed(seed)
@@ -81,7 +81,7 @@ class Inputs:
         return (axis_angle_to_matrix(self.orient_delta) @ self.orient_start)[:, None]
 
     def points(self) -> torch.Tensor:
-        """Keypoints (B,K,3) as fitter.optimize computes them today."""
+        """Keypoints (B,K,3) as fitter.fitting computes them today."""
         joints, landmarks = self.model.pose_landmarks(self.skin, self.betas, self.body_pose, self.global_orient(),
                                                       self.transl)  # fmt: skip
         return torch.einsum("kj,bjc->bkc", self.regressor.joint_weights, joints) + landmarks
@@ -98,7 +98,7 @@ class Inputs:
         return total + 0.478**2 * pose_l2_prior(self.body_pose - self.mean_pose)
 
     def objective(self) -> torch.Tensor:
-        """The body-stage objective of fitter.optimize (default prior set, stage-4 weights)."""
+        """The body-stage objective of fitter.fitting (default prior set, stage-4 weights)."""
         proj = perspective_project(self.points(), self.focal, self.center)
         return reprojection_term(proj, self.target, self.weights, self.scale, SIGMA) + self._priors()
 
@@ -128,7 +128,7 @@ def components(inp: Inputs) -> dict[str, Callable[[], torch.Tensor]]:
         "angle_prior": lambda: angle_prior(inp.body_pose).sum(),
         "shape_prior": lambda: shape_prior(inp.betas).sum(),
         "pose_l2_prior": lambda: pose_l2_prior(inp.body_pose - inp.mean_pose).sum(),
-        "whole objective (as fitter.optimize)": lambda: inp.objective().sum(),
+        "whole objective (as fitter.fitting)": lambda: inp.objective().sum(),
         "whole objective (fused)": lambda: inp.objective_fused().sum(),
     }
 

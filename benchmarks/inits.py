@@ -1,6 +1,6 @@
 """Initializer benchmark: where fitting starts and where `fit_keypoints` ends, per initializer.
 
-Synthetic people (benchmarks/synthetic.py: anny bodies, betas ~ N(0,1), poses inside the joint
+Synthetic people (`fitter.synthetic.sample_cases`: anny bodies, betas ~ N(0,1), poses inside the joint
 limits, any heading, 24-85 mm lenses at 2-10 m) are seen as:
 * BlazePose-33 keypoints: the model's points projected, + Gaussian pixel noise (--noise-px),
   confidence 1 (0 for points the model lacks);
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -37,16 +36,14 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from synthetic import joint_errors, sample_cases  # noqa: E402
-
-from fitter.body import load_body_model  # noqa: E402
-from fitter.geometry import axis_angle_to_matrix  # noqa: E402
-from fitter.camera import resolve_camera  # noqa: E402
-from fitter.fitting import FitTargets, fit_config, fit_keypoints  # noqa: E402
-from fitter.init import Start, StartInputs, available_initializers, make_initializer  # noqa: E402
-from fitter.keypoints import keypoint_names, keypoint_regressor  # noqa: E402
-from fitter.body.poses import mean_body_pose  # noqa: E402
+from fitter.body import load_body_model
+from fitter.body.poses import mean_body_pose
+from fitter.camera import resolve_camera
+from fitter.fitting import FitTargets, fit_config, fit_keypoints
+from fitter.geometry import axis_angle_to_matrix
+from fitter.init import Start, StartInputs, available_initializers, make_initializer
+from fitter.keypoints import keypoint_names, keypoint_regressor
+from fitter.synthetic import joint_errors, sample_cases
 
 
 def orientation_error_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -1,8 +1,9 @@
 """Synthetic keypoint-fitting benchmark: accuracy and speed of `fitter.fit_keypoints`.
 
-Bodies are sampled from the model's shape space (betas ~ N(0, 1)), poses uniformly inside the
-joint limits (shrunk towards the mean pose by --pose-scale) or from a pose file (AMASS-style
-npz with `poses`), any heading, cameras 2-10 m away with 24-85 mm (35 mm-equivalent) lenses.
+Bodies (`fitter.synthetic.sample_cases`) are sampled from the model's shape space (betas ~ N(0, 1)),
+poses uniformly inside the joint limits (shrunk towards the mean pose by --pose-scale) or from a
+pose file (AMASS-style npz with `poses`), any heading, cameras 2-10 m away with 24-85 mm
+(35 mm-equivalent) lenses, every keypoint in view.
 The body's keypoints are projected, Gaussian noise is added and a fraction of points dropped;
 then fitted. Prints MPJPE / PA-MPJPE (mm, 24 SMPL joints, pelvis-aligned / Procrustes-aligned),
 the 2D error (px) and the time per fit, single and batched.
@@ -13,7 +14,6 @@ the 2D error (px) and the time per fit, single and batched.
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import time
 
@@ -22,56 +22,9 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from fitter.body import BodyModel, load_body_model
-from fitter.geometry import axis_angle_to_matrix, matrix_to_axis_angle, perspective_project, procrustes_align
-from fitter.keypoints import keypoint_regressor
-from fitter.body.poses import mean_body_pose
+from fitter.body import load_body_model
 from fitter.fitting import fit_keypoints
-
-
-def sample_cases(model: BodyModel, n: int, keypoint_set: str = "coco17", seed: int = 0, pose_scale: float = 0.5,
-                 poses: np.ndarray | None = None, image_size=(1280, 960), max_yaw_deg: float = 180.0) -> dict:  # fmt: skip
-    """Sample n bodies + cameras fully in view. Returns dict with betas, body_pose,
-    global_orient, transl (camera frame), joints (n,24,3), keypoints (n,K,3) clean, focal (n,)."""
-    from priors import sample_within_limits
-
-    gen = torch.Generator().manual_seed(seed)
-    W, H = image_size
-    reg = keypoint_regressor(model, keypoint_set)
-    out = {k: [] for k in ("betas", "body_pose", "global_orient", "transl", "joints", "keypoints", "focal")}
-    count = 0
-    while count < n:
-        m = 4 * n
-        betas = torch.randn(m, 10, generator=gen).clamp(-2.5, 2.5)
-        if poses is not None:
-            idx = torch.randint(0, len(poses), (m,), generator=gen)
-            body_pose = torch.as_tensor(poses[idx.numpy()], dtype=torch.float32)
-        else:
-            lim = sample_within_limits(m, generator=gen)
-            body_pose = mean_body_pose() + pose_scale * (lim - mean_body_pose())
-        yaw = (torch.rand(m, generator=gen) * 2 - 1) * math.radians(max_yaw_deg)
-        tilt = (torch.rand(m, 2, generator=gen) * 2 - 1) * math.radians(10)
-        R = (axis_angle_to_matrix(torch.tensor([math.pi, 0.0, 0.0]))
-             @ axis_angle_to_matrix(torch.stack([tilt[:, 0], yaw, tilt[:, 1]], dim=1)))  # fmt: skip
-        global_orient = matrix_to_axis_angle(R)
-        f35 = 24 + torch.rand(m, generator=gen) * (85 - 24)
-        focal = f35 / 36 * max(W, H)
-        depth = 2 + torch.rand(m, generator=gen) * 8
-        offset = (torch.rand(m, 2, generator=gen) * 2 - 1) * 0.25 * torch.tensor([W, H]) / focal[:, None] * depth[:, None]
-        transl = torch.cat([offset, depth[:, None]], dim=1)
-        with torch.no_grad():
-            o = model(betas, body_pose, global_orient, transl)
-            pts = reg.from_vertices(o.joints, o.vertices)
-            px = perspective_project(pts, focal, torch.tensor([W / 2, H / 2]))
-        inside = ((px[..., 0] > 5) & (px[..., 0] < W - 5) & (px[..., 1] > 5) & (px[..., 1] < H - 5)).all(1)
-        tall = (px[..., 1].amax(1) - px[..., 1].amin(1)) > 0.2 * H  # at least 20 % of the image height
-        keep = torch.nonzero(inside & tall).flatten()[: n - count]
-        kp = torch.cat([px, torch.ones_like(px[..., :1])], dim=-1)
-        for key, val in (("betas", betas), ("body_pose", body_pose), ("global_orient", global_orient),
-                         ("transl", transl), ("joints", o.joints), ("keypoints", kp), ("focal", focal)):  # fmt: skip
-            out[key].append(val[keep])
-        count += len(keep)
-    return {k: torch.cat(v).numpy() for k, v in out.items()} | {"image_size": np.array([W, H])}
+from fitter.synthetic import joint_errors, sample_cases
 
 
 def corrupt(keypoints: np.ndarray, noise_px: float, missing: float, seed: int = 0) -> np.ndarray:
@@ -83,14 +36,6 @@ def corrupt(keypoints: np.ndarray, noise_px: float, missing: float, seed: int = 
         drop = rng.random(kp.shape[:2]) < missing
         kp[..., 2] = np.where(drop, 0.0, kp[..., 2])
     return kp.astype(np.float32)
-
-
-def joint_errors(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(MPJPE, PA-MPJPE) per item in mm over 24 joints; MPJPE after aligning the pelvis."""
-    p, g = torch.as_tensor(pred), torch.as_tensor(gt)
-    mpjpe = ((p - p[:, :1]) - (g - g[:, :1])).norm(dim=-1).mean(1) * 1000
-    pa = (procrustes_align(p.double(), g.double()).float() - g).norm(dim=-1).mean(1) * 1000
-    return mpjpe.numpy(), pa.numpy()
 
 
 def run(args) -> None:

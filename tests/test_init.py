@@ -1,6 +1,6 @@
 """Initializers (fitter.init): mediapipe landmark IK, translation solve, regressor initializers, part split.
 
-Synthetic people come from benchmarks/synthetic.py (anny bodies with known poses in known
+Synthetic people come from fitter.synthetic.sample_cases (anny bodies with known poses in known
 cameras); "world landmarks" are the model's BlazePose-33 points in camera axes, hip-centred,
 plus 2 cm of noise, as mediapipe reports them.
 """
@@ -8,7 +8,6 @@ plus 2 cm of noise, as mediapipe reports them.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -27,13 +26,12 @@ from fitter.init import (
     resolve_initializer_name,
     upright_start,
 )
-from fitter.init.part_split import skeleton_mask, split_mask_by_skeleton
 from fitter.keypoints import keypoint_names, keypoint_regressor
+from fitter.keypoints.part_split import skeleton_mask, split_mask_by_skeleton
 from fitter.body.poses import mean_body_pose
 from fitter.refine import EFTConfig
+from fitter.synthetic import joint_errors, sample_cases
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from synthetic import joint_errors, sample_cases  # noqa: E402
 
 IMAGE_SIZE = (1280, 960)
 
@@ -249,7 +247,7 @@ def test_regressor_initializer_matches_manual_pipeline(tmp_path, monkeypatch, an
 
 def test_nbf_initializer_with_and_without_mask(tmp_path, anny_model, cases):
     """A (barely) trained NBF checkpoint: mask split into parts at its training resolution, betas kept (same body model)."""
-    from fitter.regressors.train_nbf import NBFTrainConfig, train_nbf
+    from fitter.training.nbf import NBFTrainConfig, train_nbf
 
     path = tmp_path / "nbf_test.pt"
     train_nbf(anny_model, NBFTrainConfig(steps=1, batch_size=2, resolution=32), out_path=path)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,10 +13,8 @@ from fitter.body.poses import mean_body_pose
 from fitter.fitting import fit_config, fit_keypoints
 from fitter.init import Start
 from fitter.regressors.lifter import KeypointLifter, default_lifter_path, lifter_features, load_lifter
-from fitter.regressors.train_lifter import LifterTrainConfig, sample_lifter_batch, train_lifter
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from synthetic import joint_errors, sample_cases  # noqa: E402
+from fitter.training.lifter import LifterTrainConfig, sample_lifter_batch, train_lifter
+from fitter.synthetic import joint_errors, sample_cases
 
 
 def _rotation_angle_deg(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:

@@ -11,8 +11,6 @@ import functools
 
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,9 +21,8 @@ from fitter.keypoints import keypoint_regressor
 from fitter.fitting import PRESETS, FitConfig, fit_config, fit_keypoints
 from fitter.init import upright_start
 from fitter.result import FitResult
+from fitter.synthetic import joint_errors, sample_cases
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from synthetic import joint_errors, sample_cases  # noqa: E402
 
 IMAGE_SIZE = (1280, 960)  # (W, H) pixels, the size sample_cases uses
 PARAMS = ("betas", "body_pose", "global_orient", "transl")

@@ -20,7 +20,8 @@ from torch import nn
 from fitter.geometry import rot6d_to_matrix
 from fitter.regressors import CheckpointMismatchError, build_cliff_hr48, load_regressor
 from fitter.regressors.hrnet import HRNetW32Pose, HRNetW48Classification
-from fitter.regressors.pare import PartMapSelfAttention, PareHead, build_pare, load_pare
+from fitter.regressors.checkpoints import load_pare
+from fitter.regressors.pare import PartMapSelfAttention, PareHead, build_pare
 
 ATOL = 1e-5
 ATTENTION_KEYS = [  # the module's own parameter first, then its children's (state_dict order)

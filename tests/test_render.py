@@ -1,4 +1,4 @@
-"""Tests for fitter.render (rasterizer, soft silhouette, pictures) and fitter.body.parts."""
+"""Tests for fitter.render (rasterizer, pictures) and fitter.body.parts."""
 
 from __future__ import annotations
 
@@ -33,7 +33,6 @@ from fitter.render import (
     render_overlay,
     render_part_labels,
     render_side_view,
-    soft_silhouette,
     vertex_visibility,
 )
 from fitter.render.overlay import CENTER_COLOR, LEFT_COLOR
@@ -204,26 +203,6 @@ def test_bad_inputs_raise_clear_errors():
         render_mask(vertices[:, :2], faces, FOCAL, torch.zeros(2), (16, 16))
 
 
-# ---------------------------------------------------------------- soft silhouette
-
-
-def test_soft_silhouette_matches_hard_mask_away_from_edges_and_has_gradients():
-    vertices, faces = icosphere(3, radius=0.3, centre=(0.0, 0.0, 2.0))
-    pp = torch.tensor([[32.0, 32.0]])
-    leaf = vertices[None].clone().requires_grad_(True)
-    soft = soft_silhouette(leaf, faces, torch.tensor([100.0]), pp, (64, 64), tau=1.0)
-    hard = render_mask(vertices[None], faces, torch.tensor([100.0]), pp, (64, 64))
-    values = soft.detach()
-    assert values.shape == (1, 64, 64) and float(values.min()) >= 0 and float(values.max()) <= 1
-    assert torch.equal(values >= 0.5, hard)  # 0.5 exactly on the contour: no dilation
-    assert abs(float(values.sum()) - float(hard.sum())) < 0.03 * float(hard.sum())
-    assert 0.05 < float(values[hard].min()) < 1.0 and 0.0 < float(values[~hard].max()) < 0.5
-    # The soft mask of a sphere grows with its radius: d(sum)/d(radial offset) > 0.
-    soft.sum().backward()
-    radial = (vertices[:, :2]) / vertices[:, :2].norm(dim=1, keepdim=True).clamp(min=1e-6)
-    assert float((leaf.grad[0, :, :2] * radial).sum()) > 0
-
-
 # ---------------------------------------------------------------- pictures
 
 
@@ -386,5 +365,3 @@ def test_cuda_matches_cpu():
     cpu = rasterize(vertices[None], faces, torch.tensor([100.0]), pp, (64, 64))
     gpu = rasterize(vertices[None].cuda(), faces.cuda(), torch.tensor([100.0]).cuda(), pp.cuda(), (64, 64))
     assert torch.equal(cpu.pix_to_face, gpu.pix_to_face.cpu())
-    soft = soft_silhouette(vertices[None].cuda(), faces.cuda(), torch.tensor([100.0]).cuda(), pp.cuda(), (64, 64))
-    assert soft.is_cuda

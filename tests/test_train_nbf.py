@@ -1,4 +1,4 @@
-"""NBF training on synthetic part maps (fitter.regressors.train_nbf) and the `train nbf` command."""
+"""NBF training on synthetic part maps (fitter.training.nbf) and the `train nbf` command."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from fitter.regressors import find_checkpoint, load_regressor
 from fitter.regressors.heads import global_to_local_rotations
-from fitter.regressors.train_nbf import NBFTrainConfig, default_nbf_path, nbf_losses, sample_nbf_batch, train_nbf
+from fitter.training.nbf import NBFTrainConfig, default_nbf_path, nbf_losses, sample_nbf_batch, train_nbf
 
 
 

@@ -41,7 +41,7 @@ def train_nbf_command(
     import torch
 
     from fitter.body import load_body_model
-    from fitter.regressors.train_nbf import INPUT_KINDS, NBFTrainConfig, default_nbf_path, train_nbf
+    from fitter.training.nbf import INPUT_KINDS, NBFTrainConfig, default_nbf_path, train_nbf
 
     if input_kind not in INPUT_KINDS:
         fail(f"--input must be one of {', '.join(INPUT_KINDS)}, not {input_kind!r}")
@@ -101,7 +101,7 @@ def train_lifter_command(
 
     from fitter.body import load_body_model
     from fitter.regressors.lifter import default_lifter_path
-    from fitter.regressors.train_lifter import LifterTrainConfig, train_lifter
+    from fitter.training.lifter import LifterTrainConfig, train_lifter
 
     if threads > 0:
         torch.set_num_threads(threads)

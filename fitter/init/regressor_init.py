@@ -7,7 +7,7 @@ the crop camera turned into the full image's camera with the image's own focal l
 (`regressor_output_to_full_frame`; CLIFF also gets bbox_info computed with that focal).
 
 NBF's input on a photo: the person mask (mediapipe's, when given) split into the 12 parts of
-`fitter.body.parts` by the 2D skeleton (`fitter.init.part_split`); without a mask one is drawn
+`fitter.body.parts` by the 2D skeleton (`fitter.keypoints.part_split`); without a mask one is drawn
 from the skeleton. The crop is made at the resolution the checkpoint was trained at (its
 config's input_size).
 
@@ -151,7 +151,7 @@ def regressor_inputs(
         raise ValueError(f"owners must index the {len(images)} images, got {list(owners)}")
     box = person_boxes(regressor_name, kp)
     if regressor_name == "nbf":
-        from fitter.init.part_split import split_mask_by_skeleton
+        from fitter.keypoints.part_split import split_mask_by_skeleton
 
         size = nbf_input_size or MODEL_INPUT_SIZE["nbf"]
         crop_kp = full_to_crop_points(torch.as_tensor(kp[..., :2]), box, size).numpy()

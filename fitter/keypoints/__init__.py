@@ -2,14 +2,13 @@
 and how each body model produces them."""
 
 from fitter.keypoints.model_keypoints import KeypointRegressor, keypoint_regressor, keypoint_skin, point_definition
-from fitter.keypoints.sets import KEYPOINT_SETS, SKELETONS, convert_keypoints, keypoint_index, keypoint_names
+from fitter.keypoints.sets import KEYPOINT_SETS, SKELETONS, convert_keypoints, keypoint_names
 
 __all__ = [
     "KEYPOINT_SETS",
     "SKELETONS",
     "KeypointRegressor",
     "convert_keypoints",
-    "keypoint_index",
     "keypoint_names",
     "keypoint_regressor",
     "keypoint_skin",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["KEYPOINT_SETS", "SKELETONS", "keypoint_names", "convert_keypoints", "keypoint_index"]
+__all__ = ["KEYPOINT_SETS", "SKELETONS", "keypoint_names", "convert_keypoints"]
 
 COCO17 = [
     "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
@@ -103,10 +103,6 @@ def keypoint_names(keypoint_set: str) -> list[str]:
         raise ValueError(
             f"unknown keypoint set {keypoint_set!r}; use one of {', '.join(KEYPOINT_SETS)}"
         ) from None
-
-
-def keypoint_index(keypoint_set: str, name: str) -> int:
-    return keypoint_names(keypoint_set).index(name)
 
 
 def _canonical(name: str) -> str:

@@ -19,9 +19,6 @@ Chamfer-style silhouette loss (`silhouette_chamfer_loss`), two terms per batch e
    distances carry gradients.
 Resolution of term 2 is limited by the vertex spacing in pixels; pass `faces` to add face
 centroids when the mesh is coarse relative to the image.
-
-Soft-mask losses (`soft_iou_loss`, `soft_l2_loss`) compare a soft silhouette from
-`fitter.render.soft.soft_silhouette` with the target mask.
 """
 
 from __future__ import annotations
@@ -46,8 +43,6 @@ __all__ = [
     "sample_distance_map",
     "silhouette_chamfer_loss",
     "part_silhouette_loss",
-    "soft_iou_loss",
-    "soft_l2_loss",
 ]
 
 
@@ -389,16 +384,3 @@ def part_silhouette_loss(
     per_part = outside_weight * outside + coverage_weight * coverage
     present_f = present.to(per_part.dtype)
     return (per_part * present_f).sum(1) / present_f.sum(1).clamp(min=1)
-
-
-def soft_iou_loss(soft_masks: Tensor, target_masks: Tensor) -> Tensor:
-    """1 - soft IoU (B,) between soft silhouettes (B,H,W) in [0,1] and target masks (B,H,W)."""
-    target = target_masks.to(soft_masks.dtype)
-    intersection = (soft_masks * target).flatten(1).sum(1)
-    union = (soft_masks + target - soft_masks * target).flatten(1).sum(1)
-    return 1.0 - intersection / union.clamp(min=1e-6)
-
-
-def soft_l2_loss(soft_masks: Tensor, target_masks: Tensor) -> Tensor:
-    """Mean squared difference (B,) between soft silhouettes (B,H,W) and target masks (B,H,W)."""
-    return ((soft_masks - target_masks.to(soft_masks.dtype)) ** 2).flatten(1).mean(1)

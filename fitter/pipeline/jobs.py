@@ -115,7 +115,7 @@ def prepare_image(path: Path, stem: Path, options: FitOptions, detector) -> Imag
         if options.parts is not None:
             job.part_masks = read_part_masks(options.parts, path, job.image.shape[:2])
         elif options.auto_parts and job.mask is not None:
-            from fitter.init.part_split import split_mask_by_skeleton
+            from fitter.keypoints.part_split import split_mask_by_skeleton
 
             labels = split_mask_by_skeleton(job.mask, job.keypoints[0], job.keypoint_set)
             job.part_masks = labels[None] == np.arange(1, 13)[:, None, None]

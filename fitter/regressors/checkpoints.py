@@ -19,6 +19,7 @@ How each file wraps its weights (see /work/shared/checkpoint_layouts/README.md):
 - PARE (Lightning): {'state_dict': {'model.backbone.*', 'model.head.*', plus SMPL/trainer buffers}, ...};
   'model.' is stripped and entries that belong to no part of the network are ignored.
 - NBF (fitter): {'model': state_dict, 'config': NBFRegressor.config} (write with `save_nbf_checkpoint`).
+The network modules (`heads`, `pare`) never import this one; it builds them by name.
 Weights are loaded strictly: any missing/unexpected key or shape mismatch raises
 `CheckpointMismatchError` with counts and the first names.
 """
@@ -29,12 +30,15 @@ import pickle
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from fitter.paths import data_dir
+
+if TYPE_CHECKING:  # the architectures are imported only when built
+    from fitter.regressors.pare import PARERegressor
 
 __all__ = [
     "REGRESSOR_NAMES",
@@ -51,6 +55,8 @@ __all__ = [
     "load_state_dict_strict",
     "load_regressor",
     "save_nbf_checkpoint",
+    "pare_state_dict_from_checkpoint",
+    "load_pare",
 ]
 
 REGRESSOR_NAMES = ("hmr", "cliff_res50", "cliff_hr48", "pare", "nbf")
@@ -317,3 +323,57 @@ def save_nbf_checkpoint(model: nn.Module, path: str | Path, extra: dict[str, Any
     payload.update(extra or {})
     torch.save(payload, path)
     return path
+
+
+def pare_state_dict_from_checkpoint(checkpoint: Any, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """The network weights of a PARE Lightning checkpoint: `state_dict`'s `model.backbone.*` and
+    `model.head.*` entries with `model.` removed. Trainer buffers (K, R, smpl_faces, ...), the SMPL
+    models (`model.smpl.*`, `smpl.*`, `smpl_native.*`) and Lightning metadata are dropped.
+    """
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        found = sorted(map(str, checkpoint))[:8] if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise ValueError(
+            f"{source} is not a PARE Lightning checkpoint: expected a dict with 'state_dict', found {found}"
+        )
+    prefixes = ("model.backbone.", "model.head.")
+    weights = {k[len("model.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefixes)}
+    if not weights:
+        raise ValueError(f"{source}: 'state_dict' has no 'model.backbone.*' / 'model.head.*' entries (not a PARE file)")
+    return weights
+
+
+def load_pare(
+    checkpoint_path: str | Path,
+    use_self_attention: bool = False,
+    device: str | torch.device = "cpu",
+    allow_unsafe_pickle: bool = True,
+    **build_kwargs: Any,
+) -> PARERegressor:
+    """Build PARE (optionally with part-map self-attention), load a Lightning checkpoint, eval mode.
+
+    Backbone/head keys are loaded strictly (CheckpointMismatchError on any missing, unexpected or
+    mis-shaped key). With `use_self_attention`, the file either holds all
+    `head.part_self_attention.*` keys (a fine-tuned variant) or none (a released PARE file: the
+    attention keeps its zero gates, so outputs equal PARE's); a partial set is an error.
+    """
+    path = Path(checkpoint_path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"PARE checkpoint not found: {path} (the released file is pare_w_3dpw_checkpoint.ckpt from "
+            "PARE's scripts/prepare_data.sh)"
+        )
+    from fitter.regressors.pare import SELF_ATTENTION_KEY, build_pare
+
+    weights = pare_state_dict_from_checkpoint(read_checkpoint(path, allow_unsafe_pickle), source=str(path))
+    model = build_pare(use_self_attention=use_self_attention, **build_kwargs)
+    attention_prefix = f"head.{SELF_ATTENTION_KEY}."
+    if use_self_attention and not any(k.startswith(attention_prefix) for k in weights):
+        # Released PARE weights: load into everything but the (zero-gated) attention.
+        attention_state = {k: v for k, v in model.state_dict().items() if k.startswith(attention_prefix)}
+        weights = {**weights, **attention_state}
+    elif not use_self_attention and any(k.startswith(attention_prefix) for k in weights):
+        raise CheckpointMismatchError(
+            f"{path} holds part self-attention weights ({attention_prefix}*): load it with use_self_attention=True"
+        )
+    load_state_dict_strict(model, weights, source=str(path))
+    return model.to(device).eval()

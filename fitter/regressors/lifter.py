@@ -14,7 +14,7 @@ centre (ray units) and log box size, so perspective and off-centre views are see
 does with its box information). Outputs: global orientation in the camera frame (x right, y down,
 z forward), 23 body-joint rotations (6D, Zhou et al. 2019) and betas.
 
-Trained by `fitter train lifter` (fitter/regressors/train_lifter.py) on synthetic bodies of the
+Trained by `fitter train lifter` (fitter/training/lifter.py) on synthetic bodies of the
 free model; the package ships the weights trained from anny (`lifter_coco17_anny.pt`, fp16: 24k
 steps at lr 1e-3, then 12k at 3e-4, batch 512, ~60 min on 2 CPU cores). Its betas are in anny's
 shape space and are used only with anny; its rotations transfer to SMPL-family models.

@@ -29,14 +29,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fitter.geometry import rot6d_to_matrix
-from fitter.regressors.checkpoints import CheckpointMismatchError, load_state_dict_strict, read_checkpoint
 from fitter.regressors.heads import MeanParams, default_mean_params, load_smpl_mean_params
 from fitter.regressors.hrnet import HRNetPose, HRNetW32Pose
 
@@ -47,8 +45,6 @@ __all__ = [
     "PareHead",
     "PARERegressor",
     "build_pare",
-    "pare_state_dict_from_checkpoint",
-    "load_pare",
 ]
 
 NUM_PARTS = 24  # body parts = SMPL joints; the part branch adds one background channel
@@ -255,7 +251,8 @@ def build_pare(
     num_attention_heads: int = 4,
     attention_key_dim: int = 6,
 ) -> PARERegressor:
-    """Untrained PARE (load weights with `load_pare` or `fitter.regressors.load_regressor("pare")`).
+    """Untrained PARE (load weights with `fitter.regressors.checkpoints.load_pare` or
+    `fitter.regressors.load_regressor("pare")`).
 
     use_self_attention: add `PartMapSelfAttention(24, num_attention_heads, attention_key_dim)`
     (gates 0: identical outputs to plain PARE until trained). mean_params: SPIN's
@@ -268,55 +265,3 @@ def build_pare(
     attention = PartMapSelfAttention(NUM_PARTS, num_attention_heads, attention_key_dim) if use_self_attention else None
     head = PareHead(in_channels=backbone.out_channels, mean_params=mean_params, self_attention=attention)
     return PARERegressor(backbone, head)
-
-
-def pare_state_dict_from_checkpoint(checkpoint: Any, source: str = "checkpoint") -> dict[str, Tensor]:
-    """The network weights of a PARE Lightning checkpoint: `state_dict`'s `model.backbone.*` and
-    `model.head.*` entries with `model.` removed. Trainer buffers (K, R, smpl_faces, ...), the SMPL
-    models (`model.smpl.*`, `smpl.*`, `smpl_native.*`) and Lightning metadata are dropped.
-    """
-    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
-        found = sorted(map(str, checkpoint))[:8] if isinstance(checkpoint, dict) else type(checkpoint).__name__
-        raise ValueError(
-            f"{source} is not a PARE Lightning checkpoint: expected a dict with 'state_dict', found {found}"
-        )
-    prefixes = ("model.backbone.", "model.head.")
-    weights = {k[len("model.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefixes)}
-    if not weights:
-        raise ValueError(f"{source}: 'state_dict' has no 'model.backbone.*' / 'model.head.*' entries (not a PARE file)")
-    return weights
-
-
-def load_pare(
-    checkpoint_path: str | Path,
-    use_self_attention: bool = False,
-    device: str | torch.device = "cpu",
-    allow_unsafe_pickle: bool = True,
-    **build_kwargs: Any,
-) -> PARERegressor:
-    """Build PARE (optionally with part-map self-attention), load a Lightning checkpoint, eval mode.
-
-    Backbone/head keys are loaded strictly (CheckpointMismatchError on any missing, unexpected or
-    mis-shaped key). With `use_self_attention`, the file either holds all
-    `head.part_self_attention.*` keys (a fine-tuned variant) or none (a released PARE file: the
-    attention keeps its zero gates, so outputs equal PARE's); a partial set is an error.
-    """
-    path = Path(checkpoint_path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"PARE checkpoint not found: {path} (the released file is pare_w_3dpw_checkpoint.ckpt from "
-            "PARE's scripts/prepare_data.sh)"
-        )
-    weights = pare_state_dict_from_checkpoint(read_checkpoint(path, allow_unsafe_pickle), source=str(path))
-    model = build_pare(use_self_attention=use_self_attention, **build_kwargs)
-    attention_prefix = f"head.{SELF_ATTENTION_KEY}."
-    if use_self_attention and not any(k.startswith(attention_prefix) for k in weights):
-        # Released PARE weights: load into everything but the (zero-gated) attention.
-        attention_state = {k: v for k, v in model.state_dict().items() if k.startswith(attention_prefix)}
-        weights = {**weights, **attention_state}
-    elif not use_self_attention and any(k.startswith(attention_prefix) for k in weights):
-        raise CheckpointMismatchError(
-            f"{path} holds part self-attention weights ({attention_prefix}*): load it with use_self_attention=True"
-        )
-    load_state_dict_strict(model, weights, source=str(path))
-    return model.to(device).eval()

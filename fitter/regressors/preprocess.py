@@ -36,7 +36,6 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "MODEL_INPUT_SIZE",
-    "SPIN_CROP_FOCAL",
     "CropBox",
     "box_rescale",
     "box_from_xyxy",
@@ -50,7 +49,6 @@ __all__ = [
     "crop_for_model",
     "part_labels_to_one_hot",
     "cliff_bbox_info",
-    "weak_perspective_to_crop_translation",
     "regressor_output_to_full_frame",
 ]
 
@@ -64,9 +62,6 @@ MODEL_INPUT_SIZE: dict[str, tuple[int, int]] = {
     "cliff_res50": (256, 192),
     "cliff_hr48": (256, 192),
 }
-# HMR/SPIN/PARE crop camera: focal length 5000 px for the 224 crop.
-SPIN_CROP_FOCAL = 5000.0
-
 # (from a box or mask, from keypoints) box enlargement factors, see module docstring.
 _RESCALE = {
     "hmr": (1.0, 1.2),
@@ -317,15 +312,6 @@ def cliff_bbox_info(box: CropBox, image_size, focal=None) -> Tensor:
     return torch.stack(
         [offset[:, 0] / f * 2.8, offset[:, 1] / f * 2.8, (box.size - 0.24 * f) / (0.06 * f)], dim=-1
     )
-
-
-def weak_perspective_to_crop_translation(
-    pred_cam: Tensor, crop_height: int = 224, focal: float = SPIN_CROP_FOCAL
-) -> Tensor:
-    """SPIN's crop camera: [s, tx, ty] -> translation [tx, ty, 2 f / (crop_height * s)] (N,3), metres,
-    for rendering into the crop with focal `focal` px and the principal point at the crop centre."""
-    s = pred_cam[:, 0]
-    return torch.stack([pred_cam[:, 1], pred_cam[:, 2], 2.0 * focal / (crop_height * s + 1e-9)], dim=-1)
 
 
 def regressor_output_to_full_frame(out: dict[str, Tensor], box: CropBox, image_size, focal=None) -> dict[str, Tensor]:

@@ -1,4 +1,4 @@
-"""Rendering without OpenGL: a torch z-buffer rasterizer, a soft silhouette, and pictures.
+"""Rendering without OpenGL: a torch z-buffer rasterizer and pictures.
 
 Meshes are in the camera frame (OpenCV: x right, y down, z forward, metres), projected with
 `fitter.geometry.perspective_project`; images are (H,W,3) uint8 RGB.
@@ -22,7 +22,6 @@ from fitter.render.rasterizer import (
     render_part_labels,
     vertex_visibility,
 )
-from fitter.render.soft import soft_silhouette, soft_silhouette_projected
 
 __all__ = [
     "Fragments",
@@ -33,8 +32,6 @@ __all__ = [
     "render_part_labels",
     "interpolate_vertex_attributes",
     "vertex_visibility",
-    "soft_silhouette",
-    "soft_silhouette_projected",
     "render_overlay",
     "render_shaded",
     "render_side_view",

@@ -3,9 +3,10 @@
 No NBF weights exist in PyTorch (the TF1 release links are dead), so `fitter train nbf` trains
 one on synthetic data made on the fly:
 
-* bodies: betas ~ N(0, 1) (clamped to +-2.5); body poses uniform inside the joint limits
-  (`priors.sample_within_limits`) shrunk towards `fitter.optimize.mean_body_pose()` by
-  `pose_scale`; any heading (yaw uniform in +-180 deg) with up to +-15 deg of tilt;
+* bodies (`fitter.synthetic.sample_bodies`): betas ~ N(0, 1) (clamped to +-2.5); body poses
+  uniform inside the joint limits (`priors.sample_within_limits`) shrunk towards
+  `fitter.body.poses.mean_body_pose()` by `pose_scale`; any heading (yaw uniform in +-180 deg)
+  with up to +-15 deg of tilt;
 * cameras: a 512 x 512 virtual image, 24-85 mm (35 mm-equivalent) lenses, 2.5-10 m away, the
   person anywhere near the centre; the crop box comes from the body's projected COCO-17 points
   by NBF's rule (`box_from_keypoints(..., "nbf")`: 1.2 x the keypoint box, square), jittered by
@@ -13,7 +14,7 @@ one on synthetic data made on the fly:
 * input (resolution x resolution, rendered straight into the crop): "rendered" = the 12-part
   map of `fitter.body.parts.part_labels(model, 12)` (z-buffered, `render_part_labels`);
   "split" = the rendered silhouette split by the noisy 2D skeleton
-  (`fitter.init.part_split.split_mask_by_skeleton`), i.e. what `--init nbf` sees on a photo;
+  (`fitter.keypoints.part_split.split_mask_by_skeleton`), i.e. what `--init nbf` sees on a photo;
 * losses (SPIN's weights): rotation matrices of the 24 parts in the camera frame (MSE, 1),
   betas (MSE, 0.01), pelvis-centred 3D joints (MSE in m^2, 5), 2D joints in half-box units
   about the box centre (MSE, 5): targets projected in full perspective, predictions by the
@@ -27,7 +28,6 @@ resolution as `input_size`; the file also holds a `train` record (steps, losses,
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,12 +38,7 @@ import torch
 from torch import Tensor
 
 from fitter.body.model import SMPL_PARENTS, BodyModel
-from fitter.geometry import (
-    axis_angle_to_matrix,
-    matrix_to_axis_angle,
-    perspective_project,
-    translation_to_crop_cam,
-)
+from fitter.geometry import axis_angle_to_matrix, perspective_project, translation_to_crop_cam
 from fitter.keypoints import keypoint_regressor
 from fitter.regressors.checkpoints import checkpoints_dir, save_nbf_checkpoint
 from fitter.regressors.heads import NBFRegressor, build_nbf
@@ -125,28 +120,17 @@ def sample_nbf_batch(
     """Draw bodies and cameras and render their NBF inputs (see the module docstring); CPU tensors
     from `generator`'s stream, rendered on the body model's device."""
     from fitter.body.parts import part_labels
-    from fitter.body.poses import mean_body_pose
     from fitter.render import render_mask, render_part_labels
-    from priors import sample_within_limits
+    from fitter.synthetic import sample_bodies
 
     if input_kind not in INPUT_KINDS:
         raise ValueError(f"input_kind must be one of {', '.join(INPUT_KINDS)}, got {input_kind!r}")
     device = body_model.v_template.device
     n, g = batch_size, generator
     width, height = _VIRTUAL_IMAGE
-    betas = torch.randn(n, body_model.num_betas, generator=g).clamp(-2.5, 2.5)
-    mean = mean_body_pose()
-    body_pose = mean + pose_scale * (sample_within_limits(n, generator=g) - mean)
-    yaw = (torch.rand(n, generator=g) * 2 - 1) * math.pi
-    tilt = (torch.rand(n, 2, generator=g) * 2 - 1) * math.radians(15)
-    rot = axis_angle_to_matrix(torch.tensor([math.pi, 0.0, 0.0])) @ axis_angle_to_matrix(
-        torch.stack([tilt[:, 0], yaw, tilt[:, 1]], dim=1)
-    )
-    global_orient = matrix_to_axis_angle(rot)
-    focal = (24 + torch.rand(n, generator=g) * 61) / 36 * max(width, height)
-    depth = 2.5 + torch.rand(n, generator=g) * 7.5
-    offset = (torch.rand(n, 2, generator=g) * 2 - 1) * 0.15 * torch.tensor([width, height]) / focal[:, None] * depth[:, None]
-    transl = torch.cat([offset, depth[:, None]], dim=1)
+    bodies = sample_bodies(body_model, n, g, pose_scale=pose_scale, max_tilt_deg=15.0, focal_mm=(24.0, 85.0),
+                           depth=(2.5, 10.0), image_size=_VIRTUAL_IMAGE, centre_spread=0.3)  # fmt: skip
+    betas, body_pose, global_orient, transl, focal = (bodies[k] for k in ("betas", "body_pose", "global_orient", "transl", "focal"))
     jitter_scale = 0.9 + 0.2 * torch.rand(n, generator=g)
     jitter_shift = (torch.rand(n, 2, generator=g) * 2 - 1) * 0.05
     noise = torch.randn(n, 33, 2, generator=g) * split_noise * resolution
@@ -169,7 +153,7 @@ def sample_nbf_batch(
             labels = render_part_labels(out.vertices, body_model.faces, crop_focal, crop_pp, (resolution, resolution),
                                         vertex_labels=labels_v.to(device)) + 1  # fmt: skip
         else:
-            from fitter.init.part_split import split_mask_by_skeleton
+            from fitter.keypoints.part_split import split_mask_by_skeleton
 
             masks = render_mask(out.vertices, body_model.faces, crop_focal, crop_pp, (resolution, resolution)).cpu().numpy()
             blaze = keypoint_regressor(body_model, "blazepose33")

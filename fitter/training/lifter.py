@@ -2,12 +2,12 @@
 
 Each step draws a fresh batch:
 
-* bodies: betas ~ N(0, 1) clamped to +-2.5; body poses uniform inside the joint limits
-  (`priors.sample_within_limits`) shrunk towards `fitter.optimize.mean_body_pose()` by a factor
-  drawn per body in `pose_scale` (so both everyday and extreme poses are seen) — or, with a pose
-  file (`poses`: AMASS-style npz files or folders, read by `priors.fit_gmm.load_pose_files`),
-  real motion-capture poses for a `pose_file_fraction` of the bodies; any heading, up to
-  `max_tilt_deg` of forward/sideways lean;
+* bodies (`fitter.synthetic.sample_bodies`, ray camera): betas ~ N(0, 1) clamped to +-2.5; body
+  poses uniform inside the joint limits (`priors.sample_within_limits`) shrunk towards
+  `fitter.body.poses.mean_body_pose()` by a factor drawn per body in `pose_scale` (so both
+  everyday and extreme poses are seen) — or, with a pose file (`poses`: AMASS-style npz files
+  or folders, read by `priors.fit_gmm.load_pose_files`), real motion-capture poses for a
+  `pose_file_fraction` of the bodies; any heading, up to `max_tilt_deg` of forward/sideways lean;
 * cameras: 18-120 mm (35 mm-equivalent) lenses, 1.5-15 m away, the person anywhere in the frame;
 * keypoints: the body's COCO-17 points (`keypoint_regressor`, fast landmark path) projected to
   camera rays; with probability 0.7 Gaussian noise of up to 3 % of the keypoint box, with
@@ -61,29 +61,15 @@ def sample_lifter_batch(model: BodyModel, n: int, generator: torch.Generator, po
     (n,num_betas), points (n,24+17,3) pelvis-centred joints + keypoints, metres, camera frame.
     Keypoints are in ray units (focal 1, principal point 0). pose_bank: optional (M,69) body poses
     (axis-angle) used for a `pose_file_fraction` of the bodies."""
-    from fitter.body.poses import mean_body_pose
-    from priors import sample_within_limits
+    from fitter.synthetic import sample_bodies
 
     g = generator
     dev = model.v_template.device
-    betas = torch.randn(n, model.num_betas, generator=g).clamp(-2.5, 2.5)
-    lo, hi = pose_scale
-    scale = lo + (hi - lo) * torch.rand(n, 1, generator=g)
-    mean = mean_body_pose()
-    body_pose = mean + scale * (sample_within_limits(n, generator=g) - mean)
-    if pose_bank is not None and len(pose_bank) > 0:
-        use = torch.rand(n, generator=g) < pose_file_fraction
-        drawn = pose_bank[torch.randint(0, len(pose_bank), (n,), generator=g)].to(body_pose.dtype)
-        body_pose = torch.where(use[:, None], drawn, body_pose)
-    yaw = (torch.rand(n, generator=g) * 2 - 1) * math.pi
-    tilt = (torch.rand(n, 2, generator=g) * 2 - 1) * math.radians(max_tilt_deg)
-    root = axis_angle_to_matrix(torch.tensor([math.pi, 0.0, 0.0])) @ axis_angle_to_matrix(
-        torch.stack([tilt[:, 0], yaw, tilt[:, 1]], dim=1))  # fmt: skip
-    f35 = 18 + torch.rand(n, generator=g) * 102
-    half_fov = 18.0 / f35  # tan of half the horizontal field of view
-    depth = 1.5 + torch.rand(n, generator=g) * 13.5
-    centre_ray = (torch.rand(n, 2, generator=g) * 2 - 1) * 0.7 * half_fov[:, None]
-    transl = torch.cat([centre_ray * depth[:, None], depth[:, None]], dim=1)
+    bank = pose_bank if pose_bank is not None and len(pose_bank) > 0 else None
+    bodies = sample_bodies(model, n, g, pose_scale=tuple(pose_scale), poses=bank, pose_fraction=pose_file_fraction,
+                           max_tilt_deg=max_tilt_deg, focal_mm=(18.0, 120.0), depth=(1.5, 15.0), image_size=None,
+                           centre_spread=0.7)  # fmt: skip
+    betas, body_pose, root, transl = (bodies[k] for k in ("betas", "body_pose", "root_rotation", "transl"))
     skin = skin if skin is not None else lifter_skin(model)
     body_rot = axis_angle_to_matrix(body_pose.view(n, 23, 3))
     with torch.no_grad():

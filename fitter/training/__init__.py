@@ -1,0 +1,7 @@
+"""Training fitter's own regressors on synthetic bodies (`fitter train ...`).
+
+`fitter.training.lifter`: the COCO-17 keypoint lifter (`fitter.regressors.lifter`);
+`fitter.training.nbf`: the NBF part-map regressor (`fitter.regressors.heads.NBFRegressor`).
+The networks, their loaders and features stay in `fitter.regressors`; the bodies come from
+`fitter.synthetic`.
+"""
