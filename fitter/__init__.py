@@ -5,7 +5,7 @@
     result = fitter.fit_keypoints(keypoints, "coco17", image_size=(W, H), body_model=model)
 
 Public API (imported lazily so `fitter --help` stays fast): load_body_model, BodyModel,
-fit_keypoints, FitConfig, FitResult, keypoint_names, KEYPOINT_SETS.
+fit_keypoints, FitConfig, fit_config, FitTargets, Start, FitResult, keypoint_names, KEYPOINT_SETS.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ _EXPORTS = {
     "fit_keypoints": "fitter.fitting",
     "FitConfig": "fitter.fitting",
     "fit_config": "fitter.fitting",
+    "FitTargets": "fitter.fitting",
+    "Start": "fitter.init",
     "FitResult": "fitter.result",
     "keypoint_names": "fitter.keypoints",
     "KEYPOINT_SETS": "fitter.keypoints",

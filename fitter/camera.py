@@ -3,8 +3,9 @@
 Camera frame: OpenCV (x right, y down, z forward, metres); pixels with the origin at the image's
 top-left corner. The principal point is the image centre. The focal length comes from, in order:
 the user; the photo's EXIF (35 mm-equivalent focal f35 -> f35 / 36 * max(W, H) pixels); else
-CLIFF's guess, the image diagonal sqrt(W^2 + H^2) (about a 30 mm-equivalent lens; SMPLify's
-fixed f = 5000 px is what users complain about). `focal_source` records which.
+CLIFF's guess, the image diagonal sqrt(W^2 + H^2): a 43 mm-equivalent "normal" lens (a 35 mm
+frame's diagonal is 43.3 mm; by the EXIF rule above, 45 mm for a 4:3 photo). SMPLify's fixed
+f = 5000 px is what users complain about. `focal_source` records which.
 """
 
 from __future__ import annotations

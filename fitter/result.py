@@ -13,10 +13,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from fitter.body import BodyModel
 
 __all__ = ["FitResult"]
 
@@ -64,7 +67,7 @@ class FitResult:
     losses: dict[str, np.ndarray] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     extras: dict[str, np.ndarray] = field(default_factory=dict)
-    body_model: Any = field(default=None, repr=False, compare=False)
+    body_model: BodyModel | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return int(self.betas.shape[0])

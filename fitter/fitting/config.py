@@ -28,7 +28,9 @@ class FitConfig:
     joint_limit_weight: float = 300.0
     pose_l2_scale: float = 0.1  # the weak L2 pose prior (no GMM) is this x the pose prior weight
     anchor_weight: float = 10.0  # x squared distance (rad^2) of the body pose to an anchored start's
-    depth_weight: float = 100.0  # x squared change (m^2) of the camera translation in the camera stage
+    # x squared change (m^2) of the camera translation in the camera stage: SPIN's number, but it
+    # weighs metres at the photo's real focal here, not SPIN's crop-camera depth (f = 5000 px)
+    depth_weight: float = 100.0
     sigma: float = 100.0  # Geman-McClure sigma, in 224 px crop units (SPIN)
     landmarks3d_weight: float = 2000.0  # weight of the 3D landmark term (metres^2), used when landmarks are given
     silhouette_iters: int = 40  # extra final stage when person masks are given
