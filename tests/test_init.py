@@ -331,3 +331,45 @@ def test_initializer_names_resolve(tmp_path, monkeypatch):
     assert resolve_initializer_name("best") == best_initializer() == "lifter"
     with pytest.raises(ValueError, match="unknown initializer"):
         resolve_initializer_name("spin")
+
+
+# ------------------------------------------------------------------------------------ the Start
+def test_start_from_arrays_and_index():
+    from fitter.init import Start
+
+    orient = np.array([[math.pi, 0, 0], [0, 0, math.pi]], np.float32)
+    own_pose = Start.from_arrays(orient, body_pose=np.ones((2, 69)), transl=[[0, 0, 3], [0, 0, 4]])
+    assert own_pose.restart.tolist() == [False, False] and own_pose.flip.tolist() == [False, False]
+    assert own_pose.anchored.tolist() == [False, False] and own_pose.source == ["given", "given"]
+    no_pose = Start.from_arrays(orient)  # the mean pose, and restarts from other poses allowed
+    assert no_pose.restart.tolist() == [True, True] and no_pose.transl is None
+    torch.testing.assert_close(no_pose.body_pose[1], mean_body_pose())
+    no_pose.diagnostics["landmark_error_m"] = np.array([0.1, 0.2], np.float32)
+    picked = no_pose.index(torch.tensor([1, 1, 0]))
+    assert len(picked) == 3 and picked.diagnostics["landmark_error_m"].tolist() == pytest.approx([0.2, 0.2, 0.1])
+    torch.testing.assert_close(picked.global_orient[0], torch.as_tensor(orient[1]))
+    with pytest.raises(ValueError, match=r"body_pose \(N,69\)"):
+        Start(body_pose=torch.zeros(2, 60), global_orient=torch.zeros(2, 3))
+
+
+def test_regressor_initializer_loads_its_checkpoint_once(tmp_path, monkeypatch, anny_model, cases):
+    """One initializer, many batches: the network is read from disk once (it was once per batch)."""
+    import fitter.init.regressor_init as regressor_init
+    from fitter.regressors import build_hmr
+
+    monkeypatch.setenv("FITTER_HOME", str(tmp_path))
+    folder = tmp_path / "data" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.save({"model": build_hmr().eval().state_dict()}, folder / "model_checkpoint.pt")
+    loads = []
+    real_load = regressor_init.load_regressor
+    monkeypatch.setattr(regressor_init, "load_regressor", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    initializer = make_initializer("hmr", anny_model)
+    image = np.zeros((960, 1280, 3), np.uint8)
+    camera = resolve_camera(np.array([IMAGE_SIZE], np.float32), 1, cases["focal"][:1])
+    for i in range(3):
+        inputs = StartInputs.build(cases["keypoints"][i : i + 1], "blazepose33", camera, anny_model, mean_body_pose(),
+                                   images=[image], owners=[0])  # fmt: skip
+        start = initializer(inputs)
+        assert start.source == ["hmr"] and start.transl is not None and not start.restart.any()
+    assert len(loads) == 1

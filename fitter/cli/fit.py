@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from fitter.cli.common import console, fail
+from fitter.cli.common import console, fail, quiet_third_party, say
 
 EXAMPLES = """Examples:
 
@@ -48,21 +48,22 @@ def fit_command(
     threads: int = typer.Option(1, min=1, help="CPU threads for torch (1 is fastest for these small ops on a busy or 2-core CPU)."),
     backend: str = typer.Option("local", help="local, or ray (pip install 'fitter[ray]') to spread over a Ray cluster."),
     address: str = typer.Option(None, help="Ray cluster address (HEAD_IP:6379); default: $RAY_ADDRESS, a local `ray start`, or a new local Ray."),
+    overlay_size: int = typer.Option(2048, help="Longest side (px) of the overlay and side-view pictures; 0: the photo's size."),
+    verbose: bool = typer.Option(False, "--verbose", help="Also show the libraries' own log lines (mediapipe, warp)."),
     landmarks3d: bool = typer.Option(None, "--landmarks3d/--no-landmarks3d",
                                      help="Also pull the body towards mediapipe's 3D world landmarks (after a similarity alignment) "
                                           "[default: on with --init mediapipe, else off]."),
 ) -> None:
     """Fit a body model to every person in the given photos; write .npz/.json/.obj/_overlay.png."""
+    from fitter.fitting import PRESETS
+    from fitter.init import INITIALIZER_NAMES, resolve_initializer_name
     from fitter.io.images import list_images
-    from fitter.pipeline import FitOptions, FitWorker, fit_paths, pending_images
+    from fitter.pipeline import FitOptions, check_options
 
     if backend not in ("local", "ray"):
         fail(f"--backend must be local or ray, not {backend!r}")
     if address is not None and backend != "ray":
         fail("--address needs --backend ray")
-    from fitter.fitting import PRESETS
-    from fitter.init import INITIALIZER_NAMES, resolve_initializer_name
-
     if config not in PRESETS:
         fail(f"--config must be one of {', '.join(PRESETS)}, not {config!r}")
     if init != "best":
@@ -70,76 +71,107 @@ def fit_command(
             init = resolve_initializer_name(init)
         except ValueError:
             fail(f"--init must be best or one of {', '.join(INITIALIZER_NAMES)}, not {init!r}")
-    if refine not in ("none", "eft"):
-        fail(f"--refine must be none or eft, not {refine!r}")
     if init not in ("best", "upright", "lifter", "mediapipe"):
-        from fitter.regressors.checkpoints import find_checkpoint
+        from fitter.regressors.checkpoints import checkpoints_dir, find_checkpoint
 
         name = {"cliff": "cliff_hr48"}.get(init, init)
         if find_checkpoint(name) is None and not (init == "cliff" and find_checkpoint("cliff_res50")):
-            from fitter.regressors.checkpoints import checkpoints_dir
-
             fail(f"--init {init}: no {init} checkpoint in {checkpoints_dir()} (see README: Regressor checkpoints; "
                  f"`fitter models list` shows what is found)")
+    try:
+        images = list_images(paths, recursive=recursive)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    options = FitOptions(out_dir=out, body_model=body_model, gender=gender, init=init, focal=focal,
+                         refine=None if refine == "none" else refine,
+                         keypoints=keypoints, silhouette=silhouette, parts=parts, config=config, device=device,
+                         batch_size=batch_size, overwrite=overwrite, side_view=side_view, recursive=recursive,
+                         gmm=gmm, landmarks3d=landmarks3d, auto_parts=auto_parts, threads=threads,
+                         overlay_size=overlay_size)  # fmt: skip
+    roots = [p for p in paths if p.is_dir()]
+    try:
+        check_options(options, images, roots)  # every setting, before any image is read
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
     if device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
             fail(f"--device {device}: CUDA is not available in this torch build; use --device cpu")
-    import torch
-
-    torch.set_num_threads(threads)
-    try:
-        images = list_images(paths, recursive=recursive)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
     out_resolved = out.resolve()
     images = [p for p in images if out_resolved not in p.resolve().parents]  # never refit our own outputs
     if not images:
         fail("no images found in " + ", ".join(str(p) for p in paths) + " (try --recursive)")
-    options = FitOptions(out_dir=out, body_model=body_model, gender=gender, init=init, focal=focal,
-                         refine=None if refine == "none" else refine,
-                         keypoints=keypoints, silhouette=silhouette, parts=parts, config=config, device=device,
-                         batch_size=batch_size, overwrite=overwrite, side_view=side_view, recursive=recursive,
-                         gmm=gmm, landmarks3d=landmarks3d, auto_parts=auto_parts)  # fmt: skip
-    roots = [p for p in paths if p.is_dir()]
+    import torch
+
+    torch.set_num_threads(threads)
+    with quiet_third_party(enabled=not verbose):
+        summary = _run(images, options, roots, backend, address)
+    _print_summary(summary, out)
+
+
+def _run(images: list[Path], options, roots: list[Path], backend: str, address: str | None):
+    """Fit `images` with a progress display; Ctrl-C stops with a line saying how to resume."""
+    from fitter.pipeline import FitWorker, fit_paths, is_finished, output_stems
+
     worker = None
-    if backend == "local" and pending_images(images, options, roots, lambda path, status: None):
+    stems = output_stems(images, roots, options.out_dir)
+    if backend == "local" and (options.overwrite or not all(is_finished(stem) for stem in stems)):
+        message = f"loading body model {options.body_model} (the free anny model is built once, ~2 min)..."
         try:  # the local backend's worker: body model, detector, initializer (Ray workers load their own)
-            with console.status(f"loading body model {body_model} (the free anny model is built once, ~2 min)..."):
+            if console.is_terminal:
+                with console.status(message):
+                    worker = FitWorker(options)
+            else:  # a log file gets one line instead of a spinner
+                say(message)
                 worker = FitWorker(options)
         except (FileNotFoundError, ValueError) as exc:
             fail(str(exc))
-    columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TimeRemainingColumn())  # fmt: skip
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("fitting", total=len(images))
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn())  # fmt: skip
+    finished: list[Path] = []
+    try:
+        with Progress(*columns, console=console, transient=False) as progress:
+            read = progress.add_task("read + detect", total=len(images), visible=backend == "local")
+            fitted = progress.add_task("fit + write", total=len(images))
 
-        def on_image(path: Path, status: str) -> None:
-            progress.advance(task)
-            if status.startswith("failed"):
-                progress.console.print(f"[red]{path}[/red]: {status}", highlight=False)
+            def on_image(path: Path, status: str) -> None:
+                finished.append(path)
+                progress.advance(fitted)
+                if status == "skipped":
+                    progress.advance(read)
+                if status.startswith("failed"):
+                    progress.console.print(f"{path}: {status}", highlight=False, markup=False, style="red")
 
-        if backend == "ray":
+            if backend == "ray":
+                try:
+                    from fitter.distributed import fit_paths_ray
+
+                    return fit_paths_ray(images, options, roots=roots, on_image=on_image, address=address)
+                except ModuleNotFoundError as exc:
+                    fail(f"--backend ray needs Ray ({exc.name} is missing): pip install 'fitter[ray]'")
+                except (RuntimeError, ValueError) as exc:
+                    fail(str(exc))
             try:
-                from fitter.distributed import fit_paths_ray
-
-                summary = fit_paths_ray(images, options, roots=roots, on_image=on_image, address=address)
-            except ModuleNotFoundError as exc:
-                fail(f"--backend ray needs Ray ({exc.name} is missing): pip install 'fitter[ray]'")
-            except (RuntimeError, ValueError) as exc:
-                fail(str(exc))
-        else:
-            try:
-                summary = fit_paths(images, options, roots=roots, on_image=on_image, worker=worker)
+                return fit_paths(images, options, roots=roots, on_image=on_image, worker=worker,
+                                 on_read=lambda path: progress.advance(read))  # fmt: skip
             finally:
                 if worker is not None:
                     worker.close()
+    except KeyboardInterrupt:
+        say(f"interrupted: {len(finished)} of {len(images)} images finished (kept); run the same command again "
+            "to resume (finished images are skipped)")
+        raise typer.Exit(code=130) from None
+
+
+def _print_summary(summary, out: Path) -> None:
     done, skipped, failed = len(summary.done), len(summary.skipped), len(summary.failed)
     per = summary.seconds / max(1, done)
-    console.print(f"{done} fitted, {skipped} skipped (already done), {failed} failed in {summary.seconds:.1f} s "
-                  f"({per:.2f} s per fitted image); outputs in {out}")  # fmt: skip
+    say(f"{done} fitted, {skipped} skipped (already done), {failed} failed in {summary.seconds:.1f} s "
+        f"({per:.2f} s per fitted image); outputs in {out}")
+    for path, why in summary.people_skipped.items():
+        say(f"  people not fitted in {path}: {why}")
     if failed:
         for path, why in summary.failed.items():
-            console.print(f"  failed: {path}: {why}", highlight=False, markup=False)
+            say(f"  failed: {path}: {why}")
         raise typer.Exit(code=1)

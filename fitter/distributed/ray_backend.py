@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fitter.pipeline import FitOptions, FitWorker, FolderSummary, output_stem, pending_images, summarize
+from fitter.pipeline import FitOptions, FitWorker, FolderSummary, output_stem, start_run, summarize
 
 if TYPE_CHECKING:
     import ray.data
@@ -87,11 +87,16 @@ class ImageFitter:
         if "path" not in batch:
             raise ValueError(f"fit_dataset needs a 'path' column of image files; the rows have {sorted(batch)}")
         paths = [Path(str(p)) for p in batch["path"]]
-        stems = [output_stem(path, self.roots, self.options.out_dir) for path in paths]
+        if "stem" in batch:  # named by the driver (fit_paths_ray), unique over the whole run
+            stems = [Path(str(s)) for s in batch["stem"]]
+        else:
+            stems = [output_stem(path, self.roots, self.options.out_dir) for path in paths]
+        self.worker.people_skipped.clear()
         statuses = self.worker.process(list(zip(paths, stems)))
         out = dict(batch)
         out["stem"] = np.array([str(stem) for stem in stems], dtype=object)
         out["status"] = np.array(statuses, dtype=object)
+        out["people_skipped"] = np.array([self.worker.people_skipped.get(p, "") for p in paths], dtype=object)
         return out
 
 
@@ -131,10 +136,11 @@ def fit_dataset(
     """Fit every image of a Ray Dataset; a lazy Dataset of one status row per image.
 
     ds: rows with a "path" column (str, absolute paths of image files that every worker can
-    read); other columns are passed through. Outputs are written under options.out_dir exactly as
+    read) and optionally "stem" (the output path without suffix; default `output_stem`); other
+    columns are passed through. Outputs are written under options.out_dir exactly as
     `fit_paths` writes them (`roots`: the folders the paths were found in, for the output
     layout). Result rows: the input columns + "stem" (str, output path without suffix) +
-    "status" ("done" | "skipped" | "failed: <why>"). Nothing runs until the result is consumed
+    "status" ("done" | "skipped" | "failed: <why>") + "people_skipped" (people not fitted, and why). Nothing runs until the result is consumed
     (iter_rows, take_all, materialize...).
 
     workers: the number of actors (each loads the model and the detector once); None scales
@@ -194,7 +200,7 @@ def fit_paths_ray(
     paths, roots = list(paths), roots or []
     report = on_image or (lambda path, status: None)
     statuses: dict[int, str] = {index: "skipped" for index in range(len(paths))}
-    todo = pending_images(paths, options, roots, report)
+    stems, todo = start_run(paths, options, roots, report)
     if not todo:
         return summarize(paths, statuses, time.perf_counter() - start)
     ray = _import_ray()
@@ -205,17 +211,22 @@ def fit_paths_ray(
     progress_bars = context.enable_progress_bars
     context.enable_progress_bars = False  # the caller reports progress through on_image
     done: dict[int, str] = {}
+    people_skipped: dict[Path, str] = {}
     try:
         if workers is None:
             most = _worker_resources(ray, options, cpus_per_worker, gpus_per_worker)[2]
             workers = min(most, math.ceil(len(todo) / max(1, options.batch_size)))
-        rows = [{"index": i, "path": str(paths[i].resolve())} for i in todo]
+        out_dir = Path(options.out_dir).resolve()
+        rows = [{"index": i, "path": str(paths[i].resolve()), "stem": str(out_dir / stems[i].relative_to(options.out_dir))}
+                for i in todo]  # fmt: skip
         results = fit_dataset(ray.data.from_items(rows), options, roots, workers=workers,
                               cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker)  # fmt: skip
         try:
             for row in results.iter_rows():
                 index, status = int(row["index"]), str(row["status"])
                 done[index] = status
+                if row.get("people_skipped"):
+                    people_skipped[paths[index]] = str(row["people_skipped"])
                 report(paths[index], status)
         except ray.exceptions.RayError as exc:  # e.g. a worker could not load the body model
             lines = [line for line in str(exc).splitlines() if line.strip()]
@@ -229,4 +240,4 @@ def fit_paths_ray(
     if missing:  # Ray returns every row or raises; this guards against a silently lost row
         raise RuntimeError(f"Ray returned no result for {len(missing)} image(s), e.g. {missing[0]}; run again to resume")
     statuses.update(done)
-    return summarize(paths, statuses, time.perf_counter() - start)
+    return summarize(paths, statuses, time.perf_counter() - start, people_skipped)

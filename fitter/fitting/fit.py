@@ -6,7 +6,8 @@
 4. NaN guard: items that went non-finite are refitted from their start with smaller steps; if
    they fail again they are returned at their start with status "failed";
 5. restarts: restartable items are refitted from alternative poses; the lower loss wins;
-6. the best flip per item; the result in the camera frame (x right, y down, z forward, metres).
+6. the best flip per item; the result in the camera frame (x right, y down, z forward, metres);
+7. quality checks (fitter.fitting.quality): a fit that cannot be trusted is marked failed.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from fitter.body.poses import bent_legs_pose, mean_body_pose
 from fitter.camera import Camera, resolve_camera
 from fitter.fitting.config import FitConfig, resolve_config
 from fitter.fitting.problem import Problem, validate_keypoints
+from fitter.fitting.quality import untrusted_reasons
 from fitter.fitting.silhouettes import prepare_silhouettes
 from fitter.fitting.stages import fit_batch
 from fitter.geometry import axis_angle_to_matrix, matrix_to_axis_angle, similar_triangles_translation
@@ -131,6 +133,7 @@ def fit_keypoints(
     image_paths: Sequence[str | Path] | None = None,
     principal_point: ArrayLike | None = None,
     camera: Camera | None = None,
+    threads: int | None = 1,
 ) -> FitResult:
     """Fit a body model to 2D keypoints of N people.
 
@@ -144,20 +147,31 @@ def fit_keypoints(
     on the keypoints (e.g. fitter.init.upright_start), default the config's (the lifter);
     config: "fast" | "default" | "accurate" | "smplify" | FitConfig; targets: optional 3D
     landmarks and person / part masks (FitTargets); gmm_path: a GMM pose prior file (else joint
-    limits + angle + shape + weak L2).
+    limits + angle + shape + weak L2); threads: torch CPU threads for this call (restored after;
+    None: leave torch's setting) -- these fits are many small operations, and one thread is
+    the fastest on most machines (torch's default of all cores was 30-40x slower on a busy 2-core one).
 
     Returns a FitResult whose parameters place the body in the camera frame (x right, y down,
-    z forward, metres).
+    z forward, metres); status per person "ok" or "failed: <why>" (e.g. fewer than 2 keypoints).
     """
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _fit(keypoints, keypoint_set, image_size, focal_length, body_model, start, config, targets, device,
+                    gender, gmm_path, image_paths, principal_point, camera)  # fmt: skip
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _fit(keypoints, keypoint_set, image_size, focal_length, body_model, start, config, targets, device, gender, gmm_path,
+         image_paths, principal_point, camera) -> FitResult:  # fmt: skip
     t0 = time.perf_counter()
     cfg = resolve_config(config)
     targets = targets or FitTargets()
     kp_np = validate_keypoints(keypoints, keypoint_set)
     N = kp_np.shape[0]
-    empty = np.nonzero((kp_np[..., 2] > 0).sum(1) < 2)[0]
-    if len(empty):
-        raise ValueError(f"item(s) {empty.tolist()} have fewer than 2 keypoints with confidence > 0; nothing to fit "
-                         "(drop them or supply keypoints)")  # fmt: skip
+    too_few = (kp_np[..., 2] > 0).sum(1) < 2  # fitted along (finite, meaningless), reported as failed
     model = body_model if isinstance(body_model, BodyModel) else load_body_model(body_model, gender=gender, device=device)
     model = model.to(device)
     if camera is None:
@@ -231,10 +245,16 @@ def fit_keypoints(
     params = {k: v[chosen] for k, v in params.items()}
     terms = {k: v[chosen] for k, v in terms.items()}
     status = [status[int(c)] for c in chosen]
+    for i in np.nonzero(too_few)[0].tolist():
+        status[i] = "failed: fewer than 2 keypoints with confidence > 0; nothing to fit"
     with torch.no_grad():
         joints, _, proj = problem.points(params["betas"], params["body_pose"], params["global_orient"], params["transl"])
     used = (problem.weights > 0).float()
     err = ((proj - problem.target).norm(dim=-1) * used).sum(1) / used.sum(1).clamp(min=1)
+    size = torch.as_tensor(camera.image_size, dtype=dt, device=device)
+    for i, reason in enumerate(untrusted_reasons(kp, problem.weights, err, size)):
+        if reason is not None and status[i] == "ok":
+            status[i] = f"failed: {reason}"
     picked = chosen.tolist()
     info = {
         "body_model": model.name if model.name in ("anny", "smpl", "smplh", "smplx") else model.source,

@@ -33,6 +33,7 @@ from fitter.refine.eft import EFTConfig
 
 __all__ = [
     "INITIALIZER_NAMES",
+    "INITIALIZER_REGRESSORS",
     "KEYPOINT_INITIALIZERS",
     "Initializer",
     "Start",

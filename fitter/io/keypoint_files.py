@@ -107,6 +107,19 @@ def read_keypoints_file(path: str | os.PathLike, image: str | os.PathLike | int 
     return result
 
 
+def covers_several_images(path: str | os.PathLike) -> bool:
+    """True for a keypoint file that can hold several images' keypoints (COCO-format JSON, whose
+    entries name their image); False for the one-image formats (OpenPose, fitter npz/JSON)."""
+    file = Path(path)
+    if file.suffix.lower() != ".json":
+        return False
+    try:
+        content = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return isinstance(content, list) or (isinstance(content, dict) and "annotations" in content)
+
+
 def write_keypoints_file(path: str | os.PathLike, keypoints: KeypointFile) -> None:
     """Write `keypoints` in fitter's own format, .npz or .json by the path's suffix (atomic write)."""
     file = Path(path)

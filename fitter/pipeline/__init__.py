@@ -17,39 +17,49 @@ local backend (`fit_paths`) and for each Ray actor (fitter.distributed).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from fitter.pipeline.jobs import (
     FitOptions,
     FolderSummary,
     ImageJob,
+    check_options,
     is_finished,
     output_stem,
+    output_stems,
     prepare_image,
     read_part_masks,
+    remove_stale_temporary_files,
 )
 from fitter.pipeline.outputs import project_keypoint_set, write_outputs
 from fitter.pipeline.worker import FitWorker, Report
 
-__all__ = ["FitOptions", "FolderSummary", "ImageJob", "FitWorker", "Report", "fit_paths", "pending_images", "summarize",
-           "prepare_image", "read_part_masks", "output_stem", "is_finished", "write_outputs", "project_keypoint_set"]  # fmt: skip
+__all__ = ["FitOptions", "FolderSummary", "ImageJob", "FitWorker", "Report", "fit_paths", "start_run", "summarize",
+           "check_options", "prepare_image", "read_part_masks", "output_stem", "output_stems", "is_finished",
+           "write_outputs", "project_keypoint_set"]  # fmt: skip
 
 
-def pending_images(paths: list[Path], options: FitOptions, roots: list[Path], report: Report) -> list[int]:
-    """Indices of `paths` still to fit; finished ones (unless options.overwrite) are reported "skipped"."""
+def start_run(paths: list[Path], options: FitOptions, roots: list[Path], report: Report) -> tuple[list[Path], list[int]]:
+    """What every backend does first: check the settings (one-line errors, before any work), remove
+    temporary files an interrupted run left, name each image's outputs (`output_stems`), and
+    report finished images "skipped" (unless options.overwrite). Returns (stems, indices to fit)."""
+    check_options(options, paths, roots)
+    remove_stale_temporary_files(Path(options.out_dir))
+    stems = output_stems(paths, roots, Path(options.out_dir))
     todo = []
-    for index, path in enumerate(paths):
-        if not options.overwrite and is_finished(output_stem(path, roots, options.out_dir)):
+    for index, (path, stem) in enumerate(zip(paths, stems)):
+        if not options.overwrite and is_finished(stem):
             report(path, "skipped")
         else:
             todo.append(index)
-    return todo
+    return stems, todo
 
 
-def summarize(paths: list[Path], statuses: dict[int, str], seconds: float) -> FolderSummary:
+def summarize(paths: list[Path], statuses: dict[int, str], seconds: float,
+              people_skipped: dict[Path, str] | None = None) -> FolderSummary:  # fmt: skip
     """A FolderSummary of `paths` (input order) from their statuses ("done" | "skipped" | "failed: ...")."""
-    summary = FolderSummary(seconds=seconds)
+    summary = FolderSummary(seconds=seconds, people_skipped=dict(people_skipped or {}))
     for index, path in enumerate(paths):
         status = statuses[index]
         if status == "done":
@@ -67,10 +77,12 @@ def fit_paths(
     roots: list[Path] | None = None,
     on_image: Report | None = None,
     worker: FitWorker | None = None,
+    on_read: Callable[[Path], None] | None = None,
 ) -> FolderSummary:
     """Fit every image in `paths`, writing outputs under options.out_dir (the local backend).
 
-    `on_image(path, status)` is called once per image ("done", "skipped", "failed: ..."). worker:
+    `on_image(path, status)` is called once per image ("done", "skipped", "failed: ...") and
+    on_read(path) when an image to fit has been read and detected. worker:
     a FitWorker already set up with these options (else one is made when anything is left to fit,
     and closed at the end).
     """
@@ -78,15 +90,16 @@ def fit_paths(
     paths, roots = list(paths), roots or []
     report = on_image or (lambda path, status: None)
     statuses = {index: "skipped" for index in range(len(paths))}
-    todo = pending_images(paths, options, roots, report)
+    stems, todo = start_run(paths, options, roots, report)
+    people_skipped: dict[Path, str] = {}
     if todo:
         own = worker is None
         worker = worker or FitWorker(options)
         try:
-            items = [(paths[i], output_stem(paths[i], roots, options.out_dir)) for i in todo]
-            for index, status in zip(todo, worker.process(items, report)):
+            for index, status in zip(todo, worker.process([(paths[i], stems[i]) for i in todo], report, on_read)):
                 statuses[index] = status
+            people_skipped = dict(worker.people_skipped)
         finally:
             if own:
                 worker.close()
-    return summarize(paths, statuses, time.perf_counter() - start)
+    return summarize(paths, statuses, time.perf_counter() - start, people_skipped)

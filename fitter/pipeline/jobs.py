@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from fitter.fitting import FitConfig
+from fitter.keypoints import keypoint_names
 
-__all__ = ["ImageJob", "FitOptions", "FolderSummary", "prepare_image", "read_part_masks", "output_stem", "is_finished",
-           "output_file"]  # fmt: skip
+__all__ = ["ImageJob", "FitOptions", "FolderSummary", "prepare_image", "read_part_masks", "output_stem", "output_stems",
+           "is_finished", "output_file", "remove_stale_temporary_files", "check_options", "FAILED_SUFFIX"]  # fmt: skip
 
 
 @dataclass
@@ -35,6 +38,8 @@ class FitOptions:
     gmm: Path | None = None
     landmarks3d: bool | None = None  # pull towards mediapipe's 3D world landmarks (detections only); None: with --init mediapipe
     auto_parts: bool = False  # split the person mask into 12 parts by the 2D skeleton (no --parts given)
+    threads: int = 1  # torch CPU threads for the fits
+    overlay_size: int = 2048  # longest side (px) of the overlay / side-view pictures; 0: the photo's size
 
 
 @dataclass
@@ -50,19 +55,23 @@ class ImageJob:
     mask: np.ndarray | None = None  # (H,W) bool person mask (mediapipe), single person only
     part_masks: np.ndarray | None = None  # (P,H,W) bool body-part masks from --parts, single person only
     world_landmarks: np.ndarray | None = None  # (33,3) metres, mediapipe
+    skipped_people: list[str] = field(default_factory=list)  # people not fitted, and why ("person 3: 1 keypoint")
     error: str | None = None
 
 
 @dataclass
 class FolderSummary:
+    """Images by outcome (input order); people_skipped: images where some people were not fitted, and why."""
+
     done: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     failed: dict[Path, str] = field(default_factory=dict)
+    people_skipped: dict[Path, str] = field(default_factory=dict)
     seconds: float = 0.0
 
 
 def output_stem(path: Path, roots: list[Path], out_dir: Path) -> Path:
-    """out_dir/<path relative to the folder it was found in, without suffix>."""
+    """out_dir/<path relative to the folder it was found in, without suffix> (see `output_stems`)."""
     for root in roots:
         if root.is_dir():
             try:
@@ -72,9 +81,98 @@ def output_stem(path: Path, roots: list[Path], out_dir: Path) -> Path:
     return out_dir / path.stem
 
 
+def output_stems(paths: list[Path], roots: list[Path], out_dir: Path) -> list[Path]:
+    """Unique output stems for `paths`: `output_stem`, except where two inputs would share one:
+    then each of them keeps its extension in the name (photo.jpg + photo.png -> photo.jpg.*,
+    photo.png.*), and files of the same name from different folders keep their path below the
+    folders' common parent (a/img.jpg + b/img.jpg -> a/img.jpg.*, b/img.jpg.*)."""
+    stems = [output_stem(path, roots, out_dir) for path in paths]
+    for rule in (lambda i: stems[i].parent / paths[i].name, lambda i: _below_common_parent(paths, i, out_dir)):
+        groups: dict[Path, list[int]] = {}
+        for i, stem in enumerate(stems):
+            groups.setdefault(stem, []).append(i)
+        for clash in (ids for ids in groups.values() if len(ids) > 1):
+            for i in clash:
+                stems[i] = rule(i)
+    return stems
+
+
+def _below_common_parent(paths: list[Path], i: int, out_dir: Path) -> Path:
+    same = [p.resolve() for p in paths if p.name == paths[i].name]
+    common = Path(os.path.commonpath([p.parent for p in same]))
+    return out_dir / paths[i].resolve().relative_to(common)
+
+
+FAILED_SUFFIX = ".failed.json"
+
+
+def check_options(options: FitOptions, images: list[Path], roots: list[Path] = ()) -> None:
+    """Everything about the settings that can be checked before any image is read (images: the
+    photos; roots: the folders given): a one-line ValueError (or FileNotFoundError) saying what is
+    wrong and what to do."""
+    import math
+
+    out = Path(options.out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder")
+    if out.resolve() in {Path(root).resolve() for root in roots}:
+        raise ValueError(f"--out {out} is the folder the photos are in; give another folder (e.g. {out / 'fitter_out'})")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".fitter-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(f"--out {out} is not writable ({exc.strerror}); choose a folder you can write to") from None
+    if options.focal is not None and not (math.isfinite(options.focal) and options.focal > 0):
+        raise ValueError(f"--focal must be a positive number of pixels, got {options.focal}")
+    if options.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {options.batch_size}")
+    if options.overlay_size < 0:
+        raise ValueError(f"--overlay-size must be >= 0 (0: the photo's size), got {options.overlay_size}")
+    if options.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {options.threads}")
+    device = options.device
+    if not (device == "cpu" or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
+        raise ValueError(f"--device must be cpu, cuda or cuda:N, not {device!r}")
+    for name in ("gmm", "parts", "keypoints"):
+        path = getattr(options, name)
+        if path is not None and not Path(path).exists():
+            raise FileNotFoundError(f"--{name} {path} does not exist")
+    if options.keypoints is not None and Path(options.keypoints).is_file() and len(images) > 1:
+        from fitter.io.keypoint_files import covers_several_images
+
+        if not covers_several_images(Path(options.keypoints)):
+            raise ValueError(f"--keypoints {options.keypoints} holds one photo's keypoints but {len(images)} photos were "
+                             "given; pass a folder of per-photo keypoint files (<stem>.json) or one photo")  # fmt: skip
+    if options.refine not in (None, "", "none"):
+        from fitter.init import INITIALIZER_REGRESSORS, resolve_initializer_name
+
+        if options.refine != "eft":
+            raise ValueError(f"--refine must be none or eft, not {options.refine!r}")
+        init = resolve_initializer_name(options.init)
+        if init not in INITIALIZER_REGRESSORS:
+            raise ValueError(f"--refine eft fine-tunes a regressor, but the start is {init!r}: use --init cliff, pare, hmr "
+                             "or nbf (with its checkpoint), or drop --refine")  # fmt: skip
+
+
 def is_finished(stem: Path) -> bool:
-    """An image is finished when its .npz (written last) exists, per person or single."""
+    """An image is finished when its .npz (written last, per person or single) exists and no
+    person of it failed (`<stem>[_p<id>].failed.json`): failed images are fitted again."""
+    if (stem.parent / (stem.name + FAILED_SUFFIX)).exists() or any(stem.parent.glob(f"{stem.name}_p*{FAILED_SUFFIX}")):
+        return False
     return output_file(stem, ".npz").exists() or any(stem.parent.glob(f"{stem.name}_p*.npz"))
+
+
+def remove_stale_temporary_files(out_dir: Path) -> int:
+    """Delete the hidden `.<name>.*.tmp` files an interrupted run (kill -9) left under out_dir; their count."""
+    count = 0
+    if out_dir.is_dir():
+        for tmp in out_dir.rglob(".*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                count += 1
+    return count
 
 
 def output_file(stem: Path, suffix: str) -> Path:
@@ -97,7 +195,14 @@ def prepare_image(path: Path, stem: Path, options: FitOptions, detector) -> Imag
                 raise ValueError(f"no keypoint file for {path.name} in {options.keypoints} (expected {path.stem}.json, "
                                  f"{path.stem}_keypoints.json or {path.stem}.npz)")  # fmt: skip
             kf = read_keypoints_file(kp_path, image=path.name if kp_path.is_file() and options.keypoints.is_file() else None)
-            people = [i for i in range(len(kf.keypoints)) if (kf.keypoints[i, :, 2] > 0).sum() >= 2]
+            expected = len(keypoint_names(kf.keypoint_set))
+            if kf.keypoints.ndim != 3 or kf.keypoints.shape[1:] != (expected, 3):
+                raise ValueError(f"{kp_path.name}: keypoints are {kf.keypoints.shape[1:]} per person but set "
+                                 f"{kf.keypoint_set!r} has ({expected}, 3); fix the file")  # fmt: skip
+            seen = (kf.keypoints[..., 2] > 0).sum(1)
+            people = [i for i in range(len(kf.keypoints)) if seen[i] >= 2]
+            job.skipped_people = [f"person {int(kf.person_ids[i])}: {int(seen[i])} keypoint(s)" for i in range(len(seen))
+                                  if seen[i] < 2]  # fmt: skip
             if not people:
                 raise ValueError(f"{kp_path.name} has no person with at least 2 keypoints")
             job.keypoints = kf.keypoints[people]

@@ -1,9 +1,15 @@
-"""The files of a fitted image: `<stem>.npz` (last: the finished marker), `.json`, `.obj`,
-`_overlay.png` (every person of the image in one picture) and, on request, `_side.png`; one set
-per person (`<stem>_p<id>.*`) when the image has several. Every file is written atomically."""
+"""The files of a fitted image.
+
+Per person whose fit is "ok": `<stem>.obj`, `<stem>.json` and `<stem>.npz` (last: the finished
+marker); per person whose fit failed or cannot be trusted: `<stem>.failed.json` (the status, the
+reason and the parameters, for a look) and no .npz, so a re-run fits the image again. One
+`<stem>_overlay.png` with every person (and `_side.png` on request), at most `overlay_size` px on
+its long side. With several people, person stems are `<stem>_p<id>`. Every file is written atomically.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -11,23 +17,35 @@ import torch
 
 from fitter.body import BodyModel
 from fitter.keypoints import SKELETONS, keypoint_names, keypoint_regressor
-from fitter.pipeline.jobs import FitOptions, ImageJob, output_file
+from fitter.pipeline.jobs import FAILED_SUFFIX, FitOptions, ImageJob, output_file
 from fitter.result import FitResult
 
-__all__ = ["write_outputs", "project_keypoint_set"]
+__all__ = ["write_outputs", "project_keypoint_set", "person_stem"]
 
 
-def _person_stem(job: ImageJob, k: int) -> Path:
+def person_stem(job: ImageJob, k: int) -> Path:
+    """The output stem of person k of the image (the image's own stem when it has one person)."""
     if len(job.person_ids) == 1:
         return job.stem
     return job.stem.parent / f"{job.stem.name}_p{job.person_ids[k]}"
 
 
+def _downscaled(image: np.ndarray, longest: int) -> tuple[np.ndarray, float]:
+    """The image scaled so its longest side is at most `longest` px (0: as is), and the scale."""
+    scale = 1.0 if longest <= 0 else min(1.0, longest / max(image.shape[:2]))
+    if scale == 1.0:
+        return image, 1.0
+    import cv2
+
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
+
+
 def write_outputs(job: ImageJob, result: FitResult, model: BodyModel, options: FitOptions) -> None:
-    """Write the files of one image (all its people)."""
+    """Write the files of one image (all its people; see the module docstring)."""
     import trimesh
 
-    from fitter.io.atomic import atomic_save_png, atomic_write
+    from fitter.io.atomic import atomic_save_png, atomic_write, atomic_write_json
     from fitter.render.overlay import draw_keypoints, render_overlay, render_side_view
 
     job.stem.parent.mkdir(parents=True, exist_ok=True)
@@ -37,26 +55,38 @@ def write_outputs(job: ImageJob, result: FitResult, model: BodyModel, options: F
     names = keypoint_names(result.keypoint_set)
     left = [i for i, n in enumerate(names) if n.startswith("left")]
     right = [i for i, n in enumerate(names) if n.startswith("right")]
-    # one overlay with everybody
-    overlay = render_overlay(job.image, vertices, faces, float(result.focal_length[0]), result.principal_point[0])
+    picture, scale = _downscaled(job.image, options.overlay_size)
+    overlay = render_overlay(picture, vertices, faces, float(result.focal_length[0]) * scale,
+                             result.principal_point[0] * scale)  # fmt: skip
     for p in range(len(result)):
-        overlay = draw_keypoints(overlay, result.keypoints[p, :, :2], result.keypoints[p, :, 2],
+        overlay = draw_keypoints(overlay, result.keypoints[p, :, :2] * scale, result.keypoints[p, :, 2],
                                  SKELETONS.get(result.keypoint_set, []), left, right)  # fmt: skip
+    atomic_save_png(job.stem.parent / f"{job.stem.name}_overlay.png", overlay)
     for p in range(len(result)):
-        stem = _person_stem(job, p)
+        stem = person_stem(job, p)
         one = result.select(p)
         one.extras["coco17_2d"] = coco[p]  # (17,2) px
         one.extras["person_id"] = np.array([job.person_ids[p]])
         one.info["image"] = str(job.path)
+        failed = output_file(stem, FAILED_SUFFIX)
+        if one.status[0] != "ok":
+            for suffix in (".npz", ".json", ".obj"):  # a stale success must not stand beside the failure
+                with contextlib.suppress(FileNotFoundError):
+                    output_file(stem, suffix).unlink()
+            atomic_write_json(failed, {"image": str(job.path), "person_id": job.person_ids[p], "status": one.status[0],
+                                       "reprojection_error_px": float(one.reprojection_error_px[0]),
+                                       **{k: getattr(one, k)[0].tolist() for k in ("betas", "body_pose", "global_orient", "transl")},
+                                       "note": "not trusted, so not written as a result; a re-run fits this image again"})  # fmt: skip
+            continue
         mesh = trimesh.Trimesh(vertices[p], faces, process=False)
         with atomic_write(output_file(stem, ".obj"), "w") as handle:
             handle.write(mesh.export(file_type="obj"))
-        if p == 0:  # one overlay per image, with every person
-            atomic_save_png(job.stem.parent / f"{job.stem.name}_overlay.png", overlay)
         if options.side_view:
-            h, w = job.image.shape[:2]
+            h, w = picture.shape[:2]
             atomic_save_png(stem.parent / f"{stem.name}_side.png", render_side_view(vertices[p], faces, (w, h)))
         one.save(output_file(stem, ".npz"))  # last: marks the person finished
+        with contextlib.suppress(FileNotFoundError):
+            failed.unlink()
 
 
 def project_keypoint_set(result: FitResult, model: BodyModel, keypoint_set: str, device: str = "cpu") -> np.ndarray:

@@ -49,6 +49,7 @@ class FitWorker:
         gmm = str(options.gmm) if options.gmm else None
         self.mean_pose = prior_mean_pose(default_prior_terms(gmm))
         self.use_landmarks3d = options.landmarks3d if options.landmarks3d is not None else self.init_name == "mediapipe"
+        self.people_skipped: dict[Path, str] = {}  # images where some people were not fitted, and why
         self.detector = None
         if options.keypoints is None:
             from fitter.detect import BlazePoseDetector
@@ -62,10 +63,11 @@ class FitWorker:
             self.detector.close()
             self.detector = None
 
-    def process(self, items: Sequence[tuple[Path, Path]], report: Report | None = None) -> list[str]:
+    def process(self, items: Sequence[tuple[Path, Path]], report: Report | None = None,
+                on_read: Callable[[Path], None] | None = None) -> list[str]:  # fmt: skip
         """Fit the images `items` = (path, output stem); returns each image's status in order and
-        calls report(path, status) as each is known. Finished images (their .npz exists) are
-        skipped unless options.overwrite."""
+        calls report(path, status) as each is known (and on_read(path) once it is read and
+        detected). Finished images are skipped unless options.overwrite."""
         report = report or (lambda path, status: None)
         statuses: dict[int, str] = {}
 
@@ -95,6 +97,10 @@ class FitWorker:
                 k, future = queue.popleft()
                 job = future.result()
                 fill()
+                if on_read is not None:
+                    on_read(job.path)
+                if job.skipped_people:
+                    self.people_skipped[job.path] = "; ".join(job.skipped_people)
                 if job.error is not None:
                     settle(k, job.path, f"failed: {job.error}")
                 else:
@@ -107,16 +113,19 @@ class FitWorker:
         return [statuses[k] for k in range(len(items))]
 
     def _finish(self, jobs: list[ImageJob]) -> list[str]:
-        """Fit and write a batch of detected images; their statuses."""
+        """Fit and write a batch of detected images; their statuses ("done" only when every
+        person's fit is ok; else "failed: " and the first failed person's reason)."""
         statuses = []
         for job, res in zip(jobs, self.fit_jobs(jobs)):
             try:
                 if isinstance(res, Exception):
                     raise res
                 write_outputs(job, res, self.model, self.options)
-                bad = [s for s in res.status if s != "ok"]
+                bad = [(job.person_ids[k], s) for k, s in enumerate(res.status) if s != "ok"]
                 if bad:
-                    raise ValueError(bad[0])
+                    who = f"person {bad[0][0]}: " if len(job.person_ids) > 1 else ""
+                    more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+                    raise ValueError(who + bad[0][1].removeprefix("failed: ") + more)
                 statuses.append("done")
             except Exception as exc:
                 statuses.append(f"failed: {_message(exc)}")
@@ -125,45 +134,47 @@ class FitWorker:
 
     def fit_jobs(self, jobs: list[ImageJob]) -> list[FitResult | Exception]:
         """Fit all people of `jobs` in batches grouped by keypoint set; one result (or the
-        exception that failed its group) per job."""
-        options = self.options
-        results: list[FitResult | Exception] = [None] * len(jobs)  # type: ignore[list-item]
+        exception that failed it) per job. When a group fails, its images are fitted one by
+        one, so a bad image fails alone."""
         by_set: dict[str, list[int]] = {}
         for i, job in enumerate(jobs):
             by_set.setdefault(job.keypoint_set, []).append(i)
+        results: list[FitResult | Exception] = [None] * len(jobs)  # type: ignore[list-item]
         for kset, idx in by_set.items():
-            kps, sizes, paths, owner, masks, part_masks, lm3d = [], [], [], [], [], [], []
-            for i in idx:
-                h, w = jobs[i].image.shape[:2]
-                for p in range(len(jobs[i].keypoints)):
-                    kps.append(jobs[i].keypoints[p])
-                    sizes.append((w, h))
-                    paths.append(jobs[i].path)
-                    owner.append(i)
-                    masks.append(jobs[i].mask)
-                    part_masks.append(jobs[i].part_masks)
-                    wl = jobs[i].world_landmarks
-                    lm3d.append(np.concatenate([wl, jobs[i].keypoints[p, :, 2:3]], axis=1) if wl is not None
-                                else np.zeros((jobs[i].keypoints.shape[1], 4), np.float32))  # fmt: skip
-            try:
-                sizes_arr = np.array(sizes, dtype=np.float32)
-                camera = resolve_camera(sizes_arr, len(kps), options.focal, paths)  # one camera for start and fit
-                world = [jobs[o].world_landmarks for o in owner]
-                has_world = kset == "blazepose33" and all(w is not None for w in world)
-                inputs = StartInputs.build(np.stack(kps), kset, camera, self.model, self.mean_pose, options.device,
-                                           images=[jobs[i].image for i in idx], owners=[idx.index(o) for o in owner],
-                                      world_landmarks=np.stack(world) if has_world else None, masks=masks)  # fmt: skip
-                targets = FitTargets(masks=masks if options.silhouette else None,
-                                     part_masks=part_masks if any(p is not None for p in part_masks) else None,
-                                     landmarks3d=np.stack(lm3d) if self.use_landmarks3d and kset == "blazepose33" else None)  # fmt: skip
-                res = fit_keypoints(np.stack(kps), kset, sizes_arr, camera=camera, start=self.initializer(inputs),
-                                    body_model=self.model, config=options.config, device=options.device,
-                                    gmm_path=str(options.gmm) if options.gmm else None, targets=targets)  # fmt: skip
-            except Exception as exc:  # the whole group failed: every image in it reports it
-                for i in idx:
-                    results[i] = exc
-                continue
-            owner_arr = np.array(owner)
-            for i in idx:
-                results[i] = res.select(np.nonzero(owner_arr == i)[0])
+            group = self._fit_group([jobs[i] for i in idx], kset)
+            if isinstance(group, Exception) and len(idx) > 1:
+                group = [self._fit_group([jobs[i]], kset) for i in idx]
+                group = [r if isinstance(r, Exception) else r[0] for r in group]
+            for k, i in enumerate(idx):
+                results[i] = group if isinstance(group, Exception) else group[k]
         return results
+
+    def _fit_group(self, jobs: list[ImageJob], kset: str) -> list[FitResult] | Exception:
+        """All people of `jobs` (one keypoint set) in one batch with one camera per person: one
+        result per job, or the exception that stopped it."""
+        options = self.options
+        people = [(i, p) for i, job in enumerate(jobs) for p in range(len(job.keypoints))]
+        owner = [i for i, _ in people]
+        kps = np.stack([jobs[i].keypoints[p] for i, p in people])
+        masks = [jobs[i].mask for i in owner]
+        part_masks = [jobs[i].part_masks for i in owner]
+        world = [jobs[i].world_landmarks for i in owner]
+        has_world = kset == "blazepose33" and all(w is not None for w in world)
+        try:
+            sizes = np.array([jobs[i].image.shape[1::-1] for i in owner], dtype=np.float32)  # (W,H)
+            camera = resolve_camera(sizes, len(kps), options.focal, [jobs[i].path for i in owner])  # for start and fit
+            inputs = StartInputs.build(kps, kset, camera, self.model, self.mean_pose, options.device,
+                                       images=[job.image for job in jobs], owners=owner,
+                                       world_landmarks=np.stack(world) if has_world else None, masks=masks)  # fmt: skip
+            landmarks3d = None
+            if self.use_landmarks3d and has_world:  # mediapipe's 3D landmarks, weighted by its visibility
+                landmarks3d = np.concatenate([np.stack(world), kps[..., 2:3]], axis=-1)
+            targets = FitTargets(masks=masks if options.silhouette else None, landmarks3d=landmarks3d,
+                                 part_masks=part_masks if any(p is not None for p in part_masks) else None)  # fmt: skip
+            res = fit_keypoints(kps, kset, sizes, camera=camera, start=self.initializer(inputs), body_model=self.model,
+                                config=options.config, device=options.device, targets=targets, threads=options.threads,
+                                gmm_path=str(options.gmm) if options.gmm else None)  # fmt: skip
+        except Exception as exc:
+            return exc
+        owner_arr = np.array(owner)
+        return [res.select(np.nonzero(owner_arr == i)[0]) for i in range(len(jobs))]
