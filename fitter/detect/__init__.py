@@ -1,5 +1,7 @@
-"""Person detection and 2D keypoints from photos (mediapipe BlazePose, 33 landmarks)."""
+"""Person detection and 2D keypoints from photos (mediapipe BlazePose, 33 landmarks): one person
+(`BlazePoseDetector`, legacy solutions.pose) or everyone (`PeopleDetector`, Tasks PoseLandmarker)."""
 
 from fitter.detect.mediapipe_pose import BLAZEPOSE33_NAMES, BlazePoseDetector, Detection
+from fitter.detect.people import PeopleDetector, landmarker_bundle
 
-__all__ = ["BLAZEPOSE33_NAMES", "BlazePoseDetector", "Detection"]
+__all__ = ["BLAZEPOSE33_NAMES", "BlazePoseDetector", "Detection", "PeopleDetector", "landmarker_bundle"]

@@ -27,7 +27,7 @@ import numpy as np
 
 from fitter.io.keypoint_files import KeypointFile
 
-__all__ = ["BLAZEPOSE33_NAMES", "BlazePoseDetector", "Detection"]
+__all__ = ["BLAZEPOSE33_NAMES", "BlazePoseDetector", "Detection", "person_box", "import_mediapipe"]
 
 BLAZEPOSE33_NAMES: tuple[str, ...] = (
     "nose",
@@ -158,12 +158,12 @@ class BlazePoseDetector:
             keypoints=keypoints,
             world_landmarks=world,
             mask=mask,
-            bbox_xyxy=_person_box(keypoints[:, :2], mask, width, height),
+            bbox_xyxy=person_box(keypoints[:, :2], mask, width, height),
             image_size=(width, height),
         )
 
 
-def _person_box(points: np.ndarray, mask: np.ndarray | None, width: int, height: int) -> np.ndarray:
+def person_box(points: np.ndarray, mask: np.ndarray | None, width: int, height: int) -> np.ndarray:
     """Person box [x0, y0, x1, y1] px: the box of mask pixels > 0.5 that lie within the landmark box
     grown by 15% of its long side (which keeps other people's pixels out), else the landmark box;
     clipped to the image. The mask box includes the head top and visible clothing, which landmarks miss.
@@ -181,14 +181,20 @@ def _person_box(points: np.ndarray, mask: np.ndarray | None, width: int, height:
     return box.astype(np.float32)
 
 
-def _import_mediapipe_pose() -> Any:
-    """mediapipe.solutions.pose, or an ImportError that says which version to install."""
+def import_mediapipe() -> Any:
+    """The mediapipe module, or an ImportError that says which version to install."""
     try:
         import mediapipe as mp
     except ImportError:
         raise ImportError(
             "person detection needs mediapipe: pip install mediapipe==0.10.21 (or pass a keypoint file instead)"
         ) from None
+    return mp
+
+
+def _import_mediapipe_pose() -> Any:
+    """mediapipe.solutions.pose, or an ImportError that says which version to install."""
+    mp = import_mediapipe()
     pose_module = getattr(getattr(mp, "solutions", None), "pose", None)
     if pose_module is None:
         version = getattr(mp, "__version__", "unknown")

@@ -90,15 +90,20 @@ def mask_boundary_pixels(mask) -> np.ndarray:
     return np.argwhere(array & ~eroded)
 
 
-def sample_boundary_points(mask, max_points: int = 512, seed: int = 0) -> Tensor:
+def sample_boundary_points(mask, max_points: int = 512, seed: int = 0, ignore=None) -> Tensor:
     """(M,2) float32 pixel-centre (x, y) coordinates of boundary pixels, M <= max_points.
 
     When the boundary has more pixels than `max_points`, an evenly strided subset of the
-    boundary pixels in a random order (fixed by `seed`) is returned.
+    boundary pixels in a random order (fixed by `seed`) is returned. ignore (H,W) bool or None:
+    boundary pixels within 2 px of it are left out (the mask ends there because something in
+    front hides the person, not because the body does).
     """
     if max_points <= 0:
         raise ValueError(f"max_points must be positive, got {max_points}")
     rows_cols = mask_boundary_pixels(mask)
+    if ignore is not None and _as_bool_numpy(ignore).any():
+        near = ndimage.binary_dilation(_as_bool_numpy(ignore), iterations=2)
+        rows_cols = rows_cols[~near[rows_cols[:, 0], rows_cols[:, 1]]]
     if len(rows_cols) > max_points:
         order = np.random.default_rng(seed).permutation(len(rows_cols))[:max_points]
         rows_cols = rows_cols[np.sort(order)]
@@ -132,15 +137,23 @@ def _pad_points(point_sets: Sequence[Tensor], device) -> tuple[Tensor, Tensor]:
     return points, valid
 
 
-def prepare_silhouette_target(masks, max_boundary_points: int = 512, seed: int = 0, device=None) -> SilhouetteTarget:
-    """Distance maps and padded boundary points for masks (B,H,W) (or one mask (H,W))."""
+def prepare_silhouette_target(masks, max_boundary_points: int = 512, seed: int = 0, device=None,
+                              ignore=None) -> SilhouetteTarget:  # fmt: skip
+    """Distance maps and padded boundary points for masks (B,H,W) (or one mask (H,W)).
+
+    ignore: (B,H,W) bool (or None): pixels covered by something in front of the person (another
+    person): neither required nor forbidden -- the body may project there at no cost, and the
+    mask's edge along them is not a silhouette edge.
+    """
     if device is None and torch.is_tensor(masks):
         device = masks.device
     array = _as_bool_numpy(masks)
     if array.ndim == 2:
         array = array[None]
-    dist = mask_distance_transform(array, device=device)
-    points, valid = _pad_points([sample_boundary_points(m, max_boundary_points, seed) for m in array], dist.device)
+    hidden = np.zeros_like(array) if ignore is None else _as_bool_numpy(ignore).reshape(array.shape)
+    dist = mask_distance_transform(array | hidden, device=device)
+    points, valid = _pad_points([sample_boundary_points(m, max_boundary_points, seed, ignore=h) for m, h in zip(array, hidden)],
+                                dist.device)  # fmt: skip
     return SilhouetteTarget(dist, points, valid)
 
 
