@@ -1,27 +1,31 @@
 """Which source joint stands for which SMPL joint, per source skeleton (explicit tables).
 
 Each SMPL joint has two entries:
-    position  the source point that marks the same place in the body (a joint name, or
-              "end:<joint>" for the BVH end site after that joint); None where no source point
-              corresponds (the point is then not matched, and not counted in the error);
+    position  the source point at the same place in the body (a joint name, or "end:<joint>"
+              for the BVH end site after that joint); None where no source point is at the
+              same anatomical place (the point is then neither matched nor counted in the error);
     rotation  the source joint whose world rotation orients the same body segment (the bone
               from this SMPL joint towards its children); None where the source has no data
-              for it (the SMPL joint's local rotation is then held near rest).
-Positions fix every swing; the rotations supply the twist about a bone (upper arms, forearms,
-thighs, shins, spine, head), which joint positions leave open.
+              for it (the SMPL joint's local rotation is then held at rest).
+Positions fix the limbs; rotations drive the torso and supply the twist about each limb bone
+(upper arms, forearms, thighs, shins), which positions leave open.
 
-Notes on the choices (rest positions compared with anny's SMPL-layout joints):
-- CMU 31: `Hips`/`LowerBack` sit 10 cm above and 5 cm behind the hip joints, where SMPL's
-  spine1 is (the SMPL pelvis sits on the line between the hips), so they mark spine1, and the
-  pelvis is matched through the hips. `LHipJoint`/`RHipJoint` and `LeftShoulder`/`RightShoulder`
-  (collars) never rotate: SMPL's collars stay at rest. `Neck` sits on `Spine1`; `Neck1` (upper
-  neck) marks SMPL's neck. The hand joints only rotate about the forearm (`LeftHand`, a twist);
-  the finger joints are noisy and SMPL's hands stay at rest.
-- Daz 43 (the CMU motion retargeted onto one Poser figure): `hip` is 2.6 cm below the thighs,
-  unmatched; `abdomen` and `chest` mark SMPL's spine2 and spine3; collars, buttocks, eyes and
-  the first finger joints never rotate. The foot has no toe joint: its end site (ball of the
-  foot) marks SMPL's foot joint, whose own rotation (the toes) stays at rest. The middle-finger
-  base `lMid1`/`rMid1` marks SMPL's hand joint (fingers never move).
+Matched by position: hips, knees, ankles, feet (toe bases; Daz: the foot's end site, the ball
+of the foot), shoulders, elbows, wrists (Daz also the hands: middle-finger base, as anny's
+SMPL-layout hand joint). Not matched by position, because the skeletons place them elsewhere
+(rest positions compared with anny's SMPL-layout joints, scaled):
+- pelvis and spine: CMU's `Hips`/`LowerBack` sit 10 cm above and 5 cm behind the hip joints
+  (SMPL's pelvis is on the line between the hips); its spine has 2 segments + 2 neck segments
+  and puts `Neck` 7 cm *below* the shoulders; the Daz `hip` is 2.6 cm below the thighs and its
+  `abdomen`/`chest` sit at other heights than spine1-3;
+- neck and head: CMU's `Head` is 13 cm, the Daz `head` 12 cm above the shoulder line, anny's
+  head joint 19 cm (a different point of the skull); matching them bends the neck in every pose.
+These follow the source rotations instead (spine1-3 <- LowerBack/Spine/Spine1 or hip/abdomen/
+chest, neck <- Neck1 / neck, head <- Head / head).
+Held at rest (no data in the files): collars (CMU `LeftShoulder`/`RightShoulder` and Daz
+`lCollar`/`rCollar` never rotate), hands (CMU finger joints are noise, Daz fingers never move),
+Daz toes (no toe joint). CMU wrists take the forearm twist of `LeftHand`/`RightHand` (their
+only channel).
 """
 
 from __future__ import annotations
