@@ -11,7 +11,7 @@ It is not the fitter's default prior (yet); pass it with `--gmm` / `gmm_path`.
 Rebuild (the CMU data are used by path, never copied into the package):
 
     fitter mocap import ../shared/mocap/cmu --out cmu_poses.npz
-    python -m priors.shipped cmu_poses.npz --out priors/data/gmm_cmu_08.npz
+    fitter mocap fit-gmm cmu_poses.npz --out priors/data/gmm_cmu_08.npz
 
 Training poses: the `train` split (every subject but the held-out 13 and 14; frames of unknown
 subject included) plus each pose mirrored (`fitter.body.mirror.mirror_body_pose`). SMPL joints
@@ -26,7 +26,6 @@ funding from NSF EIA-0196217.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -129,24 +128,3 @@ def nll_table(prior: MaxMixturePrior, poses_path: str | Path, random_poses: int 
         generator = torch.Generator().manual_seed(seed)
         out["random_within_limits"] = float(prior(sample_within_limits(random_poses, generator=generator)).mean())
     return out
-
-
-def _main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Train the shipped CMU pose prior from `fitter mocap import` output.")
-    parser.add_argument("poses", help="npz written by `fitter mocap import`")
-    parser.add_argument("--out", default=str(shipped_gmm_path()), help="output .npz (default: the package data file)")
-    parser.add_argument("--components", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-mirror", action="store_true")
-    args = parser.parse_args(argv)
-    body = load_mocap_poses(args.poses, "train")
-    params = fit_mocap_gmm(body, components=args.components, mirror=not args.no_mirror, seed=args.seed)
-    save_gmm(args.out, *params)
-    print(f"wrote {args.out}: {params.means.shape[0]} components from {body.shape[0]} train poses"
-          f"{'' if args.no_mirror else ' + their mirror images'}")  # fmt: skip
-    for name, value in nll_table(MaxMixturePrior.from_file(args.out), args.poses).items():
-        print(f"mean NLL {name:>22}: {value:10.1f}")
-
-
-if __name__ == "__main__":
-    _main()

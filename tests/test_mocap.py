@@ -202,6 +202,10 @@ def test_import_cli_writes_poses_that_fit_gmm_reads(cmu_dir, anny_model, tmp_pat
     result = CliRunner().invoke(app, ["priors", "fit-gmm", str(out), "--components", "2", "--out", str(gmm)])
     assert result.exit_code == 0, result.output
     assert load_gmm(gmm).means.shape == (2, 69)
+    # the shipped prior's recipe: train split only, mirrored
+    result = CliRunner().invoke(app, ["mocap", "fit-gmm", str(out), "--components", "2", "--out", str(gmm)])
+    assert result.exit_code == 0, result.output
+    assert "heldout" in result.output and load_gmm(gmm).means.shape == (2, 69)
 
 
 def test_dedup_drops_daz_copies_of_31_joint_trials(cmu_dir):

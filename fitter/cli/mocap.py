@@ -1,6 +1,7 @@
 """`fitter mocap ...`: import motion capture as SMPL-layout body poses.
 
     fitter mocap import ../shared/mocap/cmu --out cmu_poses.npz
+    fitter mocap fit-gmm cmu_poses.npz --out gmm_cmu_08.npz     # the shipped prior's recipe
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from fitter.cli.common import console, fail
 
 app = typer.Typer(
     help="Motion capture: convert CMU mocap to SMPL-layout body poses (AMASS-style npz).\n\n"
-    "Example:\n\n  fitter mocap import ../shared/mocap/cmu --out cmu_poses.npz",
+    "Examples:\n\n  fitter mocap import ../shared/mocap/cmu --out cmu_poses.npz\n\n"
+    "  fitter mocap fit-gmm cmu_poses.npz --out gmm_cmu_08.npz",
     no_args_is_help=True,
 )
 
@@ -75,3 +77,31 @@ def import_command(
     console.print(table)
     counts = ", ".join(f"{name} {count}" for name, count in result.split_counts().items())
     console.print(f"split: {counts} (held-out subjects: 13, 14)", highlight=False)
+
+
+@app.command("fit-gmm")
+def fit_gmm_command(
+    poses: Path = typer.Argument(..., help="npz written by `fitter mocap import`."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output .npz (gmm_08 layout)."),
+    components: int = typer.Option(8, "--components", "-k", min=1, help="Number of Gaussian components."),
+    mirror: bool = typer.Option(True, "--mirror/--no-mirror", help="Add every pose's left/right mirror image."),
+    no_data_std_deg: float = typer.Option(10.0, "--no-data-std-deg", help="Std (deg) given to the collar and hand dimensions, which the mocap never moves (<= 0: keep the fitted ones)."),
+    seed: int = typer.Option(0, "--seed", help="k-means seed."),
+) -> None:
+    """Fit a GMM pose prior on the TRAIN split of imported mocap (how priors/data/gmm_cmu_08.npz
+    is made) and print the mean NLL of train, held-out and random joint-limit poses."""
+    from priors.gmm import MaxMixturePrior, save_gmm
+    from priors.shipped import fit_mocap_gmm, load_mocap_poses, nll_table
+
+    try:
+        body = load_mocap_poses(poses, "train")
+        with console.status(f"fitting {components} components to {len(body)} train poses"):
+            params = fit_mocap_gmm(body, components=components, mirror=mirror, seed=seed,
+                                   no_data_std_deg=no_data_std_deg if no_data_std_deg > 0 else None)  # fmt: skip
+        save_gmm(out, *params)
+        table = nll_table(MaxMixturePrior.from_file(out), poses)
+    except (FileNotFoundError, ValueError, OSError, KeyError) as exc:
+        fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    console.print(f"wrote {out}: {components} components from {len(body)} train poses" + (" + mirror images" if mirror else ""), highlight=False)
+    for name, value in table.items():
+        console.print(f"mean NLL {name:>22}: {value:10.1f}", highlight=False)
