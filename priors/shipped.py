@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from priors.fit_gmm import fit_gmm
-from priors.gmm import GMMParams, MaxMixturePrior, save_gmm, validate_gmm
+from priors.gmm import GMMParams, MaxMixturePrior, validate_gmm
 
 __all__ = [
     "NO_DATA_JOINTS",

@@ -6,18 +6,31 @@ stands for which SMPL joint: `fitter.mocap.mapping`; the retargeting (calibratio
 inverse kinematics on the body model's 24 joints): `fitter.mocap.retarget`.
 """
 
-from fitter.mocap.importer import HELDOUT_SUBJECTS, SOURCE_FILES, ImportResult, import_cmu, save_poses
+from fitter.mocap.importer import (
+    HELDOUT_SUBJECTS,
+    SOURCE_FILES,
+    ImportResult,
+    import_cmu,
+    save_poses,
+)
 from fitter.mocap.mapping import JOINT_MAPS, JointMap, joint_map
-from fitter.mocap.retarget import Calibration, IKWeights, calibrate, joint_errors, retarget, source_targets
+from fitter.mocap.retarget import (
+    Calibration,
+    IKWeights,
+    calibrate,
+    joint_errors,
+    retarget,
+    source_targets,
+)
 from fitter.mocap.skeleton import SourceMotion, load_source, source_forward_kinematics
 
 __all__ = [
     "HELDOUT_SUBJECTS",
+    "JOINT_MAPS",
     "SOURCE_FILES",
     "Calibration",
     "IKWeights",
     "ImportResult",
-    "JOINT_MAPS",
     "JointMap",
     "SourceMotion",
     "calibrate",

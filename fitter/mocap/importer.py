@@ -24,14 +24,21 @@ from __future__ import annotations
 import csv
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from fitter.body.model import SMPL_JOINT_NAMES, BodyModel
-from fitter.mocap.retarget import Calibration, IKWeights, calibrate, joint_errors, retarget, source_targets
+from fitter.mocap.retarget import (
+    Calibration,
+    IKWeights,
+    calibrate,
+    joint_errors,
+    retarget,
+    source_targets,
+)
 from fitter.mocap.skeleton import SourceMotion, load_source
 
 __all__ = [
@@ -164,7 +171,7 @@ def import_cmu(
         part = motion.subset(frames)
         poses, trans = retarget(
             model, calib, part, batch_size=batch_size, iterations=iterations, weights=weights,
-            progress=lambda done, total: say(f"{name}: {done}/{total} frames"),
+            progress=lambda done, total, name=name: say(f"{name}: {done}/{total} frames"),
         )  # fmt: skip
         points, _ = source_targets(part, calib.table)
         errors = joint_errors(model, calib, poses, points).numpy() * 1000.0

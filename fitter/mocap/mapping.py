@@ -34,7 +34,7 @@ from typing import NamedTuple
 
 from fitter.body.model import SMPL_JOINT_NAMES
 
-__all__ = ["JointMap", "JOINT_MAPS", "joint_map"]
+__all__ = ["JOINT_MAPS", "JointMap", "joint_map"]
 
 
 class JointMap(NamedTuple):
@@ -51,8 +51,9 @@ def _sided(rows: list[tuple[str, str | None, str | None]], left: tuple[str, str]
             out.append(JointMap(smpl, pos, rot))
             continue
         for side, (s, S) in (("left", left), ("right", right)):
-            fill = lambda text: None if text is None else text.format(s=s, S=S)  # noqa: E731
-            out.append(JointMap(smpl.format(side=side), fill(pos), fill(rot)))
+            pos_side = None if pos is None else pos.format(s=s, S=S)
+            rot_side = None if rot is None else rot.format(s=s, S=S)
+            out.append(JointMap(smpl.format(side=side), pos_side, rot_side))
     return out
 
 

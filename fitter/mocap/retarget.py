@@ -29,7 +29,11 @@ import torch
 from fitter.body.model import SMPL_JOINT_NAMES, SMPL_PARENTS, BodyModel
 from fitter.geometry import axis_angle_to_matrix, matrix_to_axis_angle, procrustes_align
 from fitter.mocap.mapping import JointMap, joint_map
-from fitter.mocap.skeleton import SourceMotion, end_site_positions, source_forward_kinematics
+from fitter.mocap.skeleton import (
+    SourceMotion,
+    end_site_positions,
+    source_forward_kinematics,
+)
 
 __all__ = [
     "Calibration",
@@ -262,7 +266,7 @@ def calibrate(
     with torch.no_grad():
         body_rest = model.forward_joints(betas=torch.zeros(1, model.num_betas)).joints[0].double()
     pos_ids = calib.position_ids
-    spread = lambda x: (x - x.mean(0)).norm(dim=-1).mean()  # noqa: E731
+    spread = lambda x: (x - x.mean(0)).norm(dim=-1).mean()
     calib.scale = float(spread(rest_points[0]) / spread(body_rest[pos_ids]))
     source_rest = torch.zeros(NUM_JOINTS, 3, dtype=torch.float64)
     source_rest[pos_ids] = rest_points[0]

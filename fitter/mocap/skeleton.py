@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 __all__ = [
-    "SourceMotion",
     "SKELETON_UNITS",
+    "SourceMotion",
     "euler_to_matrix",
     "load_source",
     "source_forward_kinematics",
@@ -67,7 +67,7 @@ class SourceMotion:
     def index(self, name: str) -> int:
         return self.joint_names.index(name)
 
-    def subset(self, frames: np.ndarray) -> "SourceMotion":
+    def subset(self, frames: np.ndarray) -> SourceMotion:
         """The same skeleton with only the given frame indices."""
         frames = np.asarray(frames)
         return SourceMotion(
@@ -76,7 +76,7 @@ class SourceMotion:
             self.frame_motion[frames], self.frame_source_index[frames], self.end_sites,
         )  # fmt: skip
 
-    def rest(self) -> "SourceMotion":
+    def rest(self) -> SourceMotion:
         """One frame with every rotation zero at the origin: the skeleton's rest configuration."""
         one = self.subset(np.zeros(1, dtype=int))
         one.euler_deg = np.zeros_like(one.euler_deg)
