@@ -5,7 +5,7 @@ Route (per source skeleton, see `fitter.mocap.mapping` for the joint tables):
 2. Calibration, once per skeleton: the body's shape (betas) and scale that best reproduce the
    source's matched joint positions over a sample of frames and its rest frame (inverse
    kinematics with shared betas/scale), then per SMPL joint the fixed rotation C_j that turns
-   the body's rest bone onto the source's rest bone (shortest arc, limbs; the torso shares the
+   the body's rest bone onto the source's rest bone (shortest arc for the limbs; the torso shares the
    pelvis's, which lines up the hips).
 3. Start: SMPL world rotation of joint j = world rotation of its source bone times C_j (a
    rotation copy); local rotations follow from SMPL's tree.
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from fitter.body.model import SMPL_JOINT_NAMES, SMPL_PARENTS, BodyModel
+from fitter.body.model import SMPL_PARENTS, BodyModel
 from fitter.geometry import axis_angle_to_matrix, matrix_to_axis_angle, procrustes_align
 from fitter.mocap.mapping import JointMap, joint_map
 from fitter.mocap.skeleton import (
@@ -125,21 +125,15 @@ def _local_from_world(world: torch.Tensor) -> torch.Tensor:
     return local
 
 
-def _kabsch(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Rotation R (3,3) minimising sum |R source_i - target_i|^2 over centred point sets (N,3),
-    or the shortest arc between the two vectors when N == 1 (uncentred)."""
-    if source.shape[0] == 1:
-        a = source[0] / source[0].norm()
-        b = target[0] / target[0].norm()
-        axis = torch.linalg.cross(a, b)
-        sin, cos = axis.norm(), (a * b).sum()
-        if sin < 1e-9:
-            return torch.eye(3, dtype=source.dtype)
-        return axis_angle_to_matrix(axis / sin * torch.atan2(sin, cos))
-    xs, xt = source - source.mean(0), target - target.mean(0)
-    U, _, Vh = torch.linalg.svd(xt.T @ xs)
-    d = torch.sign(torch.linalg.det(U @ Vh))
-    return U @ torch.diag(torch.stack([torch.ones_like(d), torch.ones_like(d), d])) @ Vh
+def _shortest_arc(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(3,3) the smallest rotation turning the direction of `source` (3,) onto that of `target`."""
+    a = source / source.norm()
+    b = target / target.norm()
+    axis = torch.linalg.cross(a, b)
+    sin, cos = axis.norm(), (a * b).sum()
+    if sin < 1e-9:
+        return torch.eye(3, dtype=source.dtype)
+    return axis_angle_to_matrix(axis / sin * torch.atan2(sin, cos))
 
 
 def _rest_alignments(table: list[JointMap], body_rest: torch.Tensor, source_rest: torch.Tensor) -> torch.Tensor:
@@ -154,7 +148,7 @@ def _rest_alignments(table: list[JointMap], body_rest: torch.Tensor, source_rest
     has = [row.position is not None for row in table]
     align = torch.eye(3, dtype=body_rest.dtype).repeat(NUM_JOINTS, 1, 1)
     if has[1] and has[2]:
-        align[0] = _kabsch((body_rest[1] - body_rest[2])[None], (source_rest[1] - source_rest[2])[None])
+        align[0] = _shortest_arc(body_rest[1] - body_rest[2], source_rest[1] - source_rest[2])
     for j in TORSO[1:]:
         align[j] = align[0]
     for j in range(1, NUM_JOINTS):
@@ -162,7 +156,7 @@ def _rest_alignments(table: list[JointMap], body_rest: torch.Tensor, source_rest
             continue
         child = _LIMB_BONES.get(j)
         if child is not None and has[j] and has[child]:
-            align[j] = _kabsch((body_rest[child] - body_rest[j])[None], (source_rest[child] - source_rest[j])[None])
+            align[j] = _shortest_arc(body_rest[child] - body_rest[j], source_rest[child] - source_rest[j])
         else:
             align[j] = align[SMPL_PARENTS[j]]
     return align
@@ -318,6 +312,3 @@ def joint_errors(model: BodyModel, calib: Calibration, poses: np.ndarray | torch
             out.append((aligned - target).norm(dim=-1))
     return torch.cat(out)
 
-
-def smpl_names(ids: list[int]) -> list[str]:
-    return [SMPL_JOINT_NAMES[j] for j in ids]
