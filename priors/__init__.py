@@ -30,6 +30,7 @@ from priors.joint_limits import (
     sample_within_limits,
 )
 from priors.shape import shape_prior
+from priors.shipped import load_shipped_gmm, shipped_gmm_path
 
 __all__ = [
     "AngleRange",
@@ -48,11 +49,13 @@ __all__ = [
     "joint_limit_penalty",
     "joint_limits_table",
     "load_gmm",
+    "load_shipped_gmm",
     "load_pose_files",
     "pose_l2_prior",
     "sample_within_limits",
     "save_gmm",
     "shape_prior",
+    "shipped_gmm_path",
     "to_smpl_body_pose",
 ]
 

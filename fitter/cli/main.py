@@ -20,11 +20,13 @@ app.command("fit", help=(fit_command.__doc__ or "") + "\n\n" + EXAMPLES)(fit_com
 
 
 def _mount_optional() -> None:
+    from fitter.cli.mocap import app as mocap_app
     from fitter.cli.train import app as train_app
     from priors.cli import app as priors_app
 
     app.add_typer(priors_app, name="priors")
     app.add_typer(train_app, name="train")
+    app.add_typer(mocap_app, name="mocap")
 
 
 _mount_optional()
