@@ -174,3 +174,29 @@ def joint_errors(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarr
     mpjpe = ((p - p[:, :1]) - (g - g[:, :1])).norm(dim=-1).mean(1) * 1000
     pa = (procrustes_align(p.double(), g.double()).float() - g).norm(dim=-1).mean(1) * 1000
     return mpjpe.numpy(), pa.numpy()
+
+
+SKIN_TONES = ((224, 172, 140), (150, 105, 80), (200, 150, 120), (120, 85, 65))
+_BACKDROP = ((205, 215, 225), (150, 150, 140))  # top, bottom
+
+
+def render_people(model: BodyModel, params: dict, focal: float, image_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A photo of N people: shaded bodies (one skin tone each) on a plain backdrop, one z-buffer.
+
+    params: betas, body_pose, global_orient, transl (N,...) camera frame, metres; focal px (principal
+    point at the image centre); image_size (W,H). Returns the image (H,W,3) uint8 and each
+    person's visible pixels (N,H,W) bool.
+    """
+    from fitter.render.overlay import person_masks, render_shaded
+
+    width, height = image_size
+    with torch.no_grad():
+        vertices = model(*(torch.as_tensor(np.asarray(params[k]), dtype=torch.float32)
+                           for k in ("betas", "body_pose", "global_orient", "transl"))).vertices  # fmt: skip
+    colors = [SKIN_TONES[i % len(SKIN_TONES)] for i in range(len(vertices))]
+    center = (width / 2, height / 2)
+    rgb, mask = render_shaded(vertices, model.faces, focal, center, (width, height), colors)
+    ys = np.linspace(0, 1, height)[:, None, None]
+    backdrop = (np.array(_BACKDROP[0]) * (1 - ys) + np.array(_BACKDROP[1]) * ys).astype(np.uint8)
+    image = np.where(mask[..., None], rgb, np.broadcast_to(backdrop, (height, width, 3))).astype(np.uint8)
+    return image, person_masks(vertices, model.faces, focal, center, (width, height))

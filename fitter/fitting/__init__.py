@@ -13,6 +13,7 @@ Geman-McClure cost, so the published sigma (100) and prior weights apply at any 
 """
 
 from fitter.fitting.config import PRESETS, FitConfig, fit_config, resolve_config
-from fitter.fitting.fit import FitTargets, fit_keypoints, prior_mean_pose
+from fitter.fitting.fit import fit_keypoints, prior_mean_pose
+from fitter.fitting.problem import FitTargets
 
 __all__ = ["FitConfig", "PRESETS", "fit_config", "resolve_config", "fit_keypoints", "FitTargets", "prior_mean_pose"]

@@ -36,6 +36,8 @@ class FitConfig:
     silhouette_iters: int = 40  # extra final stage when person masks are given
     silhouette_weight: float = 2e4  # x chamfer loss (squared distances / image diagonal^2)
     part_silhouette_weight: float = 1.0  # per-part term, relative to the whole-body silhouette term
+    penetration_weight: float = 1e4  # x squared sphere overlaps (m^2) between people of one photo
+    depth_order_weight: float = 1e4  # x squared depth-order violations (m^2) between people of one photo
     restart_poses: tuple[str, ...] = ("bent_legs",)  # alternative starts for restartable items (fitter.body.poses)
     name: str = "custom"
 

@@ -16,7 +16,7 @@ import functools
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from fitter.body import BodyModel, load_body_model
 from fitter.body.poses import bent_legs_pose, mean_body_pose
 from fitter.camera import Camera, resolve_camera
 from fitter.fitting.config import FitConfig, resolve_config
-from fitter.fitting.problem import Problem, validate_keypoints
+from fitter.fitting.problem import FitTargets, Problem, validate_keypoints
 from fitter.fitting.quality import untrusted_reasons
 from fitter.fitting.silhouettes import prepare_silhouettes
 from fitter.fitting.stages import fit_batch
@@ -40,21 +40,6 @@ __all__ = ["fit_keypoints", "FitTargets", "prior_mean_pose"]
 
 NAN_RETRY_LR_SCALE = 0.2  # an item that went non-finite is refitted with steps this much smaller
 RESTART_POSES = {"bent_legs": bent_legs_pose}
-
-
-@dataclass
-class FitTargets:
-    """Optional targets beside the 2D keypoints, for N people.
-
-    landmarks3d: (N,K,4) 3D landmarks in the keypoint set (metres, any frame) + weight, pulled on
-    after a similarity alignment (mediapipe's world landmarks); masks: per person an (H,W) bool
-    full-image person mask or None (a final silhouette stage); part_masks: per person a (P,H,W)
-    bool stack of body-part masks (P = 12 or 24 parts of fitter.body.parts) or None.
-    """
-
-    landmarks3d: ArrayLike | None = None
-    masks: Sequence[np.ndarray | None] | None = None
-    part_masks: Sequence[np.ndarray | None] | None = None
 
 
 def _start_parameters(problem: Problem, start: Start, yaw: Tensor) -> dict[str, Tensor]:
@@ -180,11 +165,10 @@ def _fit(keypoints, keypoint_set, image_size, focal_length, body_model, start, c
     kp = torch.as_tensor(kp_np, dtype=dt, device=device)
     focal = torch.as_tensor(camera.focal_length, dtype=dt, device=device)
     center = torch.as_tensor(camera.principal_point, dtype=dt, device=device)
-    lm3d = None if targets.landmarks3d is None else torch.as_tensor(np.asarray(targets.landmarks3d, np.float32), device=device)
     from priors import default_prior_terms
 
     prior_set = default_prior_terms(gmm_path, l2_mean=mean_body_pose()).to(device)
-    problem = Problem.build(model, keypoint_set, kp, focal, center, lm3d, targets.masks, targets.part_masks)
+    problem = Problem.build(model, keypoint_set, kp, focal, center, targets)
 
     if not isinstance(start, Start):
         initializer = start or make_initializer(cfg.start)

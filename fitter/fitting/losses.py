@@ -4,7 +4,8 @@ Camera stage: reprojection of the torso points + a depth regulariser. Body stage
 reprojection (Geman-McClure, 224 px crop units), angle prior, shape prior, pose prior (GMM, or
 joint limits + weak L2), the anchor to a trusted start's pose, 3D landmarks when given.
 Silhouette stage: the body terms + chamfer distance between the projected mesh and the person
-mask (+ per-part masks, hidden vertices left out).
+mask (+ per-part masks, hidden vertices left out). People of one photo: no interpenetration
+(body stages) and depth order (silhouette stage), fitter.fitting.scene.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from torch import Tensor
 from fitter.fitting.config import FitConfig
 from fitter.fitting.params import Params
 from fitter.fitting.problem import Problem
+from fitter.fitting.scene import depth_order_term, penetration_term
 from fitter.fitting.silhouettes import SilhouetteTargets
 from fitter.geometry import perspective_project
 from fitter.objectives import depth_term, landmarks3d_term, reprojection_term
 from fitter.objectives.silhouette import part_silhouette_loss, silhouette_chamfer_loss
 
-__all__ = ["camera_loss", "body_terms", "silhouette_term"]
+__all__ = ["camera_loss", "body_terms", "silhouette_terms"]
 
 
 def camera_loss(problem: Problem, params: Params, start_transl: Tensor, config: FitConfig) -> Tensor:
@@ -34,9 +36,10 @@ def camera_loss(problem: Problem, params: Params, start_transl: Tensor, config: 
 
 
 def body_terms(problem: Problem, params: Params, prior_set, config: FitConfig, pose_weight: float,
-               shape_weight: float) -> dict[str, Tensor]:  # fmt: skip
-    """Per-item (B,) terms of a body stage at the given pose / shape prior weights."""
-    _, pts3d, proj = problem.points(params.betas, params.body_pose, params.orient_delta, params.transl,
+               shape_weight: float, pairs: Tensor | None = None) -> dict[str, Tensor]:  # fmt: skip
+    """Per-item (B,) terms of a body stage at the given pose / shape prior weights; pairs (P,2):
+    items of one photo (`scene_pairs`) whose bodies must not interpenetrate."""
+    joints, pts3d, proj = problem.points(params.betas, params.body_pose, params.orient_delta, params.transl,
                                     orient_base=params.orient_start)  # fmt: skip
     terms = {"reprojection": reprojection_term(proj, problem.target, problem.weights, problem.scale, config.sigma)}
     prior = prior_set(params.body_pose, params.betas)
@@ -53,12 +56,15 @@ def body_terms(problem: Problem, params: Params, prior_set, config: FitConfig, p
     if problem.landmarks3d is not None and config.landmarks3d_weight > 0:
         terms["landmarks3d"] = config.landmarks3d_weight * landmarks3d_term(
             pts3d, problem.landmarks3d, problem.landmarks3d_weights, scale=True)
+    if pairs is not None and config.penetration_weight > 0:
+        terms["penetration"] = config.penetration_weight * penetration_term(joints, pairs)
     return terms
 
 
-def silhouette_term(problem: Problem, params: Params, sil: SilhouetteTargets, part_visibility: Tensor | None,
-                    config: FitConfig, like: Tensor) -> Tensor:  # fmt: skip
-    """(B,) the weighted chamfer term (0 for items without a mask). part_visibility (R,S) in {0,1}:
+def silhouette_terms(problem: Problem, params: Params, sil: SilhouetteTargets, part_visibility: Tensor | None,
+                     config: FitConfig, like: Tensor, pairs: Tensor | None = None) -> dict[str, Tensor]:  # fmt: skip
+    """(B,) the weighted chamfer term "silhouette" (0 for items without a mask), and "depth_order"
+    when `pairs` (P,2) of silhouette rows of one photo are given. part_visibility (R,S) in {0,1}:
     which silhouette vertices of the part items are visible (hidden ones are not pulled into
     their part's visible mask); like: a (B,) tensor of the output's dtype and device."""
     items, vids = sil.items, sil.vertex_ids
@@ -71,4 +77,8 @@ def silhouette_term(problem: Problem, params: Params, sil: SilhouetteTargets, pa
         rows = sil.parts.rows
         part_term = part_silhouette_loss(proj[rows], sil.parts.labels, sil.parts.target, vertex_weights=part_visibility)
         term = term.index_add(0, rows, config.part_silhouette_weight * part_term)
-    return torch.zeros_like(like).index_add(0, items, config.silhouette_weight * term)
+    terms = {"silhouette": torch.zeros_like(like).index_add(0, items, config.silhouette_weight * term)}
+    if pairs is not None and config.depth_order_weight > 0:
+        depth = depth_order_term(points, proj, sil.masks, pairs)
+        terms["depth_order"] = torch.zeros_like(like).index_add(0, items, config.depth_order_weight * depth)
+    return terms

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from torch import Tensor
 
 from fitter.body import BodyModel
@@ -14,7 +16,7 @@ from fitter.geometry import perspective_project, visible_box
 from fitter.keypoints import keypoint_names, keypoint_skin
 from fitter.keypoints.model_keypoints import KeypointRegressor
 
-__all__ = ["Problem", "validate_keypoints", "TORSO"]
+__all__ = ["Problem", "FitTargets", "validate_keypoints", "TORSO"]
 
 TORSO = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
 CROP_SIZE = 224.0  # residuals are measured in a person crop of this many pixels (SPIN's units)
@@ -37,6 +39,27 @@ def validate_keypoints(keypoints, keypoint_set: str) -> np.ndarray:
 
 
 @dataclass
+class FitTargets:
+    """Optional targets beside the 2D keypoints, for N people.
+
+    landmarks3d: (N,K,4) 3D landmarks in the keypoint set (metres, any frame) + weight, pulled on
+    after a similarity alignment (mediapipe's world landmarks); masks: per person an (H,W) bool
+    full-image person mask or None (a final silhouette stage); part_masks: per person a (P,H,W)
+    bool stack of body-part masks (P = 12 or 24 parts of fitter.body.parts) or None;
+    ignore_masks: per person an (H,W) bool mask of what hides them (other people in front), or
+    None: there the silhouette neither requires nor forbids the body; scenes: (N,) ints, people
+    with the same number are in one photo: their bodies must not interpenetrate, and where one's
+    mask shows them in front of another, they must be nearer (depth order).
+    """
+
+    landmarks3d: ArrayLike | None = None
+    masks: Sequence[np.ndarray | None] | None = None
+    part_masks: Sequence[np.ndarray | None] | None = None
+    ignore_masks: Sequence[np.ndarray | None] | None = None
+    scenes: ArrayLike | None = None
+
+
+@dataclass
 class Problem:
     """B items to fit (one device, float32). Pixels: origin at the image's top-left corner.
 
@@ -45,7 +68,9 @@ class Problem:
     keypoint's correspondence quality on the model; focal (B,) and center (B,2) px; scale (B,):
     pixels -> 224 px crop units; landmarks3d (B,K,3) metres (any frame) with landmarks3d_weights (B,K), or None; pose_anchor
     (B,69) with anchored (B,) in {0,1}: the body pose is held near pose_anchor where anchored;
-    masks / part_masks: per item a person mask (H,W) bool and body-part masks (P,H,W) bool, or None.
+    masks / part_masks / ignore_masks: per item a person mask (H,W) bool, body-part masks
+    (P,H,W) bool and the mask of what hides the person, or None; scene (B,) long or None: items
+    of one photo; person (B,) long: the original person of each item (flip-test copies share it).
     """
 
     model: BodyModel
@@ -65,26 +90,38 @@ class Problem:
     anchored: Tensor | None = None
     masks: list = field(default_factory=list)
     part_masks: list = field(default_factory=list)
+    ignore_masks: list = field(default_factory=list)
+    scene: Tensor | None = None
+    person: Tensor | None = None
 
     PER_ITEM = ("target", "confidence", "weights", "focal", "center", "scale", "landmarks3d", "landmarks3d_weights",
-                "pose_anchor", "anchored")  # fmt: skip
+                "pose_anchor", "anchored", "scene", "person")  # fmt: skip
 
     @classmethod
     def build(cls, model: BodyModel, keypoint_set: str, keypoints: Tensor, focal: Tensor, center: Tensor,
-              landmarks3d: Tensor | None = None, masks: list | None = None, part_masks: list | None = None) -> "Problem":  # fmt: skip
-        """From keypoints (B,K,3) px + confidence, focal (B,), center (B,2) and the optional targets:
-        landmarks3d (B,K,4) metres + weight, masks / part_masks per item (the person mask defaults
-        to the union of the parts)."""
+              targets: FitTargets | None = None) -> "Problem":  # fmt: skip
+        """From keypoints (B,K,3) px + confidence, focal (B,), center (B,2) and the optional
+        `targets` (the person mask defaults to the union of the parts)."""
+        targets = targets or FitTargets()
         n = keypoints.shape[0]
-        masks = list(masks) if masks is not None else [None] * n
-        if len(masks) != n:
-            raise ValueError(f"masks must list one mask (or None) per item: got {len(masks)} for {n} items")
-        part_masks = list(part_masks) if part_masks is not None else [None] * n
-        if len(part_masks) != n:
-            raise ValueError(f"part_masks must list one (P,H,W) array (or None) per item: got {len(part_masks)}")
+        per_item = {}
+        for name in ("masks", "part_masks", "ignore_masks"):
+            given = getattr(targets, name)
+            per_item[name] = list(given) if given is not None else [None] * n
+            if len(per_item[name]) != n:
+                raise ValueError(f"{name} must list one array (or None) per person: got {len(per_item[name])} for {n}")
+        masks, part_masks = per_item["masks"], per_item["part_masks"]
         for i, pm in enumerate(part_masks):
             if pm is not None and masks[i] is None:
                 masks[i] = np.asarray(pm, dtype=bool).any(0)
+        scene = None
+        if targets.scenes is not None:
+            scene = torch.as_tensor(np.asarray(targets.scenes), dtype=torch.long, device=keypoints.device).reshape(-1)
+            if scene.shape != (n,):
+                raise ValueError(f"scenes must give one scene number per person: got {tuple(scene.shape)} for {n}")
+        landmarks3d = None
+        if targets.landmarks3d is not None:
+            landmarks3d = torch.as_tensor(np.asarray(targets.landmarks3d, np.float32), device=keypoints.device)
         regressor, skin = keypoint_skin(model, keypoint_set)
         torso_mask = torch.zeros(len(regressor.names), dtype=keypoints.dtype, device=keypoints.device)
         torso_mask[[regressor.names.index(n) for n in TORSO if n in regressor.names]] = 1.0
@@ -94,10 +131,11 @@ class Problem:
         if landmarks3d is not None:
             lm3d = landmarks3d[..., :3]
             lm3d_weights = landmarks3d[..., 3] * (regressor.quality > 0).to(keypoints.dtype)
-        return cls(model=model, keypoint_set=keypoint_set, regressor=regressor, skin=skin, torso_mask=torso_mask, target=keypoints[..., :2], confidence=keypoints[..., 2],
-                   weights=keypoints[..., 2] * regressor.quality[None], focal=focal, center=center,
-                   scale=CROP_SIZE / size, landmarks3d=lm3d, landmarks3d_weights=lm3d_weights, masks=masks,
-                   part_masks=part_masks)  # fmt: skip
+        return cls(model=model, keypoint_set=keypoint_set, regressor=regressor, skin=skin, torso_mask=torso_mask,
+                   target=keypoints[..., :2], confidence=keypoints[..., 2], weights=keypoints[..., 2] * regressor.quality[None],
+                   focal=focal, center=center, scale=CROP_SIZE / size, landmarks3d=lm3d, landmarks3d_weights=lm3d_weights,
+                   masks=masks, part_masks=part_masks, ignore_masks=per_item["ignore_masks"], scene=scene,
+                   person=torch.arange(n, device=keypoints.device))  # fmt: skip
 
     def __len__(self) -> int:
         return int(self.target.shape[0])
@@ -110,7 +148,8 @@ class Problem:
         """The problem of items `ids` (M,) long (repeats allowed)."""
         picked = {k: None if getattr(self, k) is None else getattr(self, k)[ids] for k in self.PER_ITEM}
         host = ids.tolist()
-        return replace(self, **picked, masks=[self.masks[i] for i in host], part_masks=[self.part_masks[i] for i in host])
+        lists = {name: [getattr(self, name)[i] for i in host] for name in ("masks", "part_masks", "ignore_masks")}
+        return replace(self, **picked, **lists)
 
     def points(self, betas: Tensor, body_pose: Tensor, global_orient: Tensor, transl: Tensor | None,
                orient_base: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip

@@ -41,10 +41,12 @@ class PartTargets:
 
 @dataclass
 class SilhouetteTargets:
-    """items (S,) the batch items that have a mask; target at the working resolution; scale (S,)
-    pixels -> working resolution; vertex_ids the vertices that take part; parts or None."""
+    """items (S,) the batch items that have a mask; masks (S,R,R) bool the person masks at the
+    working resolution R; target at that resolution; scale (S,) pixels -> working resolution;
+    vertex_ids the vertices that take part; parts or None."""
 
     items: Tensor
+    masks: Tensor
     target: SilhouetteTarget
     scale: Tensor
     vertex_ids: VertexSubset
@@ -70,13 +72,15 @@ def prepare_silhouettes(problem: Problem) -> SilhouetteTargets | None:
     if not items:
         return None
     res = SILHOUETTE_RESOLUTION
-    small, scales = [], []
+    small, hidden, scales = [], [], []
     for i in items:
         canvas, scale = _to_working_resolution(np.asarray(problem.masks[i], dtype=bool), res)
         small.append(canvas)
         scales.append(scale)
+        ignore = problem.ignore_masks[i]
+        hidden.append(np.zeros_like(canvas) if ignore is None else _to_working_resolution(np.asarray(ignore, bool), res)[0])
     device = problem.target.device
-    target = prepare_silhouette_target(np.stack(small), max_boundary_points=256, device=device)
+    target = prepare_silhouette_target(np.stack(small), max_boundary_points=256, device=device, ignore=np.stack(hidden))
     subset_ids = torch.arange(0, problem.model.num_vertices, SILHOUETTE_VERTEX_STEP, device=device)
     parts = None
     part_items = [k for k, i in enumerate(items) if problem.part_masks[i] is not None]
@@ -90,6 +94,7 @@ def prepare_silhouettes(problem: Problem) -> SilhouetteTargets | None:
         parts = PartTargets(rows=torch.tensor(part_items, device=device),
                             target=prepare_part_silhouette_target(stacked, max_boundary_points_per_part=64, device=device),
                             labels=part_labels(problem.model, num_parts).to(device)[subset_ids])  # fmt: skip
-    return SilhouetteTargets(items=torch.tensor(items, device=device), target=target,
+    return SilhouetteTargets(items=torch.tensor(items, device=device), masks=torch.as_tensor(np.stack(small), device=device),
+                             target=target,
                              scale=torch.tensor(scales, dtype=problem.target.dtype, device=device),
                              vertex_ids=problem.model.vertex_subset(subset_ids), parts=parts)  # fmt: skip

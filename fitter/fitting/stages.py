@@ -14,7 +14,8 @@ import torch
 from torch import Tensor
 
 from fitter.fitting.config import FitConfig
-from fitter.fitting.losses import body_terms, camera_loss, silhouette_term
+from fitter.fitting.losses import body_terms, camera_loss, silhouette_terms
+from fitter.fitting.scene import scene_pairs
 from fitter.fitting.params import Params
 from fitter.fitting.problem import Problem
 from fitter.fitting.silhouettes import SILHOUETTE_RESOLUTION, SilhouetteTargets
@@ -71,11 +72,12 @@ def fit_batch(problem: Problem, start: dict[str, Tensor], prior_set, config: Fit
     run_stage(params, ["orient_delta", "transl"], lambda: camera_loss(problem, params, start_transl, config),
               config.camera_iters, lr)  # fmt: skip
     terms: dict[str, Tensor] = {}
+    pairs = scene_pairs(problem.scene, problem.person)
 
     def body_loss(pose_weight: float, shape_weight: float) -> Callable[[], Tensor]:
         def loss() -> Tensor:
             terms.clear()
-            terms.update(body_terms(problem, params, prior_set, config, pose_weight, shape_weight))
+            terms.update(body_terms(problem, params, prior_set, config, pose_weight, shape_weight, pairs))
             return sum(terms.values())
 
         return loss
@@ -85,11 +87,13 @@ def fit_batch(problem: Problem, start: dict[str, Tensor], prior_set, config: Fit
     final = body_loss(config.pose_prior_weights[-1], config.shape_prior_weights[-1])
     if silhouettes is not None and config.silhouette_iters > 0:
         visibility = _part_visibility(problem, params, silhouettes)
+        silhouette_pairs = scene_pairs(problem.scene, problem.person, silhouettes.items)
 
         def final_with_silhouette() -> Tensor:
             keypoint_part = final()
-            terms["silhouette"] = silhouette_term(problem, params, silhouettes, visibility, config, keypoint_part)
-            return keypoint_part + terms["silhouette"]
+            extra = silhouette_terms(problem, params, silhouettes, visibility, config, keypoint_part, silhouette_pairs)
+            terms.update(extra)
+            return keypoint_part + sum(extra.values())
 
         run_stage(params, BODY, final_with_silhouette, config.silhouette_iters, lr * SILHOUETTE_LR_SCALE)
     else:

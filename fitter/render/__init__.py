@@ -7,6 +7,7 @@ Meshes are in the camera frame (OpenCV: x right, y down, z forward, metres), pro
 from fitter.render.overlay import (
     colorize_part_labels,
     draw_keypoints,
+    person_masks,
     render_overlay,
     render_shaded,
     render_side_view,
@@ -33,6 +34,7 @@ __all__ = [
     "interpolate_vertex_attributes",
     "vertex_visibility",
     "render_overlay",
+    "person_masks",
     "render_shaded",
     "render_side_view",
     "draw_keypoints",

@@ -126,6 +126,18 @@ def render_shaded(
     return rgb.round().clamp(0, 255).to(torch.uint8).cpu().numpy(), mask.cpu().numpy()
 
 
+def person_masks(vertices_cam, faces, focal, principal_point, image_size) -> np.ndarray:
+    """(N,H,W) bool: the pixels where each of N people (N,V,3), camera frame, is the nearest
+    surface (one z-buffer, so people hide each other)."""
+    vertices, faces = _as_mesh_batch(vertices_cam, faces)
+    with torch.no_grad():
+        merged, merged_faces, person_of_face = _merge_people(vertices, faces)
+        fragments = rasterize(merged, merged_faces, focal, torch.as_tensor(principal_point, dtype=torch.float32).reshape(1, 2),
+                              image_size)  # fmt: skip
+        person = torch.where(fragments.mask[0], person_of_face[fragments.pix_to_face[0].clamp(min=0)], -1)
+    return (person[None] == torch.arange(vertices.shape[0], device=person.device)[:, None, None]).cpu().numpy()
+
+
 def render_overlay(
     image: np.ndarray,
     vertices_cam,
