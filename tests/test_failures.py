@@ -191,3 +191,32 @@ def test_stale_temporary_files_are_removed(tmp_path, person):
     photo = _photo(tmp_path / "a.png")
     result = _fit(photo, "--keypoints", _keypoints(tmp_path / "a.json", person), "--out", out)
     assert result.exit_code == 0 and not stale.exists()
+
+
+
+def test_no_finished_marker_without_all_its_files(tmp_path, person, monkeypatch):
+    """A run stopped between a result's files (disk full here; kill -9 likewise) leaves no .npz, the
+    finished marker, so the re-run fits the image again; with --overwrite the old .npz goes first."""
+    import fitter.io.atomic as atomic
+
+    photo = _photo(tmp_path / "a.png")
+    kp = _keypoints(tmp_path / "kp" / "a.json", person)
+    out = tmp_path / "out"
+    real = atomic.atomic_write_json
+
+    def disk_full(path, *args, **kwargs):
+        if Path(path) == out / "a.json":
+            raise OSError(28, "No space left on device")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(atomic, "atomic_write_json", disk_full)
+    first = _fit(photo, "--keypoints", kp.parent, "--out", out)
+    assert first.exit_code == 1 and "No space left on device" in _text(first), _text(first)
+    assert not (out / "a.npz").exists()
+    monkeypatch.setattr(atomic, "atomic_write_json", real)
+    again = _fit(photo, "--keypoints", kp.parent, "--out", out)
+    assert again.exit_code == 0 and "1 fitted" in _text(again), _text(again)
+    assert (out / "a.npz").exists() and (out / "a.json").exists()
+    monkeypatch.setattr(atomic, "atomic_write_json", disk_full)
+    refit = _fit(photo, "--keypoints", kp.parent, "--out", out, "--overwrite")
+    assert refit.exit_code == 1 and not (out / "a.npz").exists(), _text(refit)
