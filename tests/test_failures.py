@@ -220,3 +220,16 @@ def test_no_finished_marker_without_all_its_files(tmp_path, person, monkeypatch)
     monkeypatch.setattr(atomic, "atomic_write_json", disk_full)
     refit = _fit(photo, "--keypoints", kp.parent, "--out", out, "--overwrite")
     assert refit.exit_code == 1 and not (out / "a.npz").exists(), _text(refit)
+
+
+
+def test_finished_markers_are_matched_literally(tmp_path):
+    """`shoot [1]`'s person files are found (no glob classes), and `a_party.npz` does not finish `a`."""
+    from fitter.pipeline import is_finished
+
+    for name in ("b [1]_p0.npz", "b [1]_p3.npz", "a_party.npz"):
+        (tmp_path / name).touch()
+    assert is_finished(tmp_path / "b [1]")
+    assert not is_finished(tmp_path / "a")
+    (tmp_path / "b [1]_p3.failed.json").touch()
+    assert not is_finished(tmp_path / "b [1]")
