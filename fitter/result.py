@@ -102,7 +102,8 @@ class FitResult:
         return self._model().faces.cpu().numpy()
 
     def save(self, path: str | Path) -> Path:
-        """Write `path` (.npz, smplx parameter names) and its .json sidecar, atomically."""
+        """Write `path` (.npz, smplx parameter names) and its .json sidecar, atomically; the .npz
+        last, so an .npz always has its .json beside it (the pipeline takes the .npz as finished)."""
         from fitter.io.atomic import atomic_save_npz, atomic_write_json
 
         path = Path(path)
@@ -113,7 +114,6 @@ class FitResult:
         arrays["info_json"] = np.array(json.dumps(self.info))
         for key, value in self.extras.items():
             arrays[key] = np.asarray(value)
-        atomic_save_npz(path, **arrays)
         summary = {
             "keypoint_set": self.keypoint_set,
             "status": self.status,
@@ -123,6 +123,7 @@ class FitResult:
             "frames": "camera frame: x right, y down, z forward, metres; model frame: Y up, facing +Z",
         }
         atomic_write_json(path.parent / (path.name[: -len(".npz")] + ".json" if path.name.endswith(".npz") else path.name + ".json"), summary)
+        atomic_save_npz(path, **arrays)
         return path
 
     @classmethod

@@ -191,3 +191,57 @@ def test_stale_temporary_files_are_removed(tmp_path, person):
     photo = _photo(tmp_path / "a.png")
     result = _fit(photo, "--keypoints", _keypoints(tmp_path / "a.json", person), "--out", out)
     assert result.exit_code == 0 and not stale.exists()
+
+
+def test_an_empty_photo_fails_alone_on_one_line(tmp_path, person):
+    """A 0-byte photo says it is empty; the line printed as it fails is one whole line, also in a log."""
+    folder = tmp_path / "a folder whose long name makes the failure line longer than any terminal is wide"
+    _photo(folder / "good.png")
+    (folder / "zero.jpg").write_bytes(b"")
+    for name in ("good", "zero"):
+        _keypoints(tmp_path / "kp" / f"{name}.json", person)
+    result = _fit(folder, "--keypoints", tmp_path / "kp", "--out", tmp_path / "out")
+    assert result.exit_code == 1 and "1 fitted, 0 skipped (already done), 1 failed" in _text(result), _text(result)
+    assert "the file is empty (0 bytes)" in _text(result)
+    live = [line for line in result.output.splitlines() if line.startswith(f"{folder / 'zero.jpg'}: failed: ")]
+    assert live and live[0].endswith("re-download it"), result.output
+
+
+def test_finished_markers_are_matched_literally(tmp_path):
+    """`shoot [1]`'s person files are found (no glob classes), and `a_party.npz` does not finish `a`."""
+    from fitter.pipeline import is_finished
+
+    for name in ("b [1]_p0.npz", "b [1]_p3.npz", "a_party.npz"):
+        (tmp_path / name).touch()
+    assert is_finished(tmp_path / "b [1]")
+    assert not is_finished(tmp_path / "a")
+    (tmp_path / "b [1]_p3.failed.json").touch()
+    assert not is_finished(tmp_path / "b [1]")
+
+
+def test_no_finished_marker_without_all_its_files(tmp_path, person, monkeypatch):
+    """A run stopped between a result's files (disk full here; kill -9 likewise) leaves no .npz, the
+    finished marker, so the re-run fits the image again; with --overwrite the old .npz goes first."""
+    import fitter.io.atomic as atomic
+
+    photo = _photo(tmp_path / "a.png")
+    kp = _keypoints(tmp_path / "kp" / "a.json", person)
+    out = tmp_path / "out"
+    real = atomic.atomic_write_json
+
+    def disk_full(path, *args, **kwargs):
+        if Path(path) == out / "a.json":
+            raise OSError(28, "No space left on device")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(atomic, "atomic_write_json", disk_full)
+    first = _fit(photo, "--keypoints", kp.parent, "--out", out)
+    assert first.exit_code == 1 and "No space left on device" in _text(first), _text(first)
+    assert not (out / "a.npz").exists()
+    monkeypatch.setattr(atomic, "atomic_write_json", real)
+    again = _fit(photo, "--keypoints", kp.parent, "--out", out)
+    assert again.exit_code == 0 and "1 fitted" in _text(again), _text(again)
+    assert (out / "a.npz").exists() and (out / "a.json").exists()
+    monkeypatch.setattr(atomic, "atomic_write_json", disk_full)
+    refit = _fit(photo, "--keypoints", kp.parent, "--out", out, "--overwrite")
+    assert refit.exit_code == 1 and not (out / "a.npz").exists(), _text(refit)

@@ -141,7 +141,8 @@ def _run(images: list[Path], options, roots: list[Path], backend: str, address: 
                 if status == "skipped":
                     progress.advance(read)
                 if status.startswith("failed"):
-                    progress.console.print(f"{path}: {status}", highlight=False, markup=False, style="red")
+                    progress.console.print(f"{path}: {status}", highlight=False, markup=False, style="red",
+                                           soft_wrap=True)  # one line, also in a log file
 
             if backend == "ray":
                 try:

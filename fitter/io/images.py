@@ -57,6 +57,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise FileNotFoundError(f"image not found: {file}")
     if file.is_dir():
         raise ImageReadError(f"{file} is a folder, not an image file; pass an image file (or use list_images for folders)")
+    if file.stat().st_size == 0:
+        raise ImageReadError(f"cannot read {file}: the file is empty (0 bytes); re-export or re-download it")
     try:
         with Image.open(file) as opened:
             opened.load()

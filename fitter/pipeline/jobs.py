@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -159,9 +161,17 @@ def check_options(options: FitOptions, images: list[Path], roots: list[Path] = (
 def is_finished(stem: Path) -> bool:
     """An image is finished when its .npz (written last, per person or single) exists and no
     person of it failed (`<stem>[_p<id>].failed.json`): failed images are fitted again."""
-    if (stem.parent / (stem.name + FAILED_SUFFIX)).exists() or any(stem.parent.glob(f"{stem.name}_p*{FAILED_SUFFIX}")):
+    if output_file(stem, FAILED_SUFFIX).exists() or _person_files(stem, FAILED_SUFFIX):
         return False
-    return output_file(stem, ".npz").exists() or any(stem.parent.glob(f"{stem.name}_p*.npz"))
+    return output_file(stem, ".npz").exists() or bool(_person_files(stem, ".npz"))
+
+
+def _person_files(stem: Path, suffix: str) -> list[Path]:
+    """The files `<stem>_p<id><suffix>` of a multi-person image: the stem taken literally (names
+    may hold glob characters: `shoot [1]`), and only person ids after `_p` (`a_party.npz` is
+    another image's, not a's)."""
+    pattern = re.compile(re.escape(stem.name) + r"_p-?\d+" + re.escape(suffix))
+    return [p for p in stem.parent.glob(glob.escape(stem.name) + "_p*" + suffix) if pattern.fullmatch(p.name)]
 
 
 def remove_stale_temporary_files(out_dir: Path) -> int:

@@ -49,6 +49,9 @@ def write_outputs(job: ImageJob, result: FitResult, model: BodyModel, options: F
     from fitter.render.overlay import draw_keypoints, render_overlay, render_side_view
 
     job.stem.parent.mkdir(parents=True, exist_ok=True)
+    for p in range(len(result)):  # refitting (--overwrite): the old finished marker goes first, so a run
+        with contextlib.suppress(FileNotFoundError):  # killed mid-write leaves no new files under an old .npz
+            output_file(person_stem(job, p), ".npz").unlink()
     vertices = result.vertices(options.device)
     faces = model.faces.cpu().numpy()
     coco = project_keypoint_set(result, model, "coco17", options.device)
