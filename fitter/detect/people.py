@@ -6,7 +6,8 @@ TFLite image-input metadata (detector input in [-1, 1]: mean = std = 127.5; land
 mean 0, std 255). `landmarker_bundle()` writes them, with that metadata, into an uncompressed
 `.task` bundle under $FITTER_HOME/models once (nothing is downloaded or committed). Each person
 comes with the same 33 landmarks, world landmarks and a person mask as `BlazePoseDetector`'s
-single `Detection` (frames and units there), largest person first.
+single `Detection` (frames and units there), largest person first; a person found twice (landmark
+boxes overlapping by DUPLICATE_IOU) is kept once.
 """
 
 from __future__ import annotations
@@ -53,12 +54,11 @@ class PeopleDetector:
     """Up to `max_people` people per image (largest first); create once, call `detect` per image.
 
     min_detection_confidence / min_presence_confidence: the detector's and the landmark model's
-    thresholds; min_height: people whose landmark box is shorter than this fraction of the image
-    height are dropped (tiny background people). Not thread-safe: one detector per thread.
+    thresholds. Not thread-safe: one detector per thread.
     """
 
-    def __init__(self, max_people: int = 6, min_detection_confidence: float = 0.5, min_presence_confidence: float = 0.5,
-                 min_height: float = 0.05) -> None:  # fmt: skip
+    def __init__(self, max_people: int = 6, min_detection_confidence: float = 0.5,
+                 min_presence_confidence: float = 0.5) -> None:  # fmt: skip
         if max_people < 1:
             raise ValueError(f"max_people must be >= 1, got {max_people}")
         mp = import_mediapipe()
@@ -71,7 +71,6 @@ class PeopleDetector:
         )  # fmt: skip
         self._mp = mp
         self._landmarker: Any = vision.PoseLandmarker.create_from_options(options)
-        self.min_height = min_height
 
     def __enter__(self) -> PeopleDetector:
         return self
@@ -103,13 +102,30 @@ class PeopleDetector:
             keypoints = np.array([[p.x * width, p.y * height, p.visibility] for p in landmarks], dtype=np.float32)
             world = np.array([[p.x, p.y, p.z] for p in result.pose_world_landmarks[k]], dtype=np.float32)
             keypoints[:, 2] = np.clip(keypoints[:, 2], 0.0, 1.0)
-            box_height = keypoints[:, 1].max() - keypoints[:, 1].min()
-            if box_height < self.min_height * height:
-                continue
             mask = None
             if k < len(masks):
                 mask = np.clip(np.array(masks[k].numpy_view(), dtype=np.float32).reshape(height, width), 0.0, 1.0)
             people.append(Detection(keypoints=keypoints, world_landmarks=world, mask=mask,
                                     bbox_xyxy=person_box(keypoints[:, :2], mask, width, height), image_size=(width, height)))  # fmt: skip
-        people.sort(key=lambda d: -float((d.bbox_xyxy[2] - d.bbox_xyxy[0]) * (d.bbox_xyxy[3] - d.bbox_xyxy[1])))
-        return people
+        people.sort(key=lambda d: -_area(_landmark_box(d)))
+        kept: list[Detection] = []
+        for det in people:  # the detector sometimes reports a heavily overlapped person twice
+            if all(_iou(_landmark_box(det), _landmark_box(other)) < DUPLICATE_IOU for other in kept):
+                kept.append(det)
+        return kept
+
+
+DUPLICATE_IOU = 0.5  # landmark boxes overlapping this much are one person found twice
+
+
+def _landmark_box(det: Detection) -> np.ndarray:
+    return np.concatenate([det.keypoints[:, :2].min(0), det.keypoints[:, :2].max(0)])
+
+
+def _area(box: np.ndarray) -> float:
+    return float(max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1]))
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    inter = _area(np.concatenate([np.maximum(a[:2], b[:2]), np.minimum(a[2:], b[2:])]))
+    return inter / max(1e-9, _area(a) + _area(b) - inter)

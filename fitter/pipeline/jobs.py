@@ -41,6 +41,8 @@ class FitOptions:
     landmarks3d: bool | None = None  # pull towards mediapipe's 3D world landmarks (detections only); None: with --init mediapipe
     auto_parts: bool = False  # split the person mask into 12 parts by the 2D skeleton (no --parts given)
     threads: int = 1  # torch CPU threads for the fits
+    max_people: int = 6  # people fitted per photo at most (detection), largest first
+    min_person_height: float = 0.1  # people shorter than this fraction of the photo's height are skipped (detection)
     overlay_size: int = 2048  # longest side (px) of the overlay / side-view pictures; 0: the photo's size
 
 
@@ -54,9 +56,10 @@ class ImageJob:
     keypoints: np.ndarray | None = None
     keypoint_set: str = ""
     person_ids: list[int] = field(default_factory=list)
-    mask: np.ndarray | None = None  # (H,W) bool person mask (mediapipe), single person only
-    part_masks: np.ndarray | None = None  # (P,H,W) bool body-part masks from --parts, single person only
-    world_landmarks: np.ndarray | None = None  # (33,3) metres, mediapipe
+    masks: list[np.ndarray | None] = field(default_factory=list)  # per person (H,W) bool mask (detection), or empty
+    part_masks: list[np.ndarray | None] = field(default_factory=list)  # per person (P,H,W) bool part masks, or empty
+    world_landmarks: np.ndarray | None = None  # (people,33,3) metres, mediapipe
+    boxes: np.ndarray | None = None  # (people,4) x0, y0, x1, y1 px, detection
     skipped_people: list[str] = field(default_factory=list)  # people not fitted, and why ("person 3: 1 keypoint")
     error: str | None = None
 
@@ -132,6 +135,10 @@ def check_options(options: FitOptions, images: list[Path], roots: list[Path] = (
         raise ValueError(f"--batch-size must be >= 1, got {options.batch_size}")
     if options.overlay_size < 0:
         raise ValueError(f"--overlay-size must be >= 0 (0: the photo's size), got {options.overlay_size}")
+    if options.max_people < 1:
+        raise ValueError(f"--max-people must be >= 1, got {options.max_people}")
+    if not 0 <= options.min_person_height < 1:
+        raise ValueError(f"min_person_height must be a fraction of the photo's height in [0, 1), got {options.min_person_height}")
     if options.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {options.threads}")
     device = options.device
@@ -219,27 +226,51 @@ def prepare_image(path: Path, stem: Path, options: FitOptions, detector) -> Imag
             job.keypoint_set = kf.keypoint_set
             job.person_ids = [int(kf.person_ids[i]) for i in people]
         else:
-            det = detector.detect(job.image)
-            if det is None:
-                raise ValueError("no person detected (mediapipe BlazePose); try --keypoints with your own detections")
-            job.keypoints = det.keypoints[None]
-            job.keypoint_set = "blazepose33"
-            job.person_ids = [0]
-            job.mask = None if det.mask is None else det.mask > 0.5
-            job.world_landmarks = det.world_landmarks
+            _detect_people(job, detector, options)
         if options.parts is not None:
-            job.part_masks = read_part_masks(options.parts, path, job.image.shape[:2])
-        elif options.auto_parts and job.mask is not None:
-            from fitter.keypoints.part_split import split_mask_by_skeleton
-
-            labels = split_mask_by_skeleton(job.mask, job.keypoints[0], job.keypoint_set)
-            job.part_masks = labels[None] == np.arange(1, 13)[:, None, None]
             if len(job.person_ids) != 1:
                 raise ValueError("--parts needs one person per image (the label image has no person ids)")
+            job.part_masks = [read_part_masks(options.parts, path, job.image.shape[:2])]
+        elif options.auto_parts and job.masks:
+            from fitter.keypoints.part_split import split_mask_by_skeleton
+
+            job.part_masks = [None if mask is None else
+                              split_mask_by_skeleton(mask, kp, job.keypoint_set)[None] == np.arange(1, 13)[:, None, None]
+                              for mask, kp in zip(job.masks, job.keypoints)]  # fmt: skip
     except Exception as exc:  # one bad image fails alone
         job.error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, (ValueError, FileNotFoundError)) else str(exc)
         job.image = None
     return job
+
+
+MIN_SEEN_LANDMARKS = 6  # a detected person needs this many landmarks with visibility >= 0.5 to be fitted
+
+
+def _detect_people(job: ImageJob, detector, options: FitOptions) -> None:
+    """Everyone the detector finds (largest first, at most options.max_people); people too small or
+    with too few landmarks seen are skipped and named in job.skipped_people."""
+    height = job.image.shape[0]
+    kept = []
+    for k, det in enumerate(detector.detect(job.image)):
+        tall = float(det.keypoints[:, 1].max() - det.keypoints[:, 1].min())
+        seen = int((det.keypoints[:, 2] >= 0.5).sum())
+        if tall < options.min_person_height * height:
+            job.skipped_people.append(f"person {k}: {tall:.0f} px tall, under {options.min_person_height:.0%} of the photo")
+        elif seen < MIN_SEEN_LANDMARKS:
+            job.skipped_people.append(f"person {k}: {seen} landmark(s) seen, under {MIN_SEEN_LANDMARKS}")
+        elif len(kept) >= options.max_people:
+            job.skipped_people.append(f"person {k}: over --max-people {options.max_people}")
+        else:
+            kept.append((k, det))
+    if not kept:
+        why = f" (skipped: {'; '.join(job.skipped_people)})" if job.skipped_people else ""
+        raise ValueError(f"no person detected (mediapipe){why}; try --keypoints with your own detections")
+    job.keypoints = np.stack([det.keypoints for _, det in kept])
+    job.keypoint_set = "blazepose33"
+    job.person_ids = [k for k, _ in kept]
+    job.masks = [None if det.mask is None else det.mask > 0.5 for _, det in kept]
+    job.world_landmarks = np.stack([det.world_landmarks for _, det in kept])
+    job.boxes = np.stack([det.bbox_xyxy for _, det in kept])
 
 
 PART_MAPPING_FILE = "parts.json"

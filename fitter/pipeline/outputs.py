@@ -4,7 +4,9 @@ Per person whose fit is "ok": `<stem>.obj`, `<stem>.json` and `<stem>.npz` (last
 marker); per person whose fit failed or cannot be trusted: `<stem>.failed.json` (the status, the
 reason and the parameters, for a look) and no .npz, so a re-run fits the image again. One
 `<stem>_overlay.png` with every person (and `_side.png` on request), at most `overlay_size` px on
-its long side. With several people, person stems are `<stem>_p<id>`. Every file is written atomically.
+its long side. With several people, person stems are `<stem>_p<id>`, and the image also gets
+`<stem>_scene.glb` (everyone, camera frame) and `<stem>.json` (the people: box, status, error,
+files; and who was skipped, why). Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -90,6 +92,35 @@ def write_outputs(job: ImageJob, result: FitResult, model: BodyModel, options: F
         one.save(output_file(stem, ".npz"))  # last: marks the person finished
         with contextlib.suppress(FileNotFoundError):
             failed.unlink()
+    if len(result) > 1:
+        _write_scene(job, result, vertices, faces)
+
+
+def _write_scene(job: ImageJob, result: FitResult, vertices: np.ndarray, faces: np.ndarray) -> None:
+    """`<stem>_scene.glb` (every fitted person in the camera frame: x right, y down, z forward,
+    metres) and `<stem>.json` listing the people: box, status, 2D error, files; and who was skipped."""
+    import trimesh
+
+    from fitter.io.atomic import atomic_write, atomic_write_json
+
+    scene = trimesh.Scene()
+    people = []
+    for p in range(len(result)):
+        stem = person_stem(job, p)
+        ok = result.status[p] == "ok"
+        if ok:
+            scene.add_geometry(trimesh.Trimesh(vertices[p], faces, process=False), node_name=f"person_{job.person_ids[p]}")
+        people.append({"id": job.person_ids[p], "status": result.status[p],
+                       "box_xyxy": None if job.boxes is None else [float(v) for v in job.boxes[p]],
+                       "reprojection_error_px": float(result.reprojection_error_px[p]),
+                       "depth_m": float(result.transl[p, 2]),
+                       "files": stem.name + (".npz" if ok else FAILED_SUFFIX)})  # fmt: skip
+    if len(scene.geometry):
+        with atomic_write(job.stem.parent / f"{job.stem.name}_scene.glb", "wb") as handle:
+            handle.write(scene.export(file_type="glb"))
+    atomic_write_json(output_file(job.stem, ".json"), {"image": str(job.path), "people": people,
+                                                       "skipped": list(job.skipped_people),
+                                                       "frames": "camera frame: x right, y down, z forward, metres"})  # fmt: skip
 
 
 def project_keypoint_set(result: FitResult, model: BodyModel, keypoint_set: str, device: str = "cpu") -> np.ndarray:

@@ -32,6 +32,12 @@ def _message(exc: Exception) -> str:
     return str(exc) if isinstance(exc, (ValueError, FileNotFoundError)) else f"{type(exc).__name__}: {exc}"
 
 
+def _others(masks: list[np.ndarray | None], owner: list[int], k: int) -> np.ndarray | None:
+    """The union of the masks of the other people of person k's photo (None if there are none)."""
+    others = [m for j, m in enumerate(masks) if j != k and owner[j] == owner[k] and m is not None]
+    return np.logical_or.reduce(others) if others else None
+
+
 class FitWorker:
     """Fits images with `options`; loads what it needs once (model, detector, initializer).
 
@@ -52,9 +58,9 @@ class FitWorker:
         self.people_skipped: dict[Path, str] = {}  # images where some people were not fitted, and why
         self.detector = None
         if options.keypoints is None:
-            from fitter.detect import BlazePoseDetector
+            from fitter.detect import PeopleDetector
 
-            self.detector = BlazePoseDetector()
+            self.detector = PeopleDetector(max_people=options.max_people + 2)  # a few more: some are skipped
 
     def close(self) -> None:
         """Release the detector (not done at interpreter exit: closing mediapipe's graph while a
@@ -156,10 +162,13 @@ class FitWorker:
         people = [(i, p) for i, job in enumerate(jobs) for p in range(len(job.keypoints))]
         owner = [i for i, _ in people]
         kps = np.stack([jobs[i].keypoints[p] for i, p in people])
-        masks = [jobs[i].mask for i in owner]
-        part_masks = [jobs[i].part_masks for i in owner]
-        world = [jobs[i].world_landmarks for i in owner]
+        masks = [jobs[i].masks[p] if jobs[i].masks else None for i, p in people]
+        part_masks = [jobs[i].part_masks[p] if jobs[i].part_masks else None for i, p in people]
+        world = [None if jobs[i].world_landmarks is None else jobs[i].world_landmarks[p] for i, p in people]
         has_world = kset == "blazepose33" and all(w is not None for w in world)
+        # people of one photo: hidden by the others' masks, depth-ordered, not interpenetrating
+        ignore = [_others(masks, owner, k) for k in range(len(people))]
+        scenes = np.array(owner) if any(len(job.keypoints) > 1 for job in jobs) else None
         try:
             sizes = np.array([jobs[i].image.shape[1::-1] for i in owner], dtype=np.float32)  # (W,H)
             camera = resolve_camera(sizes, len(kps), options.focal, [jobs[i].path for i in owner])  # for start and fit
@@ -170,7 +179,8 @@ class FitWorker:
             if self.use_landmarks3d and has_world:  # mediapipe's 3D landmarks, weighted by its visibility
                 landmarks3d = np.concatenate([np.stack(world), kps[..., 2:3]], axis=-1)
             targets = FitTargets(masks=masks if options.silhouette else None, landmarks3d=landmarks3d,
-                                 part_masks=part_masks if any(p is not None for p in part_masks) else None)  # fmt: skip
+                                 part_masks=part_masks if any(p is not None for p in part_masks) else None,
+                                 ignore_masks=ignore, scenes=scenes)  # fmt: skip
             res = fit_keypoints(kps, kset, sizes, camera=camera, start=self.initializer(inputs), body_model=self.model,
                                 config=options.config, device=options.device, targets=targets, threads=options.threads,
                                 gmm_path=str(options.gmm) if options.gmm else None)  # fmt: skip
