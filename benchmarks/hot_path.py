@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fitter.body import BodyModel, load_body_model
-from fitter.body.model import forward_kinematics
+from fitter.body.posing import forward_kinematics
 from fitter.geometry import axis_angle_to_matrix, perspective_project
 from fitter.keypoints import keypoint_regressor
 from fitter.objectives import reprojection_term
