@@ -177,6 +177,77 @@ def run(args) -> None:
     del coco_reg
 
 
+def match_people(fitted: np.ndarray, labels: list[np.ndarray], sizes: list[float]) -> list[int | None]:
+    """For each labelled person (17,3), the index of the fitted person (COCO-17 (P,17,2) px) it is
+    matched to (Hungarian on the mean labelled-point distance / person size, < 0.5), or None."""
+    from scipy.optimize import linear_sum_assignment
+
+    if len(fitted) == 0 or not labels:
+        return [None] * len(labels)
+    cost = np.zeros((len(labels), len(fitted)))
+    for i, (lab, size) in enumerate(zip(labels, sizes)):
+        seen = lab[:, 2] > 0
+        cost[i] = np.linalg.norm(fitted[:, seen] - lab[None, seen, :2], axis=-1).mean(1) / size
+    rows, cols = linear_sum_assignment(cost)
+    out: list[int | None] = [None] * len(labels)
+    for r, c in zip(rows, cols):
+        if cost[r, c] < 0.5:
+            out[r] = int(c)
+    return out
+
+
+def run_people(args, model) -> None:
+    """Every person: the photo pipeline (detection of everyone, one batch per photo) on the COCO,
+    OCHuman and 3DPW photos; labelled people matched to fitted ones by their keypoints."""
+    import tempfile
+
+    from fitter.pipeline import FitOptions, FitWorker, prepare_image
+
+    eval_dir = Path(args.eval_dir)
+    photos = []  # (set, path, labels [(17,3)], sizes, target index or None)
+    for name in ("coco", "ochuman", "3dpw"):
+        ann = json.loads((eval_dir / name / "annotations.json").read_text())
+        for entry in ann["images"]:
+            people = [entry["target"]] + [o for o in entry.get("others", []) if o.get("num_keypoints", 0) >= 10] \
+                if name == "coco" else entry.get("persons", [])  # fmt: skip
+            labels = [np.array(p["keypoints"], float).reshape(17, 3) for p in people if "keypoints" in p]
+            sizes = [float(max(p["bbox_xywh"][2], p["bbox_xywh"][3])) for p in people if "keypoints" in p]
+            photos.append((name, eval_dir / name / entry["file"], labels, sizes))
+    table = Table(title="every person in the photo (detection + fit of everyone, config " + args.config + ")")
+    for col in ("detection threshold", "COCO target PCK@0.1 (all 12)", "labelled people fitted", "OCHuman PCK@0.1",
+                "people fitted per photo (3DPW: 2)", "s / photo"):  # fmt: skip
+        table.add_column(col, justify="right")
+    for threshold in [float(t) for t in args.detection_thresholds.split(",")]:
+        with tempfile.TemporaryDirectory() as tmp:
+            options = FitOptions(out_dir=Path(tmp), config=args.config, detection_confidence=threshold)
+            worker = FitWorker(options, model=model)
+            correct = {"coco": [0, 0], "ochuman": [0, 0]}
+            matched, labelled, counts, seconds = 0, 0, {}, []
+            for name, path, labels, sizes in photos:
+                t = time.perf_counter()
+                job = prepare_image(path, Path(tmp) / path.stem, options, worker.detector)
+                result = None if job.error else worker.fit_jobs([job])[0]
+                seconds.append(time.perf_counter() - t)
+                fitted = np.zeros((0, 17, 2)) if result is None or isinstance(result, Exception) else \
+                    project_keypoint_set(result, model, "coco17")  # fmt: skip
+                counts[path.name] = len(fitted)
+                if args.verbose_people:
+                    print(threshold, path.name, len(fitted), [None if m is None else pck(fitted[m], labels[k], sizes[k]) for k, m in enumerate(match_people(fitted, labels, sizes))], job.skipped_people)
+                for k, match in enumerate(match_people(fitted, labels, sizes)):
+                    if name != "coco" or k == 0:  # COCO: the labelled target; OCHuman: every person
+                        hit = (0, int((labels[k][:, 2] > 0).sum())) if match is None else pck(fitted[match], labels[k], sizes[k])
+                        correct[name][0] += hit[0]
+                        correct[name][1] += hit[1]
+                    labelled += 1
+                    matched += match is not None
+            worker.close()
+        pct = lambda c: f"{100 * c[0] / max(1, c[1]):.1f}%"  # noqa: E731
+        threedpw = [v for k, v in counts.items() if k.startswith("courtyard")]
+        table.add_row(f"{threshold:g}", pct(correct["coco"]), f"{matched}/{labelled}", pct(correct["ochuman"]),
+                      f"{np.mean(list(counts.values())):.2f} ({threedpw[0] if threedpw else '-'})", f"{np.mean(seconds):.2f}")  # fmt: skip
+    Console(width=160).print(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--eval-dir", default=str(DEFAULT_EVAL))
@@ -184,7 +255,15 @@ def main() -> None:
     parser.add_argument("--body-model", default="anny")
     parser.add_argument("--sets", default="coco,ochuman,h36m,mpi_inf_3dhp")
     parser.add_argument("--variants", default="", help="comma-separated subset of the variant names")
-    run(parser.parse_args())
+    parser.add_argument("--people", action=argparse.BooleanOptionalAction, default=True,
+                        help="also score every person in the COCO / OCHuman / 3DPW photos (the photo pipeline)")
+    parser.add_argument("--detection-thresholds", default="0.1", help="comma-separated detection thresholds for --people")
+    parser.add_argument("--verbose-people", action="store_true", help="print each photo of --people")
+    args = parser.parse_args()
+    if args.sets:
+        run(args)
+    if args.people:
+        run_people(args, load_body_model(args.body_model))
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ def fit_command(
     device: str = typer.Option("cpu", help="cpu or cuda (cuda:N)."),
     batch_size: int = typer.Option(8, min=1, help="People fitted together in one batch."),
     max_people: int = typer.Option(6, help="People fitted per photo at most (largest first; the others are listed)."),
+    detection_confidence: float = typer.Option(0.1, help="mediapipe's person detection threshold in (0, 1); higher finds fewer people."),
     overwrite: bool = typer.Option(False, help="Refit images whose outputs exist (default: skip them)."),
     recursive: bool = typer.Option(False, help="Search folders recursively."),
     side_view: bool = typer.Option(False, help="Also write <stem>_side.png."),
@@ -88,7 +89,8 @@ def fit_command(
                          keypoints=keypoints, silhouette=silhouette, parts=parts, config=config, device=device,
                          batch_size=batch_size, overwrite=overwrite, side_view=side_view, recursive=recursive,
                          gmm=gmm, landmarks3d=landmarks3d, auto_parts=auto_parts, threads=threads,
-                         overlay_size=overlay_size, max_people=max_people)  # fmt: skip
+                         overlay_size=overlay_size, max_people=max_people,
+                         detection_confidence=detection_confidence)  # fmt: skip
     roots = [p for p in paths if p.is_dir()]
     try:
         check_options(options, images, roots)  # every setting, before any image is read

@@ -54,11 +54,11 @@ class PeopleDetector:
     """Up to `max_people` people per image (largest first); create once, call `detect` per image.
 
     min_detection_confidence / min_presence_confidence: the detector's and the landmark model's
-    thresholds. Not thread-safe: one detector per thread.
+    thresholds (the latter defaults to the former). Not thread-safe: one detector per thread.
     """
 
     def __init__(self, max_people: int = 6, min_detection_confidence: float = 0.5,
-                 min_presence_confidence: float = 0.5) -> None:  # fmt: skip
+                 min_presence_confidence: float | None = None) -> None:  # fmt: skip
         if max_people < 1:
             raise ValueError(f"max_people must be >= 1, got {max_people}")
         mp = import_mediapipe()
@@ -67,7 +67,8 @@ class PeopleDetector:
         options = vision.PoseLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(landmarker_bundle())),
             running_mode=vision.RunningMode.IMAGE, num_poses=max_people, output_segmentation_masks=True,
-            min_pose_detection_confidence=min_detection_confidence, min_pose_presence_confidence=min_presence_confidence,
+            min_pose_detection_confidence=min_detection_confidence,
+            min_pose_presence_confidence=min_detection_confidence if min_presence_confidence is None else min_presence_confidence,
         )  # fmt: skip
         self._mp = mp
         self._landmarker: Any = vision.PoseLandmarker.create_from_options(options)

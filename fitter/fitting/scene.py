@@ -3,8 +3,10 @@
 * penetration: each body is a set of spheres on its SMPL joints and bone midpoints (a cheap
   stand-in for the mesh); overlapping spheres of two people cost (overlap in metres)^2.
 * depth order (in the spirit of Jiang et al., CVPR 2020, "Coherent reconstruction of multiple
-  humans"): where person a's mask shows a and not b, but b's body projects there, b must be
-  behind a: a vertex v of b there costs relu(z(a's nearest vertex) - z(v) + margin)^2 (metres).
+  humans"): where person a's mask shows a (away from b's mask edge), but b's body projects there,
+  b must be behind a: a vertex v of b there costs relu(z(a's nearest vertex) - z(v) + margin)^2
+  (metres). Pixels within DEPTH_EDGE_PX of b's own mask are left out: a body overhanging its
+  mask edge by a few pixels is the silhouette term's business, not a depth-order violation.
 Both are added to each person of the pair.
 """
 
@@ -24,6 +26,7 @@ _BONES = ((0, 1), (0, 2), (1, 4), (2, 5), (4, 7), (5, 8), (0, 3), (3, 6), (6, 9)
 DEPTH_MARGIN = 0.02  # metres
 DEPTH_VERTEX_STEP = 3  # of the silhouette vertices
 DEPTH_NEIGHBOUR_PX = 4.0  # a's nearest vertex must be this close (working-resolution px) to count
+DEPTH_EDGE_PX = 4  # working-resolution px: only pixels this far inside a's mask and outside b's count
 
 
 def scene_pairs(scene: Tensor | None, person: Tensor | None, items: Tensor | None = None) -> Tensor | None:
@@ -63,13 +66,16 @@ def depth_order_term(points: Tensor, pixels: Tensor, masks: Tensor, pairs: Tenso
     """
     pts, px = points[:, ::DEPTH_VERTEX_STEP], pixels[:, ::DEPTH_VERTEX_STEP]
     res = masks.shape[-1]
+    kernel = 2 * DEPTH_EDGE_PX + 1
+    grown = torch.nn.functional.max_pool2d(masks[:, None].float(), kernel, stride=1, padding=DEPTH_EDGE_PX)[:, 0] > 0
+    core = ~(torch.nn.functional.max_pool2d((~masks)[:, None].float(), kernel, stride=1, padding=DEPTH_EDGE_PX)[:, 0] > 0)
     cells = px.detach().long().clamp(0, res - 1)
     inside = ((px.detach() >= 0) & (px.detach() < res)).all(-1)
     out = torch.zeros(points.shape[0], dtype=points.dtype, device=points.device)
     for a, b in pairs.tolist():
         for front, back in ((a, b), (b, a)):
             x, y = cells[back, :, 0], cells[back, :, 1]
-            shown = inside[back] & masks[front, y, x] & ~masks[back, y, x]  # front visible, back's body there
+            shown = inside[back] & core[front, y, x] & ~grown[back, y, x]  # front visible, back's body there
             if not bool(shown.any()):
                 continue
             near = torch.cdist(px[back][shown].detach(), px[front].detach())  # (M,V)

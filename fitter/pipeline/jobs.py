@@ -43,6 +43,9 @@ class FitOptions:
     threads: int = 1  # torch CPU threads for the fits
     max_people: int = 6  # people fitted per photo at most (detection), largest first
     min_person_height: float = 0.1  # people shorter than this fraction of the photo's height are skipped (detection)
+    # mediapipe's person detection / presence threshold: 0.1 found all 16 labelled people of the eval
+    # photos (0.5: 13) and scored best (benchmarks/real.py --detection-thresholds)
+    detection_confidence: float = 0.1
     overlay_size: int = 2048  # longest side (px) of the overlay / side-view pictures; 0: the photo's size
 
 
@@ -135,6 +138,8 @@ def check_options(options: FitOptions, images: list[Path], roots: list[Path] = (
         raise ValueError(f"--batch-size must be >= 1, got {options.batch_size}")
     if options.overlay_size < 0:
         raise ValueError(f"--overlay-size must be >= 0 (0: the photo's size), got {options.overlay_size}")
+    if not 0 < options.detection_confidence < 1:
+        raise ValueError(f"--detection-confidence must be in (0, 1), got {options.detection_confidence}")
     if options.max_people < 1:
         raise ValueError(f"--max-people must be >= 1, got {options.max_people}")
     if not 0 <= options.min_person_height < 1:

@@ -60,7 +60,8 @@ class FitWorker:
         if options.keypoints is None:
             from fitter.detect import PeopleDetector
 
-            self.detector = PeopleDetector(max_people=options.max_people + 2)  # a few more: some are skipped
+            self.detector = PeopleDetector(max_people=options.max_people + 2,  # a few more: some are skipped
+                                           min_detection_confidence=options.detection_confidence)  # fmt: skip
 
     def close(self) -> None:
         """Release the detector (not done at interpreter exit: closing mediapipe's graph while a
