@@ -46,7 +46,8 @@ from fitter.paths import cache_dir, configure_third_party_caches
 
 __all__ = ["ANNY_HANDS_BUILD_VERSION", "FINGER_BONES", "anny_hands_cache_path", "load_or_build_anny_hands"]
 
-ANNY_HANDS_BUILD_VERSION = 1
+ANNY_HANDS_BUILD_VERSION = 2
+RIGID_WEIGHT = 0.9  # vertices at least this much on one joint count as moving with it
 NUM_JOINTS = 52
 LEFT_HAND, RIGHT_HAND = 22, 37  # first finger joint of each hand
 # MANO finger -> anny finger bone prefix (bones `<prefix>-1/2/3.L/R`; their heads are the joints).
@@ -232,6 +233,24 @@ def build_anny_hands_arrays(gender: str = "neutral", num_samples: int = 300, see
     joint_err = np.linalg.norm(regressed - joints[split:, refit], axis=-1)
     J_regressor[refit] = _fit_joint_regressor(verts, joints[:, refit], v_template)
 
+    # Finger joints for keypoints: blends of only the vertices that move (nearly) rigidly with
+    # the joint (skinning weight > RIGID_WEIGHT on it; too few: on it or on its parent), so the blend stays on the joint when the finger curls (a blend
+    # of the skin around the joint, like J_regressor's rows, drifts 1.5-3 cm in a fist).
+    hand_regressor = np.zeros((NUM_JOINTS - 22, V))
+    rigid_err = []
+    for j in range(22, NUM_JOINTS):
+        cand = np.nonzero(weights[:, j].numpy() > RIGID_WEIGHT)[0]
+        if len(cand) < 10:  # the joint is also the pivot of its parent's rigid part
+            cand = np.union1d(cand, np.nonzero(weights[:, PARENTS[j]].numpy() > RIGID_WEIGHT)[0])
+        n = len(cand)
+        A = verts[:, cand, :].transpose(0, 2, 1).reshape(S * 3, n)
+        b = joints[:, j, :].reshape(S * 3)
+        A2 = np.vstack([A, 100.0 * np.ones((1, n)), 1e-2 * np.eye(n)])
+        b2 = np.concatenate([b, [100.0], 1e-2 * np.ones(n) / n])
+        hand_regressor[j - 22, cand] = np.linalg.lstsq(A2, b2, rcond=None)[0]
+        rigid_err.append(np.linalg.norm(np.einsum("v,svc->sc", hand_regressor[j - 22], verts) - joints[:, j], axis=-1))
+    rigid_err = np.stack(rigid_err)
+
     # Landmarks: the 24-joint ones re-picked on the flat hands, plus the fingertips.
     mean_heads, mean_tails = heads.mean(0), tails.mean(0)
     names, ids = [], []
@@ -260,6 +279,8 @@ def build_anny_hands_arrays(gender: str = "neutral", num_samples: int = 300, see
         refit_joints=refit,
         joint_regressor_heldout_error_mm_max=float(joint_err.max() * 1000),
         joint_regressor_heldout_error_mm_mean=float(joint_err.mean() * 1000),
+        hand_joint_regressor_error_mm_max=float(rigid_err.max() * 1000),
+        hand_joint_regressor_error_mm_mean=float(rigid_err.mean() * 1000),
     )  # fmt: skip
     parents = [2**32 - 1] + PARENTS[1:]
     return {
@@ -276,6 +297,7 @@ def build_anny_hands_arrays(gender: str = "neutral", num_samples: int = 300, see
         "hands_meanr": np.zeros(45, dtype=np.float32),
         "coco_regressor": base["coco_regressor"],
         "coco_regressor_labels": base["coco_regressor_labels"],
+        "hand_joint_regressor": hand_regressor.astype(np.float32),
         "landmark_names": np.array(names),
         "landmark_vertex_ids": np.array(ids, dtype=np.int64),
         "meta_json": np.array(json.dumps(meta)),

@@ -145,6 +145,8 @@ def load_body_model(
     if "coco_regressor" in arrays:  # anny's own COCO landmark regressor rides along
         model.register_buffer("coco_regressor", torch.as_tensor(arrays["coco_regressor"]).float())
         model.coco_regressor_labels = [str(x) for x in arrays["coco_regressor_labels"]]
+    if "hand_joint_regressor" in arrays:  # anny-hands: finger joints from rigidly moving vertices
+        model.register_buffer("hand_joint_regressor", torch.as_tensor(arrays["hand_joint_regressor"]).float())
     if "landmark_vertex_ids" in arrays:
         model.landmark_vertex_ids = {
             str(n): int(i) for n, i in zip(arrays["landmark_names"], arrays["landmark_vertex_ids"])
