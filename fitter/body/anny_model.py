@@ -159,7 +159,7 @@ def _sample_phenotypes(model, n: int, gender: str, generator: torch.Generator):
 def _fit_joint_regressor(
     verts: np.ndarray, joints: np.ndarray, mean_verts: np.ndarray, num_candidates: int = 500, ridge: float = 1e-4
 ) -> np.ndarray:
-    """Joint regressor (24,V) from (S,V,3) meshes and (S,24,3) joints.
+    """Joint regressor (J,V) from (S,V,3) meshes and (S,J,3) joints (J = 24 here, 52 for anny-hands).
 
     Per joint: least squares over the `num_candidates` nearest vertices of the mean mesh, with a
     hard-weighted sum-to-one row (translation invariance) and a small ridge towards uniform
@@ -167,9 +167,9 @@ def _fit_joint_regressor(
     ~2 mm on held-out shapes; a non-negative fit (scipy nnls) stayed at 1-3.5 cm.
     """
     S, V, _ = verts.shape
-    reg = np.zeros((24, V))
+    reg = np.zeros((joints.shape[1], V))
     mean_joints = joints.mean(0)
-    for j in range(24):
+    for j in range(joints.shape[1]):
         cand = np.argsort(np.linalg.norm(mean_verts - mean_joints[j], axis=1))[:num_candidates]
         n = len(cand)
         A = verts[:, cand, :].transpose(0, 2, 1).reshape(S * 3, n)

@@ -78,6 +78,7 @@ def body_model_from_arrays(
     with contextlib.redirect_stdout(io.StringIO()):  # smplx prints warnings about beta counts
         module = _smplx_module(model_type, arrays, Path(path), gender)
     smpl_joint_ids, body_to_full = _smpl_correspondence(model_type)
+    hand_joint_ids = {"smplh": torch.arange(22, 52), "smplx": torch.arange(25, 55)}.get(model_type)
     rest = None
     if hasattr(module, "pose_mean"):
         rest = axis_angle_to_matrix(module.pose_mean.reshape(-1, 3).float())
@@ -98,6 +99,7 @@ def body_model_from_arrays(
         body_to_full=body_to_full,
         rest_full_pose=rest,
         source=str(path),
+        hand_joint_ids=hand_joint_ids,
     )
 
 
@@ -108,7 +110,8 @@ def load_body_model(
     model_dir: str | Path | None = None,
     progress=None,
 ) -> BodyModel:
-    """Load a body model: "anny" (free default), "smpl", "smplh", "smplx", or a file path.
+    """Load a body model: "anny" (free default), "anny-hands" (anny with articulated fingers, SMPL-H
+    layout), "smpl", "smplh", "smplx", or a file path.
 
     gender: "neutral", "male" or "female". Returns a BodyModel on `device` (float32).
     Raises ModelNotFoundError (one line: which file, where fitter looked, where to get it).
@@ -121,6 +124,11 @@ def load_body_model(
 
         arrays, path = load_or_build_anny(gender, progress=progress)
         name = "anny"
+    elif key.lower() == "anny-hands":
+        from fitter.body.anny_hands import load_or_build_anny_hands
+
+        arrays, path = load_or_build_anny_hands(gender, progress=progress)
+        name = "anny-hands"
     elif key.lower() in ("smpl", "smplh", "smplx"):
         path = find_model_file(key.lower(), gender, model_dir)
         arrays = read_model_arrays(path)
@@ -129,7 +137,7 @@ def load_body_model(
         path = Path(name_or_path)
         if not path.exists():
             raise FileNotFoundError(
-                f"body model {name_or_path!r} is neither a known name (anny, smpl, smplh, smplx) nor an existing file"
+                f"body model {name_or_path!r} is neither a known name (anny, anny-hands, smpl, smplh, smplx) nor an existing file"
             )
         arrays = read_model_arrays(path)
         name = None
@@ -137,6 +145,8 @@ def load_body_model(
     if "coco_regressor" in arrays:  # anny's own COCO landmark regressor rides along
         model.register_buffer("coco_regressor", torch.as_tensor(arrays["coco_regressor"]).float())
         model.coco_regressor_labels = [str(x) for x in arrays["coco_regressor_labels"]]
+    if "hand_joint_regressor" in arrays:  # anny-hands: finger joints from rigidly moving vertices
+        model.register_buffer("hand_joint_regressor", torch.as_tensor(arrays["hand_joint_regressor"]).float())
     if "landmark_vertex_ids" in arrays:
         model.landmark_vertex_ids = {
             str(n): int(i) for n, i in zip(arrays["landmark_names"], arrays["landmark_vertex_ids"])

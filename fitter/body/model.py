@@ -48,11 +48,13 @@ SMPL_PARENTS = [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17
 @dataclass
 class BodyOutput:
     """Posed body. joints (B,24,3) SMPL joints; vertices (B,V,3) or None on the fast path;
-    points (B,P,3) the requested vertices on the fast path (else None). Metres."""
+    points (B,P,3) the requested vertices on the fast path (else None); full_joints (B,J,3) all
+    the model's joints (full forward only). Metres."""
 
     joints: Tensor
     vertices: Tensor | None = None
     points: Tensor | None = None
+    full_joints: Tensor | None = None
 
 
 @dataclass
@@ -125,6 +127,7 @@ class BodyModel(nn.Module):
         body_to_full: Tensor | None = None,
         rest_full_pose: Tensor | None = None,
         source: str = "",
+        hand_joint_ids: Tensor | None = None,
     ) -> None:
         super().__init__()
         self.name = name
@@ -152,6 +155,11 @@ class BodyModel(nn.Module):
         self.register_buffer("smpl_joint_ids", smpl_joint_ids.long())
         self.register_buffer("body_to_full", body_to_full.long())
         self.register_buffer("rest_full_pose", rest_full_pose.float())
+        # Finger joints (30,) (left 15 then right 15, MANO order) that `hand_pose` drives; empty
+        # for models without fingers.
+        if hand_joint_ids is None:
+            hand_joint_ids = torch.zeros(0, dtype=torch.long)
+        self.register_buffer("hand_joint_ids", hand_joint_ids.long())
         # Joint locations as a linear function of betas, for the fast path.
         self.register_buffer("J_template", J_regressor.float() @ v_template.float())
         self.register_buffer("J_shapedirs", torch.einsum("jv,vcb->jcb", J_regressor.float(), shapedirs.float()))
@@ -256,15 +264,19 @@ class BodyModel(nn.Module):
             global_orient = torch.zeros(bsz, 3, device=dev, dtype=dt)
         return torch.cat([_to_rotmats(global_orient, 1), _to_rotmats(body_pose, 23)], dim=1)
 
-    def _inputs(self, betas, body_pose, global_orient, transl, batch_size=None):
+    def _inputs(self, betas, body_pose, global_orient, transl, batch_size=None, hand_pose=None):
         """(betas (B,num_betas), full-model local rotations (B,J,3,3), transl) for `forward`."""
-        bsz = batch_size or self._batch_size(betas, body_pose, global_orient, transl)
+        bsz = batch_size or self._batch_size(betas, body_pose, global_orient, transl, hand_pose)
         betas = self._betas(betas, bsz)
         smpl_rots = self._smpl_rotations(body_pose, global_orient, bsz)
-        if self._smpl_is_full:
+        if self._smpl_is_full and hand_pose is None:
             return betas, smpl_rots, transl
         rest = self.rest_full_pose.to(smpl_rots.dtype).expand(bsz, -1, -1, -1)
         full = torch.cat([smpl_rots, rest], dim=1)[:, self.full_rotation_source[:-1]]
+        if hand_pose is not None:
+            if self.hand_joint_ids.numel() != 30:
+                raise ValueError(f"hand_pose given, but body model {self.name!r} has no finger joints")
+            full = full.index_copy(1, self.hand_joint_ids, _to_rotmats(hand_pose, 30).to(full.dtype))
         return betas, full, transl
 
     def _local_rotations(self, body_pose: Tensor | None, global_orient: Tensor | None, bsz: int) -> Tensor:
@@ -311,21 +323,27 @@ class BodyModel(nn.Module):
         body_pose: Tensor | None = None,
         global_orient: Tensor | None = None,
         transl: Tensor | None = None,
+        hand_pose: Tensor | None = None,
     ) -> BodyOutput:
         """Pose the whole mesh. betas (B,<=num_betas); body_pose (B,69) axis-angle or
-        (B,23,3,3); global_orient (B,3) or (B,1,3,3); transl (B,3) metres. Returns
-        vertices (B,V,3) and SMPL-24 joints (B,24,3), metres, in the frame that
+        (B,23,3,3); global_orient (B,3) or (B,1,3,3); transl (B,3) metres; hand_pose (B,90)
+        axis-angle or (B,30,3,3), only for models with finger joints (SMPL-H/X, anny-hands):
+        left then right hand, MANO order, relative to the flat hand (see fitter.body.hands);
+        None: the model's rest hands. Returns vertices (B,V,3), SMPL-24 joints (B,24,3) and
+        all the model's joints `full_joints` (B,J,3), metres, in the frame that
         global_orient/transl define."""
-        betas, rotmats, transl = self._inputs(betas, body_pose, global_orient, transl)
+        betas, rotmats, transl = self._inputs(betas, body_pose, global_orient, transl, hand_pose=hand_pose)
         vertices, joints = lbs(
             betas, rotmats.reshape(rotmats.shape[0], -1, 9), self.v_template, self.shapedirs,
             self.posedirs, self.J_regressor, self.parents, self.lbs_weights, pose2rot=False,
         )  # fmt: skip
+        full_joints = joints
         joints = joints[:, self.smpl_joint_ids]
         if transl is not None:
             vertices = vertices + transl[:, None]
             joints = joints + transl[:, None]
-        return BodyOutput(joints=joints, vertices=vertices)
+            full_joints = full_joints + transl[:, None]
+        return BodyOutput(joints=joints, vertices=vertices, full_joints=full_joints)
 
     def forward_joints(
         self,

@@ -72,20 +72,23 @@ def info(
 
 @app.command("build")
 def build_model(
-    name: str = typer.Argument("anny", help="Only 'anny' is built (SMPL files are downloaded by users)."),
+    name: str = typer.Argument("anny", help="'anny' or 'anny-hands' (SMPL files are downloaded by users)."),
     gender: str = typer.Option("neutral", help="neutral, male or female."),
     rebuild: bool = typer.Option(False, help="Rebuild even if cached."),
 ) -> None:
     """Build the free default body model `anny` into SMPL format and cache it."""
-    if name != "anny":
-        fail(f"only 'anny' can be built, not {name!r}; SMPL-family files are licensed downloads")
+    if name not in ("anny", "anny-hands"):
+        fail(f"only 'anny' and 'anny-hands' can be built, not {name!r}; SMPL-family files are licensed downloads")
     if gender not in ("neutral", "male", "female"):
         fail(f"gender must be neutral, male or female, not {gender!r}")
-    from fitter.body.anny_model import load_or_build_anny
+    if name == "anny-hands":
+        from fitter.body.anny_hands import load_or_build_anny_hands as build
+    else:
+        from fitter.body.anny_model import load_or_build_anny as build
 
-    with console.status(f"building anny ({gender})...") as status:
-        _, path = load_or_build_anny(gender, rebuild=rebuild, progress=lambda m: status.update(m))
-    console.print(f"anny ({gender}): {path}")
+    with console.status(f"building {name} ({gender})...") as status:
+        _, path = build(gender, rebuild=rebuild, progress=lambda m: status.update(m))
+    console.print(f"{name} ({gender}): {path}")
 
 
 @app.command("convert")

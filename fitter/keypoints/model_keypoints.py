@@ -47,8 +47,67 @@ def _head_top_vertex(model: BodyModel) -> int:
     return int(ids[v[ids, 1].argmax()])
 
 
+_HAND_CHAINS = {  # MediaPipe finger -> (MANO finger, MediaPipe names of its 3 joints, tip name)
+    "thumb": ("thumb", ("cmc", "mcp", "ip"), "tip"),
+    "index_finger": ("index", ("mcp", "pip", "dip"), "tip"),
+    "middle_finger": ("middle", ("mcp", "pip", "dip"), "tip"),
+    "ring_finger": ("ring", ("mcp", "pip", "dip"), "tip"),
+    "pinky": ("pinky", ("mcp", "pip", "dip"), "tip"),
+}
+_SMPLX_TIP_KEYS = {"thumb": "thumb", "index": "index", "middle": "middle", "ring": "ring", "pinky": "pinky"}
+HAND_JOINT_TOP_K = 10**9  # all of the row: truncating a least-squares row (cancelling weights) moves the point by cm
+
+
+def _hand_point(model: BodyModel, name: str) -> Definition | None:
+    """MediaPipe hand landmarks (hands42 names): finger joints as vertex blends: anny-hands'
+    `hand_joint_regressor` (vertices that move rigidly with the joint: exact at rest and posed,
+    to the regressor's fit), else the model's J_regressor row (exact at rest only: such a blend
+    of the skin around a joint drifts 1.5-3 cm from the joint in a fist),
+    fingertips as a vertex (anny-hands: furthest along the distal bone; SMPL-H/X: smplx's
+    fingertip vertex ids). None when `name` is not a finger point."""
+    side = "left" if name.startswith("left_") else "right" if name.startswith("right_") else None
+    if side is None:
+        return None
+    rest = name[len(side) + 1 :]
+    for mp_finger, (finger, joint_parts, tip_part) in _HAND_CHAINS.items():
+        if not rest.startswith(mp_finger + "_"):
+            continue
+        part = rest[len(mp_finger) + 1 :]
+        if part == tip_part:
+            tip = f"{side}_{finger}_tip"
+            if tip in model.landmark_vertex_ids:
+                return {}, {model.landmark_vertex_ids[tip]: 1.0}, 1.0
+            if model.num_vertices in (6890, 10475):
+                from smplx.vertex_ids import vertex_ids
+
+                table = vertex_ids["smplx" if model.num_vertices == 10475 else "smplh"]
+                return {}, {int(table[side[0] + _SMPLX_TIP_KEYS[finger]]): 1.0}, 1.0
+            return {}, {}, 0.0
+        if part not in joint_parts:
+            return None
+        k = joint_parts.index(part)
+        if model.hand_joint_ids.numel() == 30:
+            from fitter.body.hands import finger_joint_ids
+
+            joint = finger_joint_ids(model, side, finger)[k]
+            rigid = getattr(model, "hand_joint_regressor", None)
+            row = model.J_regressor[joint] if rigid is None else rigid[joint - int(model.hand_joint_ids[0])]
+            ids = row.abs().topk(min(HAND_JOINT_TOP_K, int((row != 0).sum()))).indices
+            row = row * (row.sum() / row[ids].sum())
+            return {}, {int(i): float(row[i]) for i in ids}, 1.0
+        if finger == "middle" and k == 0:  # SMPL's hand joint sits at the middle knuckle
+            return {22 if side == "left" else 23: 1.0}, {}, 0.5
+        return {}, {}, 0.0
+    return None
+
+
 def point_definition(model: BodyModel, name: str) -> Definition:
     """How `model` produces the point `name` (joints/vertex blend weights and quality)."""
+    hand = _hand_point(model, name)
+    if hand is not None:
+        return hand
+    if name in ("left_hand_wrist", "right_hand_wrist"):  # the hand's root: the model's wrist joint
+        return {20 if name.startswith("left") else 21: 1.0}, {}, 1.0
     if name in SMPL24:
         return {SMPL24.index(name): 1.0}, {}, 1.0
     coco = model.coco_regressor_labels

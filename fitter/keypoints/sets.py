@@ -52,6 +52,13 @@ SMPL24 = [
     "smpl_left_elbow", "smpl_right_elbow", "smpl_left_wrist", "smpl_right_wrist", "left_hand",
     "right_hand",
 ]  # fmt: skip
+# MediaPipe Hands' 21 landmarks per hand (wrist, thumb CMC..tip, index MCP..tip, middle, ring,
+# pinky), person's left hand then right: what mediapipe Holistic returns per visible hand.
+HAND21 = ["wrist", "thumb_cmc", "thumb_mcp", "thumb_ip", "thumb_tip"] + [
+    f"{finger}_{part}" for finger in ("index_finger", "middle_finger", "ring_finger", "pinky")
+    for part in ("mcp", "pip", "dip", "tip")
+]  # fmt: skip
+HANDS42 = [f"{side}_hand_{name}" if name == "wrist" else f"{side}_{name}" for side in ("left", "right") for name in HAND21]
 
 KEYPOINT_SETS: dict[str, list[str]] = {
     "coco17": COCO17,
@@ -61,6 +68,7 @@ KEYPOINT_SETS: dict[str, list[str]] = {
     "h36m17": H36M17,
     "lsp14": LSP14,
     "smpl24": SMPL24,
+    "hands42": HANDS42,
 }
 
 # Equivalences used when converting between sets: a detector's "left_wrist" and the SMPL
@@ -71,7 +79,7 @@ _ALIASES = {
     "smpl_left_shoulder": "left_shoulder", "smpl_right_shoulder": "right_shoulder",
     "smpl_left_elbow": "left_elbow", "smpl_right_elbow": "right_elbow", "smpl_left_wrist": "left_wrist",
     "smpl_right_wrist": "right_wrist", "smpl_neck": "neck", "left_foot_index": "left_big_toe",
-    "right_foot_index": "right_big_toe",
+    "right_foot_index": "right_big_toe", "left_hand_wrist": "left_wrist", "right_hand_wrist": "right_wrist",
 }  # fmt: skip
 
 
@@ -91,6 +99,10 @@ _LIMBS = [
     ("neck", "head_top"),
 ]  # fmt: skip
 SKELETONS: dict[str, list[tuple[int, int]]] = {k: _edges(v, _LIMBS) for k, v in KEYPOINT_SETS.items()}
+SKELETONS["hands42"] = [
+    (21 * h + a, 21 * h + b) for h in (0, 1)
+    for a, b in [(0, 1), (1, 2), (2, 3), (3, 4)] + [(p, p + 1) for f in range(4) for p in (5 + 4 * f, 6 + 4 * f, 7 + 4 * f)] + [(0, 5), (5, 9), (9, 13), (13, 17), (0, 17)]
+]  # fmt: skip
 SKELETONS["smpl24"] = [(i, p) for i, p in enumerate(
     [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21]) if p >= 0]  # fmt: skip
 

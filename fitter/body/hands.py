@@ -1,0 +1,76 @@
+"""Finger joints of SMPL-H-layout models (SMPL-H, SMPL-X, the free `anny-hands`): names, order,
+and simple hand poses (flexion axes, a fist) for tests and views.
+
+Hand pose layout (`BodyModel.forward(hand_pose=...)`): (B,90) axis-angle or (B,30,3,3), the 15
+left-hand joints then the 15 right-hand joints, each hand in MANO order (index1-3, middle1-3,
+pinky1-3, ring1-3, thumb1-3, as smplx's JOINT_NAMES), rotations local to each joint and
+relative to the flat hand (smplx's `flat_hand_mean=True`). At rest every joint frame of our
+models is aligned with the model frame (Y up, facing +Z), so an axis in the model frame is also
+the local axis at rest.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["FINGERS", "HAND_JOINT_NAMES", "flexion_axes", "curl_hand_pose", "finger_joint_ids"]
+
+FINGERS = ("index", "middle", "pinky", "ring", "thumb")  # MANO / smplx order
+HAND_JOINT_NAMES = [f"{side}_{finger}{k}" for side in ("left", "right") for finger in FINGERS for k in (1, 2, 3)]
+
+
+def finger_joint_ids(model, side: str, finger: str) -> list[int]:
+    """Full-model joint indices (3,) of `finger` ("index", ..., "thumb") on `side` ("left"/"right")."""
+    base = int(model.hand_joint_ids[0 if side == "left" else 15])
+    first = base + 3 * FINGERS.index(finger)
+    return [first, first + 1, first + 2]
+
+
+def _rest_joints(model) -> Tensor:
+    return model.J_regressor @ model.v_template  # (J,3) full-model rest joints
+
+
+def flexion_axes(model) -> Tensor:
+    """(30,3) unit flexion axis of every hand joint (hand-pose order), in the model frame at
+    rest: a positive rotation about it curls the finger towards the palm.
+
+    Fingers: axis = finger direction x palm normal (the palm normal points out of the palm,
+    from the wrist and the index / pinky knuckles). Thumb: its base (thumb1) swings it across
+    the palm (about the palm normal, tilted a little towards flexion), thumb2 / thumb3 flex
+    palmward like the fingers.
+    """
+    J = _rest_joints(model)
+    axes = []
+    for side in ("left", "right"):
+        wrist = J[20 if side == "left" else 21]
+        index1 = J[finger_joint_ids(model, side, "index")[0]]
+        pinky1 = J[finger_joint_ids(model, side, "pinky")[0]]
+        normal = torch.linalg.cross(index1 - wrist, pinky1 - wrist)
+        normal = normal / normal.norm() * (-1.0 if side == "left" else 1.0)  # out of the palm
+        middle = finger_joint_ids(model, side, "middle")
+        finger_axis = torch.linalg.cross(J[middle[1]] - J[middle[0]], normal)
+        finger_axis = finger_axis / finger_axis.norm()
+        for finger in FINGERS:
+            ids = finger_joint_ids(model, side, finger)
+            for k, j in enumerate(ids):
+                child = J[ids[k + 1]] if k < 2 else 2 * J[j] - J[ids[k - 1]]
+                direction = (child - J[j]) / (child - J[j]).norm()
+                if finger == "thumb":
+                    axis = torch.linalg.cross(direction, normal)
+                    axis = axis / axis.norm()
+                    if k == 0:  # the base (CMC) swings the thumb across the palm, a little palmward
+                        axis = 0.4 * axis + (-1.0 if side == "left" else 1.0) * normal
+                else:
+                    axis = torch.linalg.cross(direction, normal)
+                axes.append(axis / axis.norm())
+    return torch.stack(axes)
+
+
+def curl_hand_pose(model, angle: float = 1.05, joints: list[int] | None = None) -> Tensor:
+    """(1,90) hand pose that flexes the hand joints `joints` (indices 0..29 into the hand pose;
+    None: all) by `angle` radians about their flexion axes (all of them: a fist)."""
+    axes = flexion_axes(model)
+    mask = torch.zeros(30, 1)
+    mask[list(range(30)) if joints is None else joints] = 1.0
+    return (axes * angle * mask).reshape(1, 90)
