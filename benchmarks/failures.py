@@ -61,7 +61,8 @@ class Run:
             hit = next((line for line in self.lines if line.startswith(prefix)), None)
             if hit:
                 return hit
-        hit = next((line for line in self.lines if line.startswith(("failed:", "people not fitted"))), None)
+        hit = next((line for line in self.lines if line.startswith("failed:")), None)
+        hit = hit or next((line for line in self.lines if line.startswith("people not fitted")), None)
         summary = next((line for line in self.lines if " fitted, " in line), "")
         summary = summary.split(" failed in ")[0] + " failed" if summary else ""
         if hit:
@@ -605,6 +606,7 @@ def _(ctx: Ctx) -> None:
     ctx.exists("out/photo.jpg_overlay.png", "out/photo.png_overlay.png")
     again = ctx.fit("in", "--keypoints", "kp", "--out", "out")
     ctx.summary(again, 0, 2, 0)
+    ctx.outcome = f"rc={run.rc}: {run.key_line()}; photo.jpg.*, photo.png.* | re-run rc={again.rc}: {again.key_line()}"
 
 
 @case("a/img.jpg + b/img.jpg as files", "both kept: out/a/img.jpg.* and out/b/img.jpg.*, exit 0")
