@@ -245,3 +245,22 @@ def test_no_finished_marker_without_all_its_files(tmp_path, person, monkeypatch)
     monkeypatch.setattr(atomic, "atomic_write_json", disk_full)
     refit = _fit(photo, "--keypoints", kp.parent, "--out", out, "--overwrite")
     assert refit.exit_code == 1 and not (out / "a.npz").exists(), _text(refit)
+
+
+def test_facing_conflict_flags_a_fit_turned_away_from_the_3d_landmarks(anny_model):
+    """Problem 6: a fit facing the other way than the person's 3D landmarks is not trusted."""
+    import math
+
+    import torch
+
+    from fitter.fitting.quality import facing_conflicts
+    from fitter.keypoints import keypoint_names, keypoint_regressor
+
+    names = list(keypoint_names("blazepose33"))
+    facing_camera = torch.tensor([[math.pi, 0.0, 0.0]])
+    with torch.no_grad():
+        out = anny_model(None, None, facing_camera, None)
+        landmarks = keypoint_regressor(anny_model, "blazepose33").from_vertices(out.joints, out.vertices)
+    turned = torch.tensor([[0.0, 0.0, math.pi]])  # R_x(pi) R_y(pi): the back to the camera
+    assert not facing_conflicts(facing_camera, landmarks, names).item()
+    assert facing_conflicts(turned, landmarks, names).item()

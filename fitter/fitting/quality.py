@@ -3,16 +3,20 @@
 Thresholds (measured on the project's 24 real eval photos with default fits: mean 2D error
 0.7-3 % of the person's size, at least 82 % of the seen keypoints inside the photo):
 * most seen keypoints outside the image (a crop, or keypoints for another image);
-* mean 2D error over MAX_RELATIVE_ERROR of the person's size (the fit does not follow the keypoints).
+* mean 2D error over MAX_RELATIVE_ERROR of the person's size (the fit does not follow the keypoints);
+* facing ambiguous: the fit faces the other way than 3D landmarks of the same person say
+  (mediapipe's world landmarks; a back view with left/right swapped, or a wrong heading). On the
+  eval photos 1 of 34 detected people was flagged.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
-from fitter.geometry import visible_box
+from fitter.geometry import axis_angle_to_matrix, visible_box
 
-__all__ = ["untrusted_reasons", "MAX_RELATIVE_ERROR", "MIN_INSIDE_FRACTION"]
+__all__ = ["untrusted_reasons", "facing_conflicts", "MAX_RELATIVE_ERROR", "MIN_INSIDE_FRACTION"]
 
 MAX_RELATIVE_ERROR = 0.10  # mean 2D error / longest side of the seen keypoints' box
 MIN_INSIDE_FRACTION = 0.5  # of the seen keypoints
@@ -41,3 +45,17 @@ def untrusted_reasons(keypoints: Tensor, weights: Tensor, error_px: Tensor, imag
         else:
             reasons.append(None)
     return reasons
+
+
+def facing_conflicts(global_orient: Tensor, landmarks: Tensor, names: list[str]) -> Tensor:
+    """(N,) bool: the fitted body faces away from where 3D landmarks say the person faces.
+
+    global_orient (N,3) axis-angle, camera frame (the model faces +Z in its own frame);
+    landmarks (N,K,3) metres, camera-aligned axes, with hips and shoulders among `names`. The
+    landmarks' facing is (left hip - right hip) x (shoulder centre - hip centre)."""
+    lh, rh, ls, rs = (names.index(n) for n in ("left_hip", "right_hip", "left_shoulder", "right_shoulder"))
+    across = landmarks[:, lh] - landmarks[:, rh]
+    up = (landmarks[:, ls] + landmarks[:, rs]) / 2 - (landmarks[:, lh] + landmarks[:, rh]) / 2
+    seen = torch.linalg.cross(across, up)
+    fitted = axis_angle_to_matrix(global_orient)[..., 2]  # R @ (0, 0, 1)
+    return (seen * fitted).sum(-1) < 0

@@ -17,7 +17,11 @@ import numpy as np
 
 from fitter.body import BodyModel, load_body_model
 from fitter.camera import resolve_camera
+import torch
+
 from fitter.fitting import FitTargets, fit_keypoints, prior_mean_pose
+from fitter.fitting.quality import facing_conflicts
+from fitter.keypoints import keypoint_names
 from fitter.init import StartInputs, make_initializer, resolve_initializer_name
 from fitter.pipeline.jobs import FitOptions, ImageJob, is_finished, prepare_image
 from fitter.pipeline.outputs import write_outputs
@@ -187,5 +191,12 @@ class FitWorker:
                                 gmm_path=str(options.gmm) if options.gmm else None)  # fmt: skip
         except Exception as exc:
             return exc
+        if has_world:  # the fit against mediapipe's own 3D view of each person
+            conflict = facing_conflicts(torch.as_tensor(res.global_orient), torch.as_tensor(np.stack(world)),
+                                        list(keypoint_names(kset)))  # fmt: skip
+            for k in np.nonzero(conflict.numpy())[0].tolist():
+                if res.status[k] == "ok":
+                    res.status[k] = ("failed: facing ambiguous: the fit faces the other way than mediapipe's 3D "
+                                     "landmarks say (a back view with left and right swapped?)")  # fmt: skip
         owner_arr = np.array(owner)
         return [res.select(np.nonzero(owner_arr == i)[0]) for i in range(len(jobs))]
