@@ -232,3 +232,21 @@ def test_training_reads_only_the_train_split_of_a_mocap_file(anny_model, tmp_pat
     everything = train_lifter(anny_model, LifterTrainConfig(steps=1, batch_size=8, width=16, blocks=1, pose_split=None,
                                                             poses=str(tmp_path / "cmu_poses.npz")), tmp_path / "m.pt")  # fmt: skip
     assert everything["pose_file_poses"] == 6
+    mirrored = train_lifter(anny_model, LifterTrainConfig(steps=1, batch_size=8, width=16, blocks=1, pose_mirror=True,
+                                                          poses=str(tmp_path / "cmu_poses.npz")), tmp_path / "n.pt")  # fmt: skip
+    assert mirrored["pose_file_poses"] == 2 * 4  # the train frames and their mirror images
+
+
+def test_coco17_features_reach_a_wider_lifter_in_its_coco_slots():
+    """lifter(lifter_features(coco17 points)) on a lifter with more slots answers as lift(..., "coco17")."""
+    from fitter.regressors.lifter import union_point_names
+
+    lifter = KeypointLifter(width=32, blocks=1, point_names=union_point_names())
+    torch.nn.init.normal_(lifter.inp.weight, std=0.1)
+    torch.nn.init.normal_(lifter.out.weight, std=0.1)
+    kp = torch.cat([torch.rand(2, 17, 2) * 400 + 100, torch.ones(2, 17, 1)], dim=-1)
+    kp[1, 4, 2] = 0.0
+    focal, center = torch.full((2,), 900.0), torch.full((2, 2), 320.0)
+    a, b = lifter(lifter_features(kp, focal, center)), lifter.lift(kp, "coco17", focal, center)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key])

@@ -89,6 +89,7 @@ def train_lifter_command(
     poses: Path = typer.Option(None, help="AMASS-style npz file or folder (array `poses`): pose 80 % of the bodies from it."),
     poses_split: str = typer.Option("train", "--poses-split", help="In pose files with a `split` array (fitter mocap import): only these frames (train | heldout | all)."),
     input_sets: str = typer.Option("all", "--input-sets", help="Keypoint sets shown to the lifter, comma-separated (all: coco17, openpose25, coco18, blazepose33, h36m17, lsp14, smpl24); its inputs are their points."),
+    mirror: bool = typer.Option(False, "--mirror/--no-mirror", help="Also pose bodies from the left/right mirror image of every --poses pose."),
     max_minutes: float = typer.Option(None, "--max-minutes", min=0.1, help="Stop (and save) after this many minutes of training."),
     seed: int = typer.Option(0, help="Random seed of the synthetic data and the weights."),
     body_model: str = typer.Option("anny", "--body-model", help="Body model whose bodies are sampled (anny, smpl, ... or a file)."),
@@ -129,7 +130,7 @@ def train_lifter_command(
     config = LifterTrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                                init_from=str(init_from) if init_from is not None else None,
                                poses=str(poses) if poses is not None else None,
-                               pose_split=None if poses_split == "all" else poses_split, input_sets=sets,
+                               pose_split=None if poses_split == "all" else poses_split, pose_mirror=mirror, input_sets=sets,
                                input_set_weights=tuple(default_weights.get(s, 1.0) for s in sets),
                                max_seconds=None if max_minutes is None else 60.0 * max_minutes)  # fmt: skip
 

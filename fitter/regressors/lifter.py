@@ -48,6 +48,7 @@ __all__ = [
 ]
 
 LIFTER_SET = "coco17"  # the points of the first lifters (their checkpoints still load)
+_COCO17 = keypoint_names(LIFTER_SET)
 LIFTER_INPUT_SETS = ("coco17", "openpose25", "coco18", "blazepose33", "h36m17", "lsp14", "smpl24")
 """The keypoint sets the lifter is trained on; its input slots are the union of their point names."""
 
@@ -132,6 +133,13 @@ class KeypointLifter(nn.Module):
             self.out.bias[: 24 * 6].view(24, 6)[:, 3] = 1.0
 
     def forward(self, features: Tensor) -> dict[str, Tensor]:
+        """features (B,3S+3) of its S slots, or (B,54) of COCO-17 points alone (the first
+        lifters' inputs, `lifter_features` of (B,17,3) keypoints), spread into its slots."""
+        S = len(self.point_names)
+        if features.shape[1] != 3 * S + 3 and features.shape[1] == 3 * 17 + 3 and self.point_names[:17] == _COCO17:
+            wide = features.new_zeros(features.shape[0], 3 * S + 3)
+            wide[:, :34], wide[:, 2 * S : 2 * S + 17], wide[:, 3 * S :] = features[:, :34], features[:, 34:51], features[:, 51:]
+            features = wide
         y = self.out(self.norm(self.blocks(self.inp(features))))
         rot = rot6d_to_matrix(y[:, : 24 * 6].reshape(-1, 24, 6))
         return {"global_orient": rot[:, 0], "body_pose": rot[:, 1:], "betas": y[:, 24 * 6 :]}

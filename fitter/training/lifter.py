@@ -8,7 +8,8 @@ Each step draws a fresh batch:
   everyday and extreme poses are seen) — or, with a pose file (`poses`: AMASS-style npz files
   or folders, read by `priors.fit_gmm.load_pose_files`; in files with a `split` array, as
   `fitter mocap import` writes, only the `pose_split` frames, "train" by default, so held-out
-  subjects stay held out), real motion-capture poses for a `pose_file_fraction` of the bodies;
+  subjects stay held out) and their left/right mirror images (`pose_mirror`), real
+  motion-capture poses for a `pose_file_fraction` of the bodies;
   any heading, up to `max_tilt_deg` of forward/sideways lean;
 * cameras: 18-120 mm (35 mm-equivalent) lenses, 1.5-15 m away, the person anywhere in the frame;
 * keypoints: per body one keypoint set drawn from `input_sets` (by `input_set_weights`), its
@@ -59,6 +60,7 @@ class LifterTrainConfig:
     poses: str | None = None  # AMASS-style npz file or folder of body poses to draw from (see the module docstring)
     pose_file_fraction: float = 0.8  # share of the bodies posed from `poses` when given
     pose_split: str | None = "train"  # in pose files with a `split` array, only these frames (None: all)
+    pose_mirror: bool = False  # add the left/right mirror image of every pose-file pose (as the shipped GMM does)
     input_sets: tuple[str, ...] = LIFTER_INPUT_SETS  # keypoint sets shown to the lifter; its inputs: their points
     input_set_weights: tuple[float, ...] = DEFAULT_SET_WEIGHTS  # how often each set is drawn
     max_seconds: float | None = None  # stop (and save) after this much wall time, the cosine decay finished by then
@@ -196,6 +198,10 @@ def train_lifter(model: BodyModel, config: LifterTrainConfig, out: str | Path,
         from priors.fit_gmm import load_pose_files
 
         pose_bank = torch.as_tensor(load_pose_files(config.poses, split=config.pose_split), dtype=torch.float32)
+        if config.pose_mirror:
+            from fitter.body.mirror import mirror_body_pose
+
+            pose_bank = torch.cat([pose_bank, mirror_body_pose(pose_bank)])
     start = time.perf_counter()
     recent: list[dict[str, float]] = []
     steps_done = 0
