@@ -34,7 +34,7 @@ class FitConfig:
     joint_limit_weight: float = 10.0
     pose_l2_scale: float = 0.1  # the weak L2 pose prior (no GMM) is this x the pose prior weight
     gmm_scale: float = 0.1  # the GMM pose prior is this x the pose prior weight (1: SMPLify's)
-    anchor_weight: float = 12.0  # x squared distance (rad^2) of the body pose to an anchored start's
+    anchor_weight: float = 15.0  # x squared distance (rad^2) of the body pose to an anchored start's
     # x squared change (m^2) of the camera translation in the camera stage: SPIN's number, but it
     # weighs metres at the photo's real focal here, not SPIN's crop-camera depth (f = 5000 px)
     depth_weight: float = 100.0
