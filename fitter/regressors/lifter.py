@@ -138,7 +138,9 @@ class KeypointLifter(nn.Module):
         S = len(self.point_names)
         if features.shape[1] != 3 * S + 3 and features.shape[1] == 3 * 17 + 3 and self.point_names[:17] == _COCO17:
             wide = features.new_zeros(features.shape[0], 3 * S + 3)
-            wide[:, :34], wide[:, 2 * S : 2 * S + 17], wide[:, 3 * S :] = features[:, :34], features[:, 34:51], features[:, 51:]
+            wide[:, :34] = features[:, :34]  # x, y
+            wide[:, 2 * S : 2 * S + 17] = features[:, 34:51]  # confidences
+            wide[:, 3 * S :] = features[:, 51:]  # box centre and size
             features = wide
         y = self.out(self.norm(self.blocks(self.inp(features))))
         rot = rot6d_to_matrix(y[:, : 24 * 6].reshape(-1, 24, 6))
