@@ -104,11 +104,14 @@ def _expand_pose_paths(paths: Iterable[str | Path]) -> list[tuple[Path, bool]]:
 def load_pose_files(
     paths: str | Path | Iterable[str | Path],
     progress: Callable[[str], None] | None = None,
+    split: str | None = None,
 ) -> np.ndarray:
     """Read AMASS-style .npz files (array `poses`, (N, W)) -> concatenated (M, 69) float32 body poses.
 
     paths: one file, a folder (searched recursively; .npz files without `poses`, such as
-    AMASS's per-subject shape.npz, are skipped) or several of those.
+    AMASS's per-subject shape.npz, are skipped) or several of those. split: in files with a
+    `split` array (`fitter mocap import`: "train" / "heldout" per frame) keep only the frames of
+    that split (files without one are read whole); None: every frame.
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
@@ -119,6 +122,8 @@ def load_pose_files(
             with np.load(file, allow_pickle=False) as npz:
                 poses = npz["poses"] if "poses" in npz.files else None
                 names = list(npz.files)
+                if poses is not None and split is not None and "split" in npz.files:
+                    poses = poses[npz["split"] == split]
         except (OSError, ValueError) as exc:
             raise ValueError(f"{file}: not a readable .npz ({exc})") from exc
         if poses is None:
@@ -133,7 +138,10 @@ def load_pose_files(
             progress(f"read {index + 1}/{len(files)}: {file.name} ({poses.shape[0]} poses)")
     if not chunks:
         raise ValueError("none of the given .npz files holds a 'poses' array")
-    return np.concatenate(chunks, axis=0)
+    body = np.concatenate(chunks, axis=0)
+    if len(body) == 0:
+        raise ValueError(f"no poses in split {split!r} in the given files")
+    return body
 
 
 def fit_gmm_file(

@@ -4,9 +4,9 @@ trained on real human motion, CMU motion capture, converted to SMPL-layout body 
 
     path = priors.shipped_gmm_path()        # .../priors/data/gmm_cmu_08.npz
     prior = priors.load_shipped_gmm()       # MaxMixturePrior
-    fitter fit photo.jpg --gmm "$(python -c 'import priors; print(priors.shipped_gmm_path())')"
 
-It is not the fitter's default prior (yet); pass it with `--gmm` / `gmm_path`.
+It is the fitter's default pose prior (`priors.default_prior_terms(None)`), with the joint limits
+kept as bounds.
 
 Rebuild (the CMU data are used by path, never copied into the package):
 

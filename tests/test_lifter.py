@@ -168,3 +168,85 @@ def test_training_draws_bodies_from_a_pose_file(anny_model, tmp_path):
     record = train_lifter(anny_model, LifterTrainConfig(steps=1, batch_size=8, width=16, blocks=1,
                                                         poses=str(tmp_path)), tmp_path / "l.pt")  # fmt: skip
     assert record["pose_file_poses"] == 5
+
+
+def test_lifter_points_by_name_each_set_in_its_own_slots():
+    """A set's points fill the lifter slots of the same name; SMPL's hip joints never stand in for
+    COCO's hips when the lifter has slots of its own for them (only a COCO-17 lifter aliases them)."""
+    from fitter.keypoints import convert_keypoints, keypoint_names
+    from fitter.regressors.lifter import lifter_points, union_point_names
+
+    names = union_point_names()
+    assert names[:17] == keypoint_names("coco17") and len(names) == len(set(names))
+    for keypoint_set in ("coco17", "smpl24", "openpose25", "blazepose33", "h36m17", "lsp14"):
+        assert set(keypoint_names(keypoint_set)) <= set(names)
+    smpl = torch.rand(2, 24, 3) + 0.1
+    slots = lifter_points(smpl, "smpl24", names)
+    assert slots[:, names.index("left_hip")].abs().sum() == 0  # COCO's hip: not given by SMPL-24
+    torch.testing.assert_close(slots[:, names.index("smpl_left_hip")], smpl[:, 1])
+    assert int((slots[..., 2] > 0).sum(1)[0]) == 24
+    # a COCO-17-only lifter reads other sets through the COCO names they stand in for (convert_keypoints)
+    coco_only = lifter_points(smpl, "smpl24", keypoint_names("coco17"))
+    np.testing.assert_allclose(coco_only.numpy(), convert_keypoints(smpl.numpy(), "smpl24", "coco17"))
+
+
+def test_widened_lifter_answers_as_before_on_the_points_it_had():
+    from fitter.regressors.lifter import union_point_names, widen_inputs
+
+    old = KeypointLifter(width=32, blocks=1)
+    torch.nn.init.normal_(old.out.weight, std=0.1)
+    wide = widen_inputs(old, union_point_names())
+    assert wide.point_names[:17] == old.point_names and wide.inp.in_features == 3 * len(wide.point_names) + 3
+    kp = torch.cat([torch.rand(3, 17, 2) * 400 + 100, torch.ones(3, 17, 1)], dim=-1)
+    focal, center = torch.full((3,), 1000.0), torch.full((3, 2), 300.0)
+    a, b = old.lift(kp, "coco17", focal, center), wide.lift(kp, "coco17", focal, center)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=0)
+
+
+def test_training_batches_show_several_keypoint_sets(anny_model):
+    from fitter.regressors.lifter import LIFTER_INPUT_SETS, union_point_names
+    from fitter.training.lifter import DEFAULT_SET_WEIGHTS, lifter_skin
+
+    skin = lifter_skin(anny_model, LIFTER_INPUT_SETS)
+    batch = sample_lifter_batch(anny_model, 64, torch.Generator().manual_seed(0), skin=skin, input_sets=LIFTER_INPUT_SETS,
+                                input_set_weights=DEFAULT_SET_WEIGHTS)  # fmt: skip
+    S = len(union_point_names())
+    assert batch["features"].shape == (64, 3 * S + 3) and batch["points"].shape == (64, 24 + 17, 3)
+    seen = batch["features"][:, 2 * S : 3 * S] > 0  # confidences
+    smpl_hip, coco_hip = union_point_names().index("smpl_left_hip"), 11
+    assert seen[:, smpl_hip].any() and seen[:, coco_hip].any()
+    assert not (seen[:, smpl_hip] & seen[:, coco_hip]).any()  # never both: one set per body
+    assert (seen.sum(1) >= 6).all()
+
+
+def test_training_reads_only_the_train_split_of_a_mocap_file(anny_model, tmp_path):
+    """`fitter mocap import` files carry a per-frame split; the lifter trains on the train frames only."""
+    poses = np.zeros((6, 72), np.float32)
+    poses[:4, 3 + 3 * 3] = 1.0  # train frames: left knee bent
+    poses[4:, 3 + 3 * 3] = -2.0  # held-out frames
+    np.savez(tmp_path / "cmu_poses.npz", poses=poses, split=np.array(["train"] * 4 + ["heldout"] * 2))
+    record = train_lifter(anny_model, LifterTrainConfig(steps=1, batch_size=8, width=16, blocks=1,
+                                                        poses=str(tmp_path / "cmu_poses.npz")), tmp_path / "l.pt")  # fmt: skip
+    assert record["pose_file_poses"] == 4 and record["config"]["pose_split"] == "train"
+    everything = train_lifter(anny_model, LifterTrainConfig(steps=1, batch_size=8, width=16, blocks=1, pose_split=None,
+                                                            poses=str(tmp_path / "cmu_poses.npz")), tmp_path / "m.pt")  # fmt: skip
+    assert everything["pose_file_poses"] == 6
+    mirrored = train_lifter(anny_model, LifterTrainConfig(steps=1, batch_size=8, width=16, blocks=1, pose_mirror=True,
+                                                          poses=str(tmp_path / "cmu_poses.npz")), tmp_path / "n.pt")  # fmt: skip
+    assert mirrored["pose_file_poses"] == 2 * 4  # the train frames and their mirror images
+
+
+def test_coco17_features_reach_a_wider_lifter_in_its_coco_slots():
+    """lifter(lifter_features(coco17 points)) on a lifter with more slots answers as lift(..., "coco17")."""
+    from fitter.regressors.lifter import union_point_names
+
+    lifter = KeypointLifter(width=32, blocks=1, point_names=union_point_names())
+    torch.nn.init.normal_(lifter.inp.weight, std=0.1)
+    torch.nn.init.normal_(lifter.out.weight, std=0.1)
+    kp = torch.cat([torch.rand(2, 17, 2) * 400 + 100, torch.ones(2, 17, 1)], dim=-1)
+    kp[1, 4, 2] = 0.0
+    focal, center = torch.full((2,), 900.0), torch.full((2, 2), 320.0)
+    a, b = lifter(lifter_features(kp, focal, center)), lifter.lift(kp, "coco17", focal, center)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key])

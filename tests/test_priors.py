@@ -433,8 +433,23 @@ def test_every_limit_has_a_source_and_valid_range():
 
 
 # --------------------------------------------------------------------------------- prior sets
-def test_default_prior_terms_without_gmm():
+def test_default_prior_terms_is_the_shipped_cmu_gmm_with_joint_limits():
     prior_set = default_prior_terms(None)
+    assert prior_set.name == "gmm" and prior_set.shipped and prior_set.gmm_path == str(priors.shipped_gmm_path())
+    assert "shipped CMU" in prior_set.describe() and "gmm_cmu_08.npz" in prior_set.describe()
+    assert "joint limits" in prior_set.describe()
+    assert default_prior_terms("").describe() == prior_set.describe()
+    pose = torch.zeros(3, 69)
+    pose[0, 9] = -0.4  # hyper-extended left knee
+    terms = prior_set(pose, torch.ones(3, 10))
+    assert set(terms) == {"pose_gmm", "joint_limits", "angle", "shape"} == set(prior_set.term_names)
+    torch.testing.assert_close(terms["pose_gmm"], priors.load_shipped_gmm()(pose))
+    assert terms["joint_limits"][0] > 0 and terms["joint_limits"][1] == 0  # bounds: zero inside the limits
+
+
+def test_default_prior_terms_without_gmm():
+    prior_set = default_prior_terms("none")
+    assert default_prior_terms("limits").name == prior_set.name
     assert prior_set.name == "limits+angle+shape+l2" and prior_set.describe() == "limits+angle+shape+l2"
     pose = torch.zeros(3, 69)
     pose[0, 9] = -0.4  # hyper-extended left knee
@@ -450,9 +465,12 @@ def test_default_prior_terms_with_gmm(tmp_path):
     means, covars, weights = _small_69d_gmm()
     path = save_gmm(tmp_path / "gmm_08.npz", means, covars, weights)
     prior_set = default_prior_terms(str(path))
-    assert prior_set.name == "gmm" and str(path) in prior_set.describe()
+    assert prior_set.name == "gmm" and str(path) in prior_set.describe() and not prior_set.shipped
     pose = torch.zeros(2, 69, requires_grad=True)
-    terms = prior_set(pose, torch.zeros(2, 10))
+    assert set(prior_set(pose, torch.zeros(2, 10))) == {"pose_gmm", "angle", "shape", "joint_limits"}
+    smplify = default_prior_terms(str(path), joint_limits=False)  # SMPLify's own terms
+    assert "joint limits" not in smplify.describe()
+    terms = smplify(pose, torch.zeros(2, 10))
     assert set(terms) == {"pose_gmm", "angle", "shape"}
     expected = MaxMixturePrior(means, covars, weights)(pose)
     torch.testing.assert_close(terms["pose_gmm"], expected)

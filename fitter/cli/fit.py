@@ -44,7 +44,7 @@ def fit_command(
     overwrite: bool = typer.Option(False, help="Refit images whose outputs exist (default: skip them)."),
     recursive: bool = typer.Option(False, help="Search folders recursively."),
     side_view: bool = typer.Option(False, help="Also write <stem>_side.png."),
-    gmm: Path = typer.Option(None, help="GMM pose prior file (SMPLify gmm_08.pkl layout or npz)."),
+    gmm: Path = typer.Option(None, help="GMM pose prior file (SMPLify gmm_08.pkl layout or npz) [default: the shipped CMU GMM]."),
     auto_parts: bool = typer.Option(False, "--auto-parts/--no-auto-parts",
                                     help="Without --parts: split the person mask into 12 parts by the 2D skeleton (nearest bone)."),
     threads: int = typer.Option(1, min=1, help="CPU threads for torch (1 is fastest for these small ops on a busy or 2-core CPU)."),

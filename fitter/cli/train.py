@@ -87,16 +87,19 @@ def train_lifter_command(
     lr: float = typer.Option(1e-3, help="Peak learning rate (cosine decay)."),
     init_from: Path = typer.Option(None, "--init-from", help="Continue from this lifter checkpoint instead of random weights."),
     poses: Path = typer.Option(None, help="AMASS-style npz file or folder (array `poses`): pose 80 % of the bodies from it."),
+    poses_split: str = typer.Option("train", "--poses-split", help="In pose files with a `split` array (fitter mocap import): only these frames (train | heldout | all)."),
+    input_sets: str = typer.Option("all", "--input-sets", help="Keypoint sets shown to the lifter, comma-separated (all: coco17, openpose25, coco18, blazepose33, h36m17, lsp14, smpl24); its inputs are their points."),
+    mirror: bool = typer.Option(False, "--mirror/--no-mirror", help="Also pose bodies from the left/right mirror image of every --poses pose."),
+    max_minutes: float = typer.Option(None, "--max-minutes", min=0.1, help="Stop (and save) after this many minutes of training."),
     seed: int = typer.Option(0, help="Random seed of the synthetic data and the weights."),
     body_model: str = typer.Option("anny", "--body-model", help="Body model whose bodies are sampled (anny, smpl, ... or a file)."),
     out: Path = typer.Option(None, help="Checkpoint path (default: the file shipped in the package, which fit_keypoints loads)."),
     threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
 ) -> None:
-    """Train the COCO-17 keypoint lifter that starts `fit_keypoints` (2D keypoints -> pose,
-    orientation, shape) on synthetic bodies posed inside the joint limits.
+    """Train the keypoint lifter that starts `fit_keypoints` (2D keypoints of any set -> pose,
+    orientation, shape) on synthetic bodies posed inside the joint limits (and from --poses).
 
-    The shipped weights: `fitter train lifter --out a.pt` (24k steps), then
-    `fitter train lifter --steps 12000 --lr 3e-4 --seed 1 --init-from a.pt` (~60 min on 2 CPU cores)."""
+    The shipped weights: see README, "How a fit starts and runs" (the recipe and its time)."""
     import torch
 
     from fitter.body import load_body_model
@@ -115,9 +118,21 @@ def train_lifter_command(
         fail(f"--init-from {init_from}: no such file")
     if poses is not None and not poses.exists():
         fail(f"--poses {poses}: no such file or folder")
+    from fitter.keypoints import KEYPOINT_SETS
+    from fitter.regressors.lifter import LIFTER_INPUT_SETS
+    from fitter.training.lifter import DEFAULT_SET_WEIGHTS
+
+    sets = LIFTER_INPUT_SETS if input_sets == "all" else tuple(s.strip() for s in input_sets.split(",") if s.strip())
+    unknown = [s for s in sets if s not in KEYPOINT_SETS]
+    if not sets or unknown:
+        fail(f"--input-sets: unknown keypoint set(s) {', '.join(unknown) or '(none given)'}; use {', '.join(KEYPOINT_SETS)}")
+    default_weights = dict(zip(LIFTER_INPUT_SETS, DEFAULT_SET_WEIGHTS))
     config = LifterTrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                                init_from=str(init_from) if init_from is not None else None,
-                               poses=str(poses) if poses is not None else None)  # fmt: skip
+                               poses=str(poses) if poses is not None else None,
+                               pose_split=None if poses_split == "all" else poses_split, pose_mirror=mirror, input_sets=sets,
+                               input_set_weights=tuple(default_weights.get(s, 1.0) for s in sets),
+                               max_seconds=None if max_minutes is None else 60.0 * max_minutes)  # fmt: skip
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 

@@ -13,9 +13,12 @@ class FitConfig:
 
     The defaults are the "default" preset: start from the keypoint lifter, a camera stage, then
     one stage at SMPLify's final prior weights with the pose held near the lifter's (anchor).
-    "smplify" is SMPLify's own procedure: upright mean-pose start, four stages of annealed
-    prior weights, restarts. Residuals are in 224 px person-crop units (SPIN's), so sigma and the
-    data-term weights hold at any image size.
+    The pose prior is the shipped CMU GMM (priors.default_prior_terms) with the joint limits as
+    bounds; its weight (gmm_scale), the joint-limit, angle and anchor weights were tuned on
+    synthetic bodies posed by the CMU train subjects (benchmarks/synthetic.py --pose-source train).
+    "smplify" is SMPLify's own procedure with SPIN's constants: upright mean-pose start, flip
+    test, four stages of annealed prior weights, the GMM alone. Residuals are in 224 px
+    person-crop units (SPIN's), so sigma and the data-term weights hold at any image size.
     """
 
     start: str = "lifter"  # initializer used when the caller passes no start: "lifter" or "upright" (fitter.init)
@@ -25,9 +28,13 @@ class FitConfig:
     pose_prior_weights: tuple[float, ...] = (4.78,)  # SMPLify's final stage
     shape_prior_weights: tuple[float, ...] = (5.0,)  # SMPLify's final stage
     angle_prior_weight: float = 5.0  # SPIN uses 15.2 with its GMM; joint limits already stop hyperextension
-    joint_limit_weight: float = 300.0
+    # x the joint-limit penalty (rad^2 outside the limits, 0 inside). 300 before the CMU GMM; the
+    # converted CMU poses step outside fitter's limits (elbow carrying angle, ankles, head) in 98 %
+    # of frames, and a stronger bound pulled fits of them away from the truth
+    joint_limit_weight: float = 10.0
     pose_l2_scale: float = 0.1  # the weak L2 pose prior (no GMM) is this x the pose prior weight
-    anchor_weight: float = 10.0  # x squared distance (rad^2) of the body pose to an anchored start's
+    gmm_scale: float = 0.1  # the GMM pose prior is this x the pose prior weight (1: SMPLify's)
+    anchor_weight: float = 15.0  # x squared distance (rad^2) of the body pose to an anchored start's
     # x squared change (m^2) of the camera translation in the camera stage: SPIN's number, but it
     # weighs metres at the photo's real focal here, not SPIN's crop-camera depth (f = 5000 px)
     depth_weight: float = 100.0
@@ -46,13 +53,17 @@ class FitConfig:
 
 
 PRESETS: dict[str, FitConfig] = {
-    "fast": FitConfig(camera_iters=5, stage_iters=(30,), silhouette_iters=20, restart_poses=(), name="fast"),
+    "fast": FitConfig(camera_iters=5, stage_iters=(30,), silhouette_iters=20, restart_poses=(), anchor_weight=10.0,
+                      name="fast"),  # fmt: skip
     "default": FitConfig(name="default"),
     "accurate": FitConfig(camera_iters=30, stage_iters=(150,), silhouette_iters=80, name="accurate"),
-    # SMPLify (Bogo et al. 2016) as SPIN runs it: upright start, four annealed stages
-    "smplify": FitConfig(start="upright", lr=0.05, camera_iters=30, stage_iters=(30, 30, 30, 150),
+    # SMPLify (Bogo et al. 2016) with SPIN's constants: upright start (flip test for side views), the
+    # GMM alone (no joint limits), angle prior 15.2, Adam lr 1e-2, 100 iterations per phase (camera,
+    # then SMPLify's four annealed stages); none of fitter's additions (anchor, restarts, silhouette)
+    "smplify": FitConfig(start="upright", lr=0.01, camera_iters=100, stage_iters=(100, 100, 100, 100),
                          pose_prior_weights=(404.0, 404.0, 57.4, 4.78), shape_prior_weights=(100.0, 50.0, 10.0, 5.0),
-                         name="smplify"),  # fmt: skip
+                         angle_prior_weight=15.2, joint_limit_weight=0.0, gmm_scale=1.0, anchor_weight=0.0,
+                         restart_poses=(), silhouette_iters=0, name="smplify"),  # fmt: skip
 }
 
 

@@ -131,8 +131,8 @@ def fit_keypoints(
     not consulted); start: a `fitter.init.Start` from an initializer, or an initializer to call
     on the keypoints (e.g. fitter.init.upright_start), default the config's (the lifter);
     config: "fast" | "default" | "accurate" | "smplify" | FitConfig; targets: optional 3D
-    landmarks and person / part masks (FitTargets); gmm_path: a GMM pose prior file (else joint
-    limits + angle + shape + weak L2); threads: torch CPU threads for this call (restored after;
+    landmarks and person / part masks (FitTargets); gmm_path: a GMM pose prior file (default: the
+    shipped CMU GMM; "none": joint limits + angle + shape + weak L2, no GMM); threads: torch CPU threads for this call (restored after;
     None: leave torch's setting) -- these fits are many small operations, and one thread is
     the fastest on most machines (torch's default of all cores was 30-40x slower on a busy 2-core one).
 

@@ -45,10 +45,11 @@ def body_terms(problem: Problem, params: Params, prior_set, config: FitConfig, p
     prior = prior_set(params.body_pose, params.betas)
     terms["angle"] = config.angle_prior_weight**2 * prior["angle"]
     terms["shape"] = shape_weight**2 * prior["shape"]
-    if "pose_gmm" in prior:
-        terms["pose"] = pose_weight**2 * prior["pose_gmm"]
-    else:
+    if "joint_limits" in prior:  # with the GMM too (as bounds: zero inside the limits)
         terms["joint_limits"] = config.joint_limit_weight**2 * prior["joint_limits"]
+    if "pose_gmm" in prior:
+        terms["pose"] = (config.gmm_scale * pose_weight) ** 2 * prior["pose_gmm"]
+    else:
         terms["pose"] = (config.pose_l2_scale * pose_weight) ** 2 * prior["pose_l2"]
     if problem.pose_anchor is not None and config.anchor_weight > 0:
         offset = (params.body_pose - problem.pose_anchor).pow(2).sum(-1)

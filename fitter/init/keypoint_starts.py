@@ -3,10 +3,11 @@
 * upright: the mean pose standing upright, facing the camera, or away from it when the person's
   left shoulder (or hip) is on the image's left; side views (shoulders close together in 2D)
   are flagged for the flip test; the optimizer may restart these from other poses.
-* lifter: `fitter.regressors.lifter`, an MLP trained on synthetic bodies, maps the COCO-17
-  points to a pose, the camera-frame orientation and betas (it picks the limb-depth and heading
-  branch that 2D keypoints leave open); its pose is anchored. People with fewer than 6 COCO-17
-  points seen (or when the lifter's weights are missing) get the upright start.
+* lifter: `fitter.regressors.lifter`, an MLP trained on synthetic bodies, maps the keypoints
+  (each set's own points, by name) to a pose, the camera-frame orientation and betas (it picks
+  the limb-depth and heading branch that 2D keypoints leave open); its pose is anchored. People
+  with fewer than 6 points the lifter reads (or when the lifter's weights are missing) get the
+  upright start.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from torch import Tensor
 
 from fitter.geometry import matrix_to_axis_angle
 from fitter.init.start import Start, StartInputs
-from fitter.keypoints import convert_keypoints, keypoint_names
+from fitter.keypoints import keypoint_names
 
 __all__ = ["upright_start", "lifter_start", "facing_away", "shoulders_close", "FLIP_THRESHOLD", "LIFTER_MIN_POINTS"]
 
 TORSO = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
 FLIP_THRESHOLD = 0.25  # shoulder distance / 2D torso length below which an upright start is flip-tested
-LIFTER_MIN_POINTS = 6  # COCO-17 points the lifter needs to see
+LIFTER_MIN_POINTS = 6  # points the lifter needs to see
 
 
 def facing_away(keypoints2d: Tensor, weights: Tensor, names: list[str]) -> Tensor:
@@ -73,16 +74,14 @@ def upright_start(inputs: StartInputs, flip: bool = True) -> Start:
 
 def lifter_start(inputs: StartInputs) -> Start:
     """The keypoint lifter's start where it sees enough points (pose anchored), else upright."""
-    from fitter.regressors.lifter import LIFTER_SET, lifter_features, load_lifter
+    from fitter.regressors.lifter import lifter_features, lifter_points, load_lifter
 
     fallback = upright_start(inputs)
     try:
         lifter = load_lifter(device=inputs.keypoints.device)
     except FileNotFoundError:
         return fallback
-    kp = inputs.keypoints
-    if inputs.keypoint_set != LIFTER_SET:
-        kp = torch.as_tensor(convert_keypoints(kp.cpu().numpy(), inputs.keypoint_set, LIFTER_SET), device=kp.device)
+    kp = lifter_points(inputs.keypoints, inputs.keypoint_set, lifter.point_names)
     with torch.no_grad():
         out = lifter(lifter_features(kp, inputs.focal, inputs.center))
     betas = fallback.betas.clone()

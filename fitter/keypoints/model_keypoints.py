@@ -17,7 +17,7 @@ from torch import Tensor
 from fitter.body.model import SMPL_JOINT_NAMES, BodyModel, LandmarkSkin
 from fitter.keypoints.sets import SMPL24, keypoint_names
 
-__all__ = ["KeypointRegressor", "keypoint_regressor", "point_definition"]
+__all__ = ["KeypointRegressor", "keypoint_regressor", "point_definition", "points_regressor"]
 
 # SMPL-topology surface points, the published vertex ids shipped with smplx (vertex_ids['smplh']).
 _SMPL_VERTEX_KEYS = {
@@ -195,7 +195,12 @@ class KeypointRegressor:
 
 def keypoint_regressor(model: BodyModel, keypoint_set: str) -> KeypointRegressor:
     """Build the KeypointRegressor of `keypoint_set` for `model`."""
-    names = keypoint_names(keypoint_set)
+    return points_regressor(model, keypoint_names(keypoint_set), keypoint_set)
+
+
+def points_regressor(model: BodyModel, names: list[str], label: str = "custom") -> KeypointRegressor:
+    """The KeypointRegressor of any list of point names (e.g. the union of several sets, as the
+    keypoint lifter's inputs); `label` becomes its keypoint_set."""
     defs = [point_definition(model, n) for n in names]
     vertex_ids = sorted({v for _, verts, _ in defs for v in verts})
     column = {v: i for i, v in enumerate(vertex_ids)}
@@ -210,7 +215,7 @@ def keypoint_regressor(model: BodyModel, keypoint_set: str) -> KeypointRegressor
         quality[k] = q
     dev = model.v_template.device
     return KeypointRegressor(
-        keypoint_set, list(names), jw.to(dev), torch.tensor(vertex_ids, dtype=torch.long, device=dev),
+        label, list(names), jw.to(dev), torch.tensor(vertex_ids, dtype=torch.long, device=dev),
         vw.to(dev), quality.to(dev),
     )  # fmt: skip
 

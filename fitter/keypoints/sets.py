@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["KEYPOINT_SETS", "SKELETONS", "keypoint_names", "convert_keypoints"]
+__all__ = ["KEYPOINT_SETS", "SKELETONS", "canonical_name", "keypoint_names", "convert_keypoints"]
 
 COCO17 = [
     "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
@@ -117,8 +117,13 @@ def keypoint_names(keypoint_set: str) -> list[str]:
         ) from None
 
 
-def _canonical(name: str) -> str:
+def canonical_name(name: str) -> str:
+    """The name a point stands in for in conversions ("smpl_left_hip" -> "left_hip",
+    "left_foot_index" -> "left_big_toe"); other names unchanged."""
     return _ALIASES.get(name, name)
+
+
+_canonical = canonical_name
 
 
 def convert_keypoints(keypoints: np.ndarray, source: str, target: str) -> np.ndarray:
