@@ -97,7 +97,9 @@ def main() -> None:
     parser.add_argument("--cpus", type=int, default=os.cpu_count(), help="CPUs of the local Ray")
     parser.add_argument("--workers", type=int, default=None, help="Ray workers (default: as many as fit)")
     parser.add_argument("--cpus-per-worker", type=float, default=1.0)
-    parser.add_argument("--local-threads", type=int, default=None, help="torch threads of the local backend (default: torch's)")
+    parser.add_argument(
+        "--local-threads", type=int, default=None, help="torch threads of the local backend (default: torch's)"
+    )
     parser.add_argument("--backends", default="local,ray")
     args = parser.parse_args()
     console = Console(width=None if sys.stdout.isatty() else 140)  # wide enough when piped to a file
@@ -115,7 +117,11 @@ def main() -> None:
             with console.status(f"{name}: fitting {len(paths)} images..."):
                 summary, setup, wall = runners[name](args, paths, root, scratch / f"out_{name}")
             local_threads = args.local_threads or torch.get_num_threads()
-            workers = f"1 x {local_threads} threads" if name == "local" else f"{args.workers or 'auto'} x {args.cpus_per_worker:g} CPU"
+            workers = (
+                f"1 x {local_threads} threads"
+                if name == "local"
+                else f"{args.workers or 'auto'} x {args.cpus_per_worker:g} CPU"
+            )
             table.add_row(name, workers, str(len(paths)), str(len(summary.done)), str(len(summary.failed)), f"{setup:.1f}",
                           f"{summary.seconds:.1f}", f"{wall:.1f}", f"{len(summary.done) / wall:.3f}")  # fmt: skip
         console.print(table)

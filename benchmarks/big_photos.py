@@ -46,7 +46,9 @@ def make_photo(size: tuple[int, int], place: float = 0.5, mirror: bool = False, 
     width, height = size
     if person is None:
         source = cv2.imread(str(SOURCE))
-        person = cv2.resize(source, (round(source.shape[1] * height / source.shape[0]), height), interpolation=cv2.INTER_CUBIC)
+        person = cv2.resize(
+            source, (round(source.shape[1] * height / source.shape[0]), height), interpolation=cv2.INTER_CUBIC
+        )
     free = max(0, width - person.shape[1])
     left = round(free * place)
     image = cv2.copyMakeBorder(person, 0, 0, left, free - left, cv2.BORDER_REPLICATE)
@@ -155,7 +157,9 @@ def main() -> int:
             folder = base / "photos12"
             folder.mkdir()
             source = cv2.imread(str(SOURCE))
-            person = cv2.resize(source, (round(source.shape[1] * 3000 / source.shape[0]), 3000), interpolation=cv2.INTER_CUBIC)
+            person = cv2.resize(
+                source, (round(source.shape[1] * 3000 / source.shape[0]), 3000), interpolation=cv2.INTER_CUBIC
+            )
             for i in range(args.count):
                 image = make_photo((4000, 3000), place=(i * 0.137) % 1.0, mirror=bool(i % 2), gain=0.9 + 0.2 * (i % 5) / 4,
                                    person=person)  # fmt: skip
@@ -172,8 +176,18 @@ def main() -> int:
         else:
             shutil.rmtree(base, ignore_errors=True)
     table = Table(title="fitter fit on big photos (1 torch thread; wall = the whole command)")
-    for column in ("run", "exit", "wall s", "fitter s", "per photo s", "peak RSS GB", "peak per quarter of the run GB",
-                   "target", "met", "summary"):
+    for column in (
+        "run",
+        "exit",
+        "wall s",
+        "fitter s",
+        "per photo s",
+        "peak RSS GB",
+        "peak per quarter of the run GB",
+        "target",
+        "met",
+        "summary",
+    ):
         table.add_column(column, overflow="fold")
     for name, res, target, met in rows:
         count = 1 if name.startswith("48") else args.count

@@ -101,7 +101,14 @@ class Ctx:
 
     # --- runs ---------------------------------------------------------------------------
     def command(self, *args, fast: bool = True) -> list[str]:
-        return [sys.executable, "-m", "fitter.cli.main", "fit", *map(str, args), *(["--config", "fast"] if fast else [])]
+        return [
+            sys.executable,
+            "-m",
+            "fitter.cli.main",
+            "fit",
+            *map(str, args),
+            *(["--config", "fast"] if fast else []),
+        ]
 
     def env(self) -> dict:
         env = dict(os.environ)
@@ -210,11 +217,19 @@ class Ctx:
         self.expect(res.status[0] == "ok", f"{stem}: status {res.status[0]!r}")
         err = float(res.reprojection_error_px[0])
         self.expect(err < 15.0, f"{stem}: 2D error {err:.1f} px")
-        self.expect(tuple(int(v) for v in res.image_size[0]) == tuple(size), f"{stem}: image size {res.image_size[0]}, expected {size}")
+        self.expect(
+            tuple(int(v) for v in res.image_size[0]) == tuple(size),
+            f"{stem}: image size {res.image_size[0]}, expected {size}",
+        )
         if image is not None:
-            self.expect(res.info.get("image") == image, f"{stem}: made from {res.info.get('image')!r}, expected {image!r}")
+            self.expect(
+                res.info.get("image") == image, f"{stem}: made from {res.info.get('image')!r}, expected {image!r}"
+            )
         if person_id is not None:
-            self.expect(int(res.extras["person_id"][0]) == person_id, f"{stem}: person {res.extras['person_id']}, expected {person_id}")
+            self.expect(
+                int(res.extras["person_id"][0]) == person_id,
+                f"{stem}: person {res.extras['person_id']}, expected {person_id}",
+            )
 
     def overlay_pixel(self, rel: str, xy: tuple[int, int], rgb, tol: int = 12) -> None:
         """A background pixel of an overlay: the photo's pixels were read right."""
@@ -223,7 +238,9 @@ class Ctx:
             return
         with Image.open(path) as img:
             got = np.array(img.convert("RGB"))[xy[1], xy[0]].astype(int)
-        self.expect(np.abs(got - np.array(rgb)).max() <= tol, f"{rel} pixel {xy} is {tuple(got)}, expected ~{tuple(rgb)}")
+        self.expect(
+            np.abs(got - np.array(rgb)).max() <= tol, f"{rel} pixel {xy} is {tuple(got)}, expected ~{tuple(rgb)}"
+        )
 
     def npz_count(self, rel: str = "out") -> int:
         return len(list((self.dir / rel).rglob("*.npz")))
@@ -587,7 +604,9 @@ def _(ctx: Ctx) -> None:
     again = ctx.fit("in", "--keypoints", "kp", "--out", "out")
     ctx.rc(again, 0)
     ctx.summary(again, 0, 1, 0)
-    ctx.outcome = f"rc={run.rc}: {run.key_line()}; a_p0.*, a_p3.*, a_overlay.png | re-run rc={again.rc}: {again.key_line()}"
+    ctx.outcome = (
+        f"rc={run.rc}: {run.key_line()}; a_p0.*, a_p3.*, a_overlay.png | re-run rc={again.rc}: {again.key_line()}"
+    )
 
 
 # --- names ----------------------------------------------------------------------------------
@@ -621,7 +640,10 @@ def _(ctx: Ctx) -> None:
     ctx.result_ok("out/b/img.jpg", "b/img.jpg")
 
 
-@case("brackets: 'shoot [raw] [/x]'", "paths printed as they are; a [1] and 2-person b [1] fitted, c [bold] fails; re-run skips a, b")
+@case(
+    "brackets: 'shoot [raw] [/x]'",
+    "paths printed as they are; a [1] and 2-person b [1] fitted, c [bold] fails; re-run skips a, b",
+)
 def _(ctx: Ctx) -> None:
     folder = "shoot [raw] [/x]"  # folders 'shoot [raw] [' / 'x]'
     ctx.photo(f"{folder}/a [1].png")
@@ -643,7 +665,9 @@ def _(ctx: Ctx) -> None:
     ctx.outcome = f"rc={run.rc}: {run.key_line()} | re-run rc={again.rc}: {again.key_line()}"
 
 
-@case("a.png beside a_party.png", "a_party.png fitted first; then the folder: a.png is fitted, not taken as done, exit 0")
+@case(
+    "a.png beside a_party.png", "a_party.png fitted first; then the folder: a.png is fitted, not taken as done, exit 0"
+)
 def _(ctx: Ctx) -> None:
     ctx.photo("in/a.png")
     ctx.photo("in/a_party.png")
@@ -692,7 +716,9 @@ def _all_done(ctx: Ctx) -> None:
         ctx.exists(f"out/p{i:02d}_overlay.png")
 
 
-@case("kill -9 mid folder run, re-run", "re-run resumes: finished ones skipped, the rest fitted, all 12 correct, no .tmp")
+@case(
+    "kill -9 mid folder run, re-run", "re-run resumes: finished ones skipped, the rest fitted, all 12 correct, no .tmp"
+)
 def _(ctx: Ctx) -> None:
     _folder(ctx)
     stopped = _stop_mid_run(ctx, signal.SIGKILL)
@@ -718,7 +744,11 @@ def _(ctx: Ctx) -> None:
         return
     stopped_run, done = stopped
     ctx.rc(stopped_run, 130)
-    ctx.says(stopped_run, f"interrupted: {done} of {FOLDER_PHOTOS} images finished (kept)", "run the same command again to resume")
+    ctx.says(
+        stopped_run,
+        f"interrupted: {done} of {FOLDER_PHOTOS} images finished (kept)",
+        "run the same command again to resume",
+    )
     ctx.no_leftovers()
     again = ctx.fit("in", "--keypoints", "kp", "--out", "out", "--batch-size", "2")
     ctx.rc(again, 0)

@@ -34,11 +34,11 @@ from rich.console import Console
 from rich.table import Table
 
 from fitter.body import BodyModel, load_body_model
+from fitter.body.poses import mean_body_pose
 from fitter.body.posing import forward_kinematics
 from fitter.geometry import axis_angle_to_matrix, perspective_project
 from fitter.keypoints import keypoint_regressor
 from fitter.objectives import reprojection_term
-from fitter.body.poses import mean_body_pose
 from priors import angle_prior, default_prior_terms, joint_limit_penalty, pose_l2_prior, shape_prior
 
 SIGMA = 100.0
@@ -207,8 +207,11 @@ def run(args: argparse.Namespace) -> None:
             deviations.append(fast_path_deviation(inp))
             for name, loss_fn in components(inp).items():
                 add(name, lambda loss_fn=loss_fn: _backward(loss_fn, inp.params), calls)
-            adam_variants = (("Adam step (for-loop, today's default)", {"foreach": False}),
-                             ("Adam step (foreach)", {"foreach": True}), ("Adam step (fused)", {"fused": True}))
+            adam_variants = (
+                ("Adam step (for-loop, today's default)", {"foreach": False}),
+                ("Adam step (foreach)", {"foreach": True}),
+                ("Adam step (fused)", {"fused": True}),
+            )
             for label, kwargs in adam_variants:
                 params = [_leaf(p) for p in inp.params]
                 for p in params:

@@ -56,7 +56,9 @@ def orientation_error_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def joints_of(model, params: dict) -> np.ndarray:
     with torch.no_grad():
-        args = [torch.as_tensor(np.asarray(params[k]), dtype=torch.float32) for k in ("betas", "body_pose", "global_orient")]
+        args = [
+            torch.as_tensor(np.asarray(params[k]), dtype=torch.float32) for k in ("betas", "body_pose", "global_orient")
+        ]
         return model(*args).joints.numpy()
 
 
@@ -94,7 +96,12 @@ def make_observations(model, cases: dict, noise_px: float, landmark_noise: float
             pictures.append(np.where(mask[..., None], rgb, 128).astype(np.uint8))
     else:
         pictures = [np.zeros((height, width, 3), np.uint8)] * len(posed)
-    return {"keypoints": kp.astype(np.float32), "world": world.astype(np.float32), "masks": list(masks), "images": pictures}
+    return {
+        "keypoints": kp.astype(np.float32),
+        "world": world.astype(np.float32),
+        "masks": list(masks),
+        "images": pictures,
+    }
 
 
 def initialize(name: str, images, keypoints, image_sizes, focal, model, owners, **kwargs) -> Start | None:
@@ -102,9 +109,13 @@ def initialize(name: str, images, keypoints, image_sizes, focal, model, owners, 
     if name == "none":
         return None
     n = len(keypoints)
-    camera = resolve_camera(np.broadcast_to(np.asarray(image_sizes, np.float32), (n, 2)), n, np.asarray(focal, np.float32))
+    camera = resolve_camera(
+        np.broadcast_to(np.asarray(image_sizes, np.float32), (n, 2)), n, np.asarray(focal, np.float32)
+    )
     checkpoint = kwargs.pop("checkpoint_path", None)
-    inputs = StartInputs.build(keypoints, "blazepose33", camera, model, mean_body_pose(), images=images, owners=owners, **kwargs)
+    inputs = StartInputs.build(
+        keypoints, "blazepose33", camera, model, mean_body_pose(), images=images, owners=owners, **kwargs
+    )
     return make_initializer(name, model, checkpoint_path=checkpoint)(inputs)
 
 
@@ -117,7 +128,9 @@ def run(args) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_body_model(args.body_model)
-    cases = sample_cases(model, args.n, "blazepose33", seed=args.seed, pose_scale=args.pose_scale, image_size=(640, 480))
+    cases = sample_cases(
+        model, args.n, "blazepose33", seed=args.seed, pose_scale=args.pose_scale, image_size=(640, 480)
+    )
     available = available_initializers()
     names = ["none", "mediapipe"]
     if args.nbf or "nbf" in available:
@@ -182,7 +195,10 @@ def run_real(args, model, console: Console) -> None:
 
     def limbs(params) -> np.ndarray:
         with torch.no_grad():
-            args_ = [torch.as_tensor(np.asarray(params[k]), dtype=torch.float32) for k in ("betas", "body_pose", "global_orient")]
+            args_ = [
+                torch.as_tensor(np.asarray(params[k]), dtype=torch.float32)
+                for k in ("betas", "body_pose", "global_orient")
+            ]
             out = model(*args_)
             return reg.from_vertices(out.joints, out.vertices)[:, index].numpy()
 
@@ -200,11 +216,18 @@ def run_real(args, model, console: Console) -> None:
                     console.print(f"{subset}/{item['file']}: mediapipe found nobody; skipped")
                     continue
                 used.append(f"{subset}/{Path(item['file']).name}")
-                truth = np.array(item["joints_3d_camera_mm"], np.float32)[[names.index(GT_NAMES[subset][n]) for n in LIMBS]][None] / 1000
+                truth = (
+                    np.array(item["joints_3d_camera_mm"], np.float32)[
+                        [names.index(GT_NAMES[subset][n]) for n in LIMBS]
+                    ][None]
+                    / 1000
+                )
                 size = (item["width"], item["height"])
                 focal = float(np.mean(item["camera"]["f"]))
                 kp = det.keypoints[None]
-                init = initialize("mediapipe", [image], kp, size, [focal], model, [0], world_landmarks=det.world_landmarks[None])
+                init = initialize(
+                    "mediapipe", [image], kp, size, [focal], model, [0], world_landmarks=det.world_landmarks[None]
+                )
                 frontal = {"betas": np.zeros((1, 10)), "body_pose": mean_body_pose()[None].numpy(),
                            "global_orient": np.array([[math.pi, 0.0, 0.0]])}  # fmt: skip
                 landmarks3d = np.concatenate([det.world_landmarks, det.keypoints[:, 2:]], axis=-1)[None]
@@ -218,10 +241,18 @@ def run_real(args, model, console: Console) -> None:
                 }  # fmt: skip
                 preds = {"mediapipe world landmarks": det.world_landmarks[None, index], "start: none (frontal)": limbs(frontal),
                          "start: mediapipe": limbs(as_arrays(init))}  # fmt: skip
-                preds.update({k: limbs({p: getattr(r, p) for p in ("betas", "body_pose", "global_orient")}) for k, r in fits.items()})
+                preds.update(
+                    {
+                        k: limbs({p: getattr(r, p) for p in ("betas", "body_pose", "global_orient")})
+                        for k, r in fits.items()
+                    }
+                )
                 for key, pred in preds.items():
                     rows[key].append(float(joint_errors(pred.astype(np.float32), truth)[1][0]))
-    table = Table(box=None, title=f"eval photos with 3D ground truth ({len(used)}: {', '.join(used)}), PA-MPJPE mm, 12 limb joints")
+    table = Table(
+        box=None,
+        title=f"eval photos with 3D ground truth ({len(used)}: {', '.join(used)}), PA-MPJPE mm, 12 limb joints",
+    )
     table.add_column("what")
     for name in used:
         table.add_column(name.split("/")[0], justify="right")
@@ -238,8 +269,12 @@ def main() -> None:
     parser.add_argument("--noise-px", type=float, default=2.0, help="keypoint noise, pixels (640x480 images)")
     parser.add_argument("--landmark-noise", type=float, default=0.03, help="world-landmark noise, metres")
     parser.add_argument("--pose-scale", type=float, default=0.5)
-    parser.add_argument("--landmarks3d-weight", type=float, default=None,
-                        help="FitConfig.landmarks3d_weight of the landmarks3d rows (default: the config's)")
+    parser.add_argument(
+        "--landmarks3d-weight",
+        type=float,
+        default=None,
+        help="FitConfig.landmarks3d_weight of the landmarks3d rows (default: the config's)",
+    )
     parser.add_argument("--nbf", default=None, help="NBF checkpoint to use (default: find_checkpoint('nbf'))")
     parser.add_argument("--body-model", default="anny")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")

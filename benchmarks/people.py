@@ -40,7 +40,9 @@ def scene(model, rng: np.random.Generator, gap=(1.0, 2.5)) -> tuple[dict, np.nda
     pose = mean_body_pose() + 0.3 * (sample_within_limits(2, generator=gen) - mean_body_pose())
     yaw = torch.as_tensor(rng.uniform(-40, 40, 2), dtype=torch.float32)
     turn = torch.stack([torch.zeros(2), torch.deg2rad(yaw), torch.zeros(2)], 1)
-    orient = matrix_to_axis_angle(axis_angle_to_matrix(torch.tensor([[math.pi, 0.0, 0.0]])) @ axis_angle_to_matrix(turn))
+    orient = matrix_to_axis_angle(
+        axis_angle_to_matrix(torch.tensor([[math.pi, 0.0, 0.0]])) @ axis_angle_to_matrix(turn)
+    )
     near_z = rng.uniform(3.5, 5.0)
     far_z = near_z + rng.uniform(*gap)
     x_near = rng.uniform(-0.4, 0.0)

@@ -30,11 +30,11 @@ from rich.console import Console
 from rich.table import Table
 
 from fitter.body import load_body_model
-from fitter.detect import BlazePoseDetector
-from fitter.geometry import procrustes_align
 from fitter.body.poses import mean_body_pose
 from fitter.camera import resolve_camera
+from fitter.detect import BlazePoseDetector
 from fitter.fitting import FitTargets, fit_keypoints
+from fitter.geometry import procrustes_align
 from fitter.init import KEYPOINT_INITIALIZERS, StartInputs, make_initializer
 from fitter.io.images import read_image
 from fitter.keypoints import convert_keypoints, keypoint_regressor
@@ -50,7 +50,9 @@ def lsp14_errors(pred_mm: np.ndarray, gt_mm: np.ndarray) -> tuple[float, float]:
     """(MPJPE, PA-MPJPE) in mm for (14,3) points; MPJPE after aligning the hip midpoints."""
     hips = lambda x: (x[2] + x[3]) / 2  # noqa: E731
     mpjpe = np.linalg.norm((pred_mm - hips(pred_mm)) - (gt_mm - hips(gt_mm)), axis=-1).mean()
-    aligned = procrustes_align(torch.tensor(pred_mm[None], dtype=torch.float64), torch.tensor(gt_mm[None], dtype=torch.float64))
+    aligned = procrustes_align(
+        torch.tensor(pred_mm[None], dtype=torch.float64), torch.tensor(gt_mm[None], dtype=torch.float64)
+    )
     pa = np.linalg.norm(aligned[0].numpy() - gt_mm, axis=-1).mean()
     return float(mpjpe), float(pa)
 
@@ -158,7 +160,9 @@ def run(args) -> None:
                                        torch.as_tensor(res.principal_point), (w, h))[0].numpy()  # fmt: skip
                 s["iou"].append(iou(rendered, target))
             if "joints" in gt:
-                out = model(*(torch.as_tensor(getattr(res, k)) for k in ("betas", "body_pose", "global_orient", "transl")))
+                out = model(
+                    *(torch.as_tensor(getattr(res, k)) for k in ("betas", "body_pose", "global_orient", "transl"))
+                )
                 pred = lsp_reg.from_vertices(out.joints, out.vertices)[0].detach().numpy() * 1000
                 order = H36M_TO_LSP14 if name == "h36m" else MPI3DHP_TO_LSP14
                 gt14 = gt["joints"][order]
@@ -167,8 +171,10 @@ def run(args) -> None:
                     s["mpjpe"].append(e[0])
                     s["pa"].append(e[1])
         for name, s in stats.items():
+
             def pct(pairs):
                 return f"{100 * sum(c for c, _ in pairs) / max(1, sum(n for _, n in pairs)):.1f}%" if pairs else "-"
+
             mean = lambda v, fmt="{:.1f}": fmt.format(np.mean(v)) if v else "-"  # noqa: E731
             table.add_row(variant, name, str(len(s["found"])), str(sum(s["found"])),
                           pct(s["pck"]), pct(s["pck_det"]), mean(s["iou"], "{:.3f}"), mean(s["mpjpe"]), mean(s["pa"]),
@@ -232,10 +238,23 @@ def run_people(args, model) -> None:
                     project_keypoint_set(result, model, "coco17")  # fmt: skip
                 counts[path.name] = len(fitted)
                 if args.verbose_people:
-                    print(threshold, path.name, len(fitted), [None if m is None else pck(fitted[m], labels[k], sizes[k]) for k, m in enumerate(match_people(fitted, labels, sizes))], job.skipped_people)
+                    print(
+                        threshold,
+                        path.name,
+                        len(fitted),
+                        [
+                            None if m is None else pck(fitted[m], labels[k], sizes[k])
+                            for k, m in enumerate(match_people(fitted, labels, sizes))
+                        ],
+                        job.skipped_people,
+                    )
                 for k, match in enumerate(match_people(fitted, labels, sizes)):
                     if name != "coco" or k == 0:  # COCO: the labelled target; OCHuman: every person
-                        hit = (0, int((labels[k][:, 2] > 0).sum())) if match is None else pck(fitted[match], labels[k], sizes[k])
+                        hit = (
+                            (0, int((labels[k][:, 2] > 0).sum()))
+                            if match is None
+                            else pck(fitted[match], labels[k], sizes[k])
+                        )
                         correct[name][0] += hit[0]
                         correct[name][1] += hit[1]
                     labelled += 1
@@ -255,9 +274,15 @@ def main() -> None:
     parser.add_argument("--body-model", default="anny")
     parser.add_argument("--sets", default="coco,ochuman,h36m,mpi_inf_3dhp")
     parser.add_argument("--variants", default="", help="comma-separated subset of the variant names")
-    parser.add_argument("--people", action=argparse.BooleanOptionalAction, default=True,
-                        help="also score every person in the COCO / OCHuman / 3DPW photos (the photo pipeline)")
-    parser.add_argument("--detection-thresholds", default="0.1", help="comma-separated detection thresholds for --people")
+    parser.add_argument(
+        "--people",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also score every person in the COCO / OCHuman / 3DPW photos (the photo pipeline)",
+    )
+    parser.add_argument(
+        "--detection-thresholds", default="0.1", help="comma-separated detection thresholds for --people"
+    )
     parser.add_argument("--verbose-people", action="store_true", help="print each photo of --people")
     args = parser.parse_args()
     if args.sets:

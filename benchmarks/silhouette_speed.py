@@ -138,7 +138,9 @@ def sweep_table(vertices, faces, size, device) -> tuple[Table, bool]:
     for offset_px in (64, 32, 16, 8, 4, 2, 1, 0):
         shift = torch.tensor([offset_px * metres_per_px, 0.0, 0.0], device=device, requires_grad=True)
         verts = _placed(vertices, 0.0, 1) + shift
-        chamfer = silhouette_chamfer_loss(perspective_project(verts, focal, pp), target.dist_maps, target.boundary_points, target.boundary_valid).sum()
+        chamfer = silhouette_chamfer_loss(
+            perspective_project(verts, focal, pp), target.dist_maps, target.boundary_points, target.boundary_valid
+        ).sum()
         (chamfer_grad,) = torch.autograd.grad(chamfer, shift)
         chamfer_values.append(float(chamfer.detach()))
         table.add_row(str(offset_px), f"{chamfer_values[-1]:.2e}", f"{float(chamfer_grad[0]):+.2e}")
@@ -154,25 +156,33 @@ def optimisation_table(vertices, faces, size, device, steps: int = 80) -> Table:
     target_mask = render_mask(_placed(vertices, 0.0, 1), faces, focal, pp, (size, size))
     target = prepare_silhouette_target(target_mask)
     metres_per_px = 3.5 / float(focal[0])
-    table = Table(title=f"{steps} Adam steps (lr 0.01 m) on the translation, start offset {0.12 * size:.0f} px right, {0.06 * size:.0f} px down ({size} px)")
+    table = Table(
+        title=f"{steps} Adam steps (lr 0.01 m) on the translation, start offset {0.12 * size:.0f} px right, {0.06 * size:.0f} px down ({size} px)"
+    )
     for column in ("loss", "start IoU", "final IoU", "final offset px", "ms total"):
         table.add_column(column, justify="right")
     start_offset = torch.tensor([0.12 * size * metres_per_px, 0.06 * size * metres_per_px, 0.0], device=device)
     offset = start_offset.clone().requires_grad_(True)
     optimiser = torch.optim.Adam([offset], lr=0.01)
-    start_iou = _hard_iou(render_mask(_placed(vertices, 0.0, 1) + start_offset, faces, focal, pp, (size, size)), target_mask)
+    start_iou = _hard_iou(
+        render_mask(_placed(vertices, 0.0, 1) + start_offset, faces, focal, pp, (size, size)), target_mask
+    )
     began = time.perf_counter()
     for _ in range(steps):
         optimiser.zero_grad()
         verts = _placed(vertices, 0.0, 1) + offset
-        loss = silhouette_chamfer_loss(perspective_project(verts, focal, pp), target.dist_maps, target.boundary_points, target.boundary_valid)
+        loss = silhouette_chamfer_loss(
+            perspective_project(verts, focal, pp), target.dist_maps, target.boundary_points, target.boundary_valid
+        )
         loss.sum().backward()
         optimiser.step()
     elapsed = 1000.0 * (time.perf_counter() - began)
     with torch.no_grad():
         final = render_mask(_placed(vertices, 0.0, 1) + offset, faces, focal, pp, (size, size))
         final_px = float(torch.linalg.norm(offset[:2])) / metres_per_px
-    table.add_row("chamfer", f"{start_iou:.3f}", f"{_hard_iou(final, target_mask):.3f}", f"{final_px:.1f}", f"{elapsed:.0f}")
+    table.add_row(
+        "chamfer", f"{start_iou:.3f}", f"{_hard_iou(final, target_mask):.3f}", f"{final_px:.1f}", f"{elapsed:.0f}"
+    )
     return table
 
 

@@ -107,7 +107,9 @@ def score(model, cases: dict, keypoint_set: str, config: str, noise: float, miss
     """Fit the corrupted keypoints of one set; mean MPJPE, PA-MPJPE (mm), 2D error (px) and failures."""
     clean = cases["keypoints"] if clean is None else clean
     kp = corrupt(clean, noise, missing, seed=seed)
-    res = fit_keypoints(kp, keypoint_set, cases["image_size"], focal_length=cases["focal"], body_model=model, config=config)
+    res = fit_keypoints(
+        kp, keypoint_set, cases["image_size"], focal_length=cases["focal"], body_model=model, config=config
+    )
     mpjpe, pa = joint_errors(res.joints, cases["joints"])
     err2d = np.linalg.norm(res.keypoints_2d_fit - clean[..., :2], axis=-1).mean(1)
     return {"mpjpe": float(np.mean(mpjpe)), "pa": float(np.mean(pa)), "err2d": float(np.mean(err2d)),
@@ -147,7 +149,10 @@ def run(args) -> None:
             compare.add_column(col, justify="right")
         for keypoint_set in sets:
             clean = project_set(model, cases, keypoint_set)
-            rows = [score(model, cases, keypoint_set, args.config, n, m, args.seed, clean) for n, m in ((0, 0), (3, 0), (0, 0.2))]
+            rows = [
+                score(model, cases, keypoint_set, args.config, n, m, args.seed, clean)
+                for n, m in ((0, 0), (3, 0), (0, 0.2))
+            ]
             compare.add_row(keypoint_set, *(f"{r['pa']:.1f}" for r in rows), f"{rows[0]['err2d']:.2f}",
                             str(sum(r["failed"] for r in rows)))  # fmt: skip
         console.print(compare)
@@ -183,14 +188,24 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=10, help="single fits timed (0: skip)")
     parser.add_argument("--config", default="default")
     parser.add_argument("--keypoint-set", default="coco17")
-    parser.add_argument("--compare-sets", default="", help="also fit the same bodies from these keypoint sets (comma-separated)")
+    parser.add_argument(
+        "--compare-sets", default="", help="also fit the same bodies from these keypoint sets (comma-separated)"
+    )
     parser.add_argument("--body-model", default="anny")
-    parser.add_argument("--pose-source", choices=POSE_SOURCES, default="heldout",
-                        help="heldout / train: CMU subjects of that split; limits: uniform inside the joint limits")
+    parser.add_argument(
+        "--pose-source",
+        choices=POSE_SOURCES,
+        default="heldout",
+        help="heldout / train: CMU subjects of that split; limits: uniform inside the joint limits",
+    )
     parser.add_argument("--poses", default=None, help="a `fitter mocap import` npz (default: the cached conversion)")
     parser.add_argument("--mocap-dir", default=str(DEFAULT_MOCAP), help="CMU folder converted when no --poses / cache")
-    parser.add_argument("--pose-scale", type=float, default=0.5, help="limits: shrink joint-limit samples towards the mean pose")
-    parser.add_argument("--max-yaw", type=float, default=180.0, help="headings drawn in +-this many degrees (0 = facing the camera)")
+    parser.add_argument(
+        "--pose-scale", type=float, default=0.5, help="limits: shrink joint-limit samples towards the mean pose"
+    )
+    parser.add_argument(
+        "--max-yaw", type=float, default=180.0, help="headings drawn in +-this many degrees (0 = facing the camera)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--seed", type=int, default=100)
     run(parser.parse_args())

@@ -117,12 +117,19 @@ class FitResult:
         summary = {
             "keypoint_set": self.keypoint_set,
             "status": self.status,
-            **{name: _jsonable(getattr(self, name)) for name in _ARRAYS if name not in ("keypoints", "keypoints_2d_fit")},
+            **{
+                name: _jsonable(getattr(self, name))
+                for name in _ARRAYS
+                if name not in ("keypoints", "keypoints_2d_fit")
+            },
             "losses": {k: _jsonable(v) for k, v in self.losses.items()},
             "info": self.info,
             "frames": "camera frame: x right, y down, z forward, metres; model frame: Y up, facing +Z",
         }
-        atomic_write_json(path.parent / (path.name[: -len(".npz")] + ".json" if path.name.endswith(".npz") else path.name + ".json"), summary)
+        atomic_write_json(
+            path.parent / (path.name[: -len(".npz")] + ".json" if path.name.endswith(".npz") else path.name + ".json"),
+            summary,
+        )
         atomic_save_npz(path, **arrays)
         return path
 

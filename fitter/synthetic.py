@@ -144,7 +144,9 @@ def sample_bodies(
         with torch.no_grad():
             o = model(*(bodies[k].to(device) for k in ("betas", "body_pose", "global_orient", "transl")))
             points = reg.from_vertices(o.joints, o.vertices)
-            px = perspective_project(points, bodies["focal"].to(device), torch.tensor([width / 2, height / 2], device=device)).cpu()
+            px = perspective_project(
+                points, bodies["focal"].to(device), torch.tensor([width / 2, height / 2], device=device)
+            ).cpu()
         inside = ((px[..., 0] > margin_px) & (px[..., 0] < width - margin_px)
                   & (px[..., 1] > margin_px) & (px[..., 1] < height - margin_px)).all(1)  # fmt: skip
         tall = (px[..., 1].amax(1) - px[..., 1].amin(1)) > min_height * height
@@ -180,7 +182,9 @@ SKIN_TONES = ((224, 172, 140), (150, 105, 80), (200, 150, 120), (120, 85, 65))
 _BACKDROP = ((205, 215, 225), (150, 150, 140))  # top, bottom
 
 
-def render_people(model: BodyModel, params: dict, focal: float, image_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def render_people(
+    model: BodyModel, params: dict, focal: float, image_size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
     """A photo of N people: shaded bodies (one skin tone each) on a plain backdrop, one z-buffer.
 
     params: betas, body_pose, global_orient, transl (N,...) camera frame, metres; focal px (principal

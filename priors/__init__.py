@@ -120,7 +120,11 @@ class PosePriorSet(nn.Module):
             if self.joint_limits:
                 out["joint_limits"] = joint_limit_penalty(pose)
             return out
-        return {"joint_limits": joint_limit_penalty(pose), **terms, "pose_l2": pose_l2_prior(pose - self.l2_mean.to(pose))}
+        return {
+            "joint_limits": joint_limit_penalty(pose),
+            **terms,
+            "pose_l2": pose_l2_prior(pose - self.l2_mean.to(pose)),
+        }
 
 
 def default_prior_terms(gmm_path: str | Path | None = None, l2_mean: torch.Tensor | None = None,

@@ -1,7 +1,7 @@
 """Command line for the priors (mounted by fitter's CLI as `fitter priors ...`).
 
-    fitter priors fit-gmm POSES... --components 8 --out gmm.npz [--max-samples N] [--seed 0]
-    fitter priors limits        # print the joint-limit table with sources
+fitter priors fit-gmm POSES... --components 8 --out gmm.npz [--max-samples N] [--seed 0]
+fitter priors limits        # print the joint-limit table with sources
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ def fit_gmm_command(
             )  # fmt: skip
     except (ValueError, FileNotFoundError, OSError) as exc:
         _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-    _console.print(f"wrote {out}: {params.means.shape[0]} components over {params.means.shape[1]} dims", highlight=False)
+    _console.print(
+        f"wrote {out}: {params.means.shape[0]} components over {params.means.shape[1]} dims", highlight=False
+    )
 
 
 @app.command("limits")

@@ -64,7 +64,9 @@ def validate_gmm(means, covars, weights, source: str = "GMM") -> GMMParams:
         raise ValueError(f"{source}: means must be (K,D), got shape {means.shape}")
     num_components, dim = means.shape
     if covars.shape != (num_components, dim, dim):
-        raise ValueError(f"{source}: covars must be (K,D,D) = {(num_components, dim, dim)} to match means, got {covars.shape}")
+        raise ValueError(
+            f"{source}: covars must be (K,D,D) = {(num_components, dim, dim)} to match means, got {covars.shape}"
+        )
     if weights.shape != (num_components,):
         raise ValueError(f"{source}: weights must be (K,) = ({num_components},) to match means, got {weights.shape}")
     for name, arr in (("means", means), ("covars", covars), ("weights", weights)):
@@ -82,7 +84,9 @@ def _cholesky(covars: np.ndarray, source: str) -> np.ndarray:
     try:
         return np.linalg.cholesky(covars)
     except np.linalg.LinAlgError as exc:
-        raise ValueError(f"{source}: a covariance is not positive definite ({exc}); refit with a larger reg_covar") from exc
+        raise ValueError(
+            f"{source}: a covariance is not positive definite ({exc}); refit with a larger reg_covar"
+        ) from exc
 
 
 class MaxMixturePrior(nn.Module):
@@ -183,7 +187,9 @@ def load_gmm(path: str | Path) -> GMMParams:
         raise ValueError(f"{path}: unknown GMM file type '{suffix}'; use .pkl, .pickle or .npz")
     missing = [key for key in GMM_KEYS if key not in data]
     if missing:
-        raise ValueError(f"{path}: missing key(s) {missing}; a GMM file needs {list(GMM_KEYS)}, found {sorted(map(str, data))}")
+        raise ValueError(
+            f"{path}: missing key(s) {missing}; a GMM file needs {list(GMM_KEYS)}, found {sorted(map(str, data))}"
+        )
     return validate_gmm(data["means"], data["covars"], data["weights"], source=str(path))
 
 

@@ -64,15 +64,21 @@ VA_CERVICAL = (
     "38 CFR 4.71a, General Rating Formula for the Spine, Note (2): normal cervical flexion 45, "
     "extension 45, lateral flexion 45, rotation 80 deg; split evenly over SMPL neck/head"
 )
-KAPANDJI_KNEE_ROTATION = "Kapandji, The Physiology of the Joints vol. 2: knee axial rotation at 90 deg flexion, medial 30, lateral 40 deg"
+KAPANDJI_KNEE_ROTATION = (
+    "Kapandji, The Physiology of the Joints vol. 2: knee axial rotation at 90 deg flexion, medial 30, lateral 40 deg"
+)
 OKAZAKI_KNEE_LAXITY = "Okazaki et al. (2006) J Orthop Sci 11: stress radiographs of 50 normal knees in extension, varus 4.9, valgus 2.4 deg"
 KAPANDJI_FOOT = "Kapandji, The Physiology of the Joints vol. 2: adduction-abduction of the foot about the vertical axis, total about 40 deg"
 NEUMANN_STERNOCLAVICULAR = (
     "Neumann, Kinesiology of the Musculoskeletal System (2nd ed., 2010), sternoclavicular joint: "
     "elevation 45, depression 10, protraction and retraction 15-30, posterior rotation 20-35 deg"
 )
-KAPANDJI_SHOULDER_ADDUCTION = "Kapandji, The Physiology of the Joints vol. 1: shoulder adduction combined with flexion 30-45 deg"
-BEALS_CARRYING_ANGLE = "Beals (1976) The normal carrying angle of the elbow, Clin Orthop Relat Res: about 10-15 deg in adults"
+KAPANDJI_SHOULDER_ADDUCTION = (
+    "Kapandji, The Physiology of the Joints vol. 1: shoulder adduction combined with flexion 30-45 deg"
+)
+BEALS_CARRYING_ANGLE = (
+    "Beals (1976) The normal carrying angle of the elbow, Clin Orthop Relat Res: about 10-15 deg in adults"
+)
 FOREARM_SPLIT = AAOS_1965 + ": forearm pronation 80, supination 80 deg; split evenly over SMPL elbow/wrist"
 SLACK = "no clinical range exists for this model axis: loose slack chosen for the model (not a published value)"
 

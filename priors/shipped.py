@@ -114,7 +114,9 @@ def fit_mocap_gmm(
     return validate_gmm(means, covars, params.weights, source="fit_mocap_gmm")
 
 
-def nll_table(prior: MaxMixturePrior, poses_path: str | Path, random_poses: int = 10000, seed: int = 0) -> dict[str, float]:
+def nll_table(
+    prior: MaxMixturePrior, poses_path: str | Path, random_poses: int = 10000, seed: int = 0
+) -> dict[str, float]:
     """Mean max-mixture NLL (as `MaxMixturePrior` computes it) of the train and held-out poses
     of an imported mocap file, and of `random_poses` poses drawn uniformly inside the joint
     limits (`priors.sample_within_limits`, seeded)."""

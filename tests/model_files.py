@@ -187,17 +187,13 @@ def smplx_reference(model_type: str, arrays: dict[str, np.ndarray], npz_path: st
     small_ids = small_vertex_ids(arrays["v_template"].shape[0])
     with _contextlib.redirect_stdout(io.StringIO()):  # smplx prints beta-count warnings
         if model_type == "smpl":
-            return smplx.SMPL(
-                str(npz_path), data_struct=Struct(**arrays), vertex_ids=small_ids, batch_size=batch_size
-            )
+            return smplx.SMPL(str(npz_path), data_struct=Struct(**arrays), vertex_ids=small_ids, batch_size=batch_size)
         if model_type == "smplh":
             return smplx.SMPLH(
                 str(npz_path), data_struct=Struct(**arrays), vertex_ids=small_ids, use_pca=False,
                 flat_hand_mean=False, batch_size=batch_size,
             )  # fmt: skip
-        model = smplx.SMPLX(
-            str(npz_path), ext="npz", use_pca=False, flat_hand_mean=False, batch_size=batch_size
-        )
+        model = smplx.SMPLX(str(npz_path), ext="npz", use_pca=False, flat_hand_mean=False, batch_size=batch_size)
     model.vertex_joint_selector = VertexJointSelector(vertex_ids=small_ids)  # smplx's ids exceed V
     return model
 

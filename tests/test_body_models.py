@@ -10,11 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
-
-from fitter.body import BodyModel, ModelNotFoundError, find_model_file, load_body_model, read_model_arrays
-from fitter.cli.main import app
-from fitter.geometry import axis_angle_to_matrix
 from model_files import (
     MIDDLE1_JOINTS,
     random_model_arrays,
@@ -22,6 +17,11 @@ from model_files import (
     write_model_npz,
     write_model_pickle,
 )
+from typer.testing import CliRunner
+
+from fitter.body import BodyModel, ModelNotFoundError, find_model_file, load_body_model, read_model_arrays
+from fitter.cli.main import app
+from fitter.geometry import axis_angle_to_matrix
 
 NUM_VERTICES = 200
 

@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 
 from fitter.camera import Camera, resolve_camera
+from fitter.fitting import fit_config, fit_keypoints
 from fitter.geometry import perspective_project
 from fitter.keypoints import keypoint_regressor
-from fitter.fitting import fit_config, fit_keypoints
 
 EXIF_IFD = 0x8769
 FOCAL_35MM = 0xA405

@@ -22,8 +22,6 @@ IMAGE_SIZE = np.array([[640.0, 480.0], [640.0, 480.0]], np.float32)
 FOCAL = np.array([800.0, 800.0], np.float32)
 
 
-
-
 @pytest.fixture(scope="module")
 def hmr_setup():
     torch.manual_seed(0)
@@ -94,6 +92,10 @@ def test_eft_input_errors(anny_model):
     box = CropBox(torch.tensor([[320.0, 240.0]]), torch.tensor([2.0]))
     kp = np.zeros((1, 17, 3), np.float32)
     with pytest.raises(ValueError, match="bbox_info"):
-        eft_refine("cliff_res50", net, torch.zeros(1, 3, 256, 192), kp, "coco17", box, IMAGE_SIZE[:1], FOCAL[:1], anny_model)
+        eft_refine(
+            "cliff_res50", net, torch.zeros(1, 3, 256, 192), kp, "coco17", box, IMAGE_SIZE[:1], FOCAL[:1], anny_model
+        )
     with pytest.raises(ValueError, match=r"\(1, 17, 3\)"):
-        eft_refine("hmr", net, torch.zeros(1, 3, 224, 224), kp[:, :10], "coco17", box, IMAGE_SIZE[:1], FOCAL[:1], anny_model)
+        eft_refine(
+            "hmr", net, torch.zeros(1, 3, 224, 224), kp[:, :10], "coco17", box, IMAGE_SIZE[:1], FOCAL[:1], anny_model
+        )

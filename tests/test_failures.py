@@ -94,7 +94,9 @@ def test_one_bad_keypoint_file_fails_alone(tmp_path, person):
         _photo(folder / f"{name}.png")
     _keypoints(kp / "good1.json", person)
     _keypoints(kp / "good2.json", person)
-    (kp / "bad.json").write_text(json.dumps({"keypoint_set": "coco17", "people": [{"id": 0, "keypoints": person[:16].tolist()}]}))
+    (kp / "bad.json").write_text(
+        json.dumps({"keypoint_set": "coco17", "people": [{"id": 0, "keypoints": person[:16].tolist()}]})
+    )
     lonely = person.copy()
     lonely[1:, 2] = 0.0
     _keypoints(kp / "sparse.json", person, lonely, ids=[0, 7])

@@ -15,23 +15,21 @@ import numpy as np
 import pytest
 import torch
 
-from fitter.geometry import axis_angle_to_matrix, perspective_project
+from fitter.body.poses import mean_body_pose
 from fitter.camera import resolve_camera
-from fitter.geometry import least_squares_translation
+from fitter.geometry import axis_angle_to_matrix, least_squares_translation, perspective_project
 from fitter.init import (
+    StartInputs,
     available_initializers,
     best_initializer,
-    StartInputs,
     make_initializer,
     resolve_initializer_name,
     upright_start,
 )
 from fitter.keypoints import keypoint_names, keypoint_regressor
 from fitter.keypoints.part_split import skeleton_mask, split_mask_by_skeleton
-from fitter.body.poses import mean_body_pose
 from fitter.refine import EFTConfig
 from fitter.synthetic import joint_errors, sample_cases
-
 
 IMAGE_SIZE = (1280, 960)
 
@@ -41,14 +39,14 @@ def initialize(name, images, keypoints, keypoint_set, image_sizes, focal, model,
     """The start of initializer `name` for N people as numpy arrays (+ its diagnostics)."""
     kp = np.asarray(keypoints, np.float32)
     n = len(kp)
-    camera = resolve_camera(np.broadcast_to(np.asarray(image_sizes, np.float32), (n, 2)), n, np.asarray(focal, np.float32))
+    camera = resolve_camera(
+        np.broadcast_to(np.asarray(image_sizes, np.float32), (n, 2)), n, np.asarray(focal, np.float32)
+    )
     inputs = StartInputs.build(kp, keypoint_set, camera, model, mean_body_pose(), images=images, owners=owners,
                           world_landmarks=world_landmarks, masks=masks)  # fmt: skip
     start = make_initializer(name, model, **options)(inputs)
     arrays = {k: getattr(start, k).numpy() for k in ("betas", "body_pose", "global_orient", "transl")}
     return {**arrays, **start.diagnostics}
-
-
 
 
 def orientation_error_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -62,7 +60,9 @@ def orientation_error_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def posed_joints(model, params: dict) -> np.ndarray:
     """(N,24,3) joints of the posed model without translation."""
     with torch.no_grad():
-        args = [torch.as_tensor(np.asarray(params[k]), dtype=torch.float32) for k in ("betas", "body_pose", "global_orient")]
+        args = [
+            torch.as_tensor(np.asarray(params[k]), dtype=torch.float32) for k in ("betas", "body_pose", "global_orient")
+        ]
         return model(*args).joints.numpy()
 
 
@@ -118,7 +118,9 @@ def test_mediapipe_ik_beats_frontal_start(anny_model, cases):
 
 def test_mediapipe_ik_needs_landmarks_or_images(anny_model, cases):
     with pytest.raises(ValueError, match="world_landmarks"):
-        initialize("mediapipe", None, cases["keypoints"], "blazepose33", cases["image_size"], cases["focal"], anny_model, None)
+        initialize(
+            "mediapipe", None, cases["keypoints"], "blazepose33", cases["image_size"], cases["focal"], anny_model, None
+        )
     with pytest.raises(ValueError, match=r"\(N, 33, 3\)"):
         from fitter.init import ik_from_world_landmarks
 
@@ -214,11 +216,19 @@ def test_initialize_none_unknown_and_missing(tmp_path, monkeypatch, anny_model, 
 # ------------------------------------------------------------------------------------ regressors
 @pytest.mark.parametrize("name, regressor, file_name", [("hmr", "hmr", "model_checkpoint.pt"),
                                                       ("cliff", "cliff_res50", "res50-test.pt")])  # fmt: skip
-def test_regressor_initializer_matches_manual_pipeline(tmp_path, monkeypatch, anny_model, cases, name, regressor, file_name):
+def test_regressor_initializer_matches_manual_pipeline(
+    tmp_path, monkeypatch, anny_model, cases, name, regressor, file_name
+):
     """initialize(name) = box from keypoints -> crop (+ CLIFF's bbox_info with the image's focal)
     -> network -> full-frame camera with that focal; betas 0 on anny."""
-    from fitter.regressors import (box_from_keypoints, build_cliff_res50, build_hmr, cliff_bbox_info, crop_for_model,
-                                   regressor_output_to_full_frame)  # fmt: skip
+    from fitter.regressors import (
+        box_from_keypoints,
+        build_cliff_res50,
+        build_hmr,
+        cliff_bbox_info,
+        crop_for_model,
+        regressor_output_to_full_frame,  # fmt: skip
+    )
 
     monkeypatch.setenv("FITTER_HOME", str(tmp_path))
     torch.manual_seed(0)
@@ -265,7 +275,9 @@ def test_nbf_initializer_with_and_without_mask(tmp_path, anny_model, cases):
     refined = initialize("nbf", [image], np.stack([kp, kp]), "blazepose33", size, focal, anny_model, [0, 0], masks=masks,
                          checkpoint_path=path, refine="eft", eft_config=EFTConfig(max_iters=3))  # fmt: skip
     assert refined["eft_error_after_px"].shape == (2,) and np.all(np.isfinite(refined["eft_error_after_px"]))
-    np.testing.assert_allclose(refined["eft_error_before_px"][0], _start_error_px(anny_model, init, kp, focal, size), rtol=1e-3)
+    np.testing.assert_allclose(
+        refined["eft_error_before_px"][0], _start_error_px(anny_model, init, kp, focal, size), rtol=1e-3
+    )
 
 
 def _start_error_px(model, init: dict, kp: np.ndarray, focal: np.ndarray, size) -> float:

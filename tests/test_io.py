@@ -187,7 +187,12 @@ def test_coco_json_dict_and_list(tmp_path: Path) -> None:
     crowd = {"id": 99, "image_id": 5, "category_id": 1, "iscrowd": 1, "keypoints": [0] * 51}
     content = {
         "images": [{"id": 5, "file_name": "000000000005.jpg"}, {"id": 6, "file_name": "other.jpg"}],
-        "annotations": [_coco_annotation(11, 5, 100.0), _coco_annotation(12, 6, 0.0), _coco_annotation(13, 5, 300.0), crowd],
+        "annotations": [
+            _coco_annotation(11, 5, 100.0),
+            _coco_annotation(12, 6, 0.0),
+            _coco_annotation(13, 5, 300.0),
+            crowd,
+        ],
     }
     path = tmp_path / "coco.json"
     path.write_text(json.dumps(content))
@@ -244,7 +249,9 @@ def test_bad_keypoint_files(tmp_path: Path) -> None:
 
     expect_error("{not json", "not valid JSON")
     expect_error({"something": 1}, "unknown keypoint JSON layout")
-    expect_error({"keypoint_set": "coco17", "people": [{"keypoints": [[1, 2, 1]] * 16}]}, "has 17 keypoints but the data has 16")
+    expect_error(
+        {"keypoint_set": "coco17", "people": [{"keypoints": [[1, 2, 1]] * 16}]}, "has 17 keypoints but the data has 16"
+    )
     expect_error({"keypoint_set": "coco17", "people": [{"keypoints": [[1, float("nan"), 1]] * 17}]}, "NaN")
     expect_error({"people": [{"pose_keypoints_2d": [1.0, "a", 0.5] * 25}]}, "numbers only")
     expect_error({"keypoint_set": "coco17", "people": [{"keypoints": [[1, 2, 3]] * 17}]}, r"\[0, 1\]")

@@ -3,16 +3,14 @@ file), the fast path, quality flags, and converting keypoint arrays between sets
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from model_files import body_like_smpl_arrays, write_model_npz
 from smplx.vertex_ids import vertex_ids as SMPLX_VERTEX_IDS
 
 from fitter.body import BodyModel, load_body_model
 from fitter.keypoints import KEYPOINT_SETS, convert_keypoints, keypoint_names, keypoint_regressor
-from model_files import body_like_smpl_arrays, write_model_npz
 
 SMPL_IDS = SMPLX_VERTEX_IDS["smplh"]
 FACE_POINTS = ["nose", "left_eye", "right_eye", "left_ear", "right_ear"]

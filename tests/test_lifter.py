@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from fitter.geometry import axis_angle_to_matrix, matrix_to_axis_angle
 from fitter.body.poses import mean_body_pose
 from fitter.fitting import fit_config, fit_keypoints
+from fitter.geometry import axis_angle_to_matrix, matrix_to_axis_angle
 from fitter.init import Start
 from fitter.regressors.lifter import KeypointLifter, default_lifter_path, lifter_features, load_lifter
-from fitter.training.lifter import LifterTrainConfig, sample_lifter_batch, train_lifter
 from fitter.synthetic import joint_errors, sample_cases
+from fitter.training.lifter import LifterTrainConfig, sample_lifter_batch, train_lifter
 
 
 def _rotation_angle_deg(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
@@ -86,14 +86,16 @@ def test_fit_starts_from_lifter_unless_turned_off(anny_model):
 
 def test_lifter_from_other_keypoint_sets(anny_model):
     """BlazePose-33 keypoints reach the lifter through their COCO-17 names."""
-    from fitter.keypoints import convert_keypoints, keypoint_regressor
     from fitter.geometry import perspective_project
+    from fitter.keypoints import convert_keypoints, keypoint_regressor
 
     cases = sample_cases(anny_model, 1, "coco17", seed=7, pose_scale=0.5)
     reg = keypoint_regressor(anny_model, "blazepose33")
     with torch.no_grad():
         o = anny_model(*(torch.as_tensor(cases[k]) for k in ("betas", "body_pose", "global_orient", "transl")))
-        px = perspective_project(reg.from_vertices(o.joints, o.vertices), torch.as_tensor(cases["focal"]), torch.tensor([640.0, 480.0]))
+        px = perspective_project(
+            reg.from_vertices(o.joints, o.vertices), torch.as_tensor(cases["focal"]), torch.tensor([640.0, 480.0])
+        )
     blaze = torch.cat([px, torch.ones_like(px[..., :1])], -1).numpy()
     tiny = fit_config("fast", camera_iters=1, stage_iters=(1,), pose_prior_weights=(4.78,), shape_prior_weights=(5.0,))
     kw = dict(image_size=cases["image_size"], focal_length=cases["focal"], body_model=anny_model, config=tiny)
@@ -131,7 +133,9 @@ def test_train_lifter_command(tmp_path, anny_model):
     assert "wrote" in result.output and out.is_file()
     assert load_lifter(out).body_model == "anny"
     # continuing from those weights
-    again = runner.invoke(app, ["lifter", "--steps", "1", "--batch-size", "8", "--init-from", str(out), "--out", str(tmp_path / "b.pt")])
+    again = runner.invoke(
+        app, ["lifter", "--steps", "1", "--batch-size", "8", "--init-from", str(out), "--out", str(tmp_path / "b.pt")]
+    )
     assert again.exit_code == 0, again.output
     assert load_lifter(tmp_path / "b.pt").train_record["continued_from"]["steps"] == 2
     bad = runner.invoke(app, ["lifter", "--init-from", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "c.pt")])
@@ -144,7 +148,9 @@ def test_anchor_holds_the_pose_near_the_lifters(anny_model):
     kp = cases["keypoints"].copy()
     kp[..., :2] += np.random.default_rng(0).normal(0, 6.0, kp[..., :2].shape)  # noisy points pull the pose away
     kw = dict(keypoint_set="coco17", image_size=cases["image_size"], focal_length=cases["focal"], body_model=anny_model)
-    start = fit_keypoints(kp, config=fit_config("fast", camera_iters=0, stage_iters=(0,)), **kw).body_pose  # the lifter's
+    start = fit_keypoints(
+        kp, config=fit_config("fast", camera_iters=0, stage_iters=(0,)), **kw
+    ).body_pose  # the lifter's
     loose = fit_keypoints(kp, config=fit_config("default", anchor_weight=0.0), **kw).body_pose
     held = fit_keypoints(kp, config=fit_config("default", anchor_weight=30.0), **kw).body_pose
     moved_loose = np.linalg.norm(loose - start, axis=1)
@@ -160,7 +166,9 @@ def test_training_draws_bodies_from_a_pose_file(anny_model, tmp_path):
     from priors.fit_gmm import load_pose_files
 
     bank = torch.as_tensor(load_pose_files(tmp_path / "walk_poses.npz"))
-    batch = sample_lifter_batch(anny_model, 64, torch.Generator().manual_seed(0), pose_bank=bank, pose_file_fraction=0.5)
+    batch = sample_lifter_batch(
+        anny_model, 64, torch.Generator().manual_seed(0), pose_bank=bank, pose_file_fraction=0.5
+    )
     body = batch["rotations"][:, 1:]  # (64,23,3,3)
     knee = matrix_to_axis_angle(body[:, 3])
     from_file = torch.isclose(knee[:, 0], torch.tensor(1.2), atol=1e-4) & (knee[:, 1:].abs() < 1e-4).all(1)

@@ -8,7 +8,6 @@ Each fit runs once per module (fixtures); config "fast" is used wherever accurac
 from __future__ import annotations
 
 import functools
-
 import json
 import math
 
@@ -16,13 +15,12 @@ import numpy as np
 import pytest
 import torch
 
-from fitter.geometry import axis_angle_to_matrix, matrix_to_axis_angle, perspective_project
-from fitter.keypoints import keypoint_regressor
 from fitter.fitting import PRESETS, FitConfig, fit_config, fit_keypoints
+from fitter.geometry import axis_angle_to_matrix, matrix_to_axis_angle, perspective_project
 from fitter.init import upright_start
+from fitter.keypoints import keypoint_regressor
 from fitter.result import FitResult
 from fitter.synthetic import joint_errors, sample_cases
-
 
 IMAGE_SIZE = (1280, 960)  # (W, H) pixels, the size sample_cases uses
 PARAMS = ("betas", "body_pose", "global_orient", "transl")
@@ -99,7 +97,9 @@ def batch_inputs(frontal_cases, side_case) -> dict:
 
 
 def _fast_fit(model, keypoints, focal, config="fast", start=None) -> FitResult:
-    return fit_keypoints(keypoints, "coco17", IMAGE_SIZE, focal_length=focal, body_model=model, config=config, start=start)
+    return fit_keypoints(
+        keypoints, "coco17", IMAGE_SIZE, focal_length=focal, body_model=model, config=config, start=start
+    )
 
 
 # SMPLify's upright start (no lifter), shortened: the path with the flip test

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,7 +26,9 @@ OVERLAP = (-0.1, 0.2)  # the far person 42 % hidden behind the near one
 
 def _people(x_near: float, x_far: float) -> dict:
     turn = torch.tensor([[0.0, math.radians(15), 0.0], [0.0, math.radians(-20), 0.0]])
-    orient = matrix_to_axis_angle(axis_angle_to_matrix(torch.tensor([[math.pi, 0.0, 0.0]])) @ axis_angle_to_matrix(turn))
+    orient = matrix_to_axis_angle(
+        axis_angle_to_matrix(torch.tensor([[math.pi, 0.0, 0.0]])) @ axis_angle_to_matrix(turn)
+    )
     pose = mean_body_pose().expand(2, 69).clone()
     pose[1, 15 * 3 + 2] = -0.4  # the far one raises an arm
     return {"betas": torch.zeros(2, 10), "body_pose": pose, "global_orient": orient,
@@ -91,7 +92,11 @@ def test_overlapping_people_fitted_together_from_keypoints_and_masks(anny_model)
 
     params = _people(*OVERLAP)
     _, visible = render_people(anny_model, params, FOCAL, SIZE)
-    assert 0.2 < 1 - visible[1].sum() / render_people(anny_model, {k: v[1:] for k, v in params.items()}, FOCAL, SIZE)[1][0].sum()
+    assert (
+        0.2
+        < 1
+        - visible[1].sum() / render_people(anny_model, {k: v[1:] for k, v in params.items()}, FOCAL, SIZE)[1][0].sum()
+    )
     reg = keypoint_regressor(anny_model, "coco17")
     with torch.no_grad():
         out = anny_model(*(params[k] for k in ("betas", "body_pose", "global_orient", "transl")))

@@ -39,7 +39,11 @@ def _truth_coco(anny_model, truth):
     out = anny_model(*args)
     pts = reg.from_vertices(out.joints, out.vertices)
     w, h = truth["image_size"][0]
-    return perspective_project(pts, torch.as_tensor(truth["focal_length"]), torch.tensor([w / 2, h / 2]))[0].detach().numpy()
+    return (
+        perspective_project(pts, torch.as_tensor(truth["focal_length"]), torch.tensor([w / 2, h / 2]))[0]
+        .detach()
+        .numpy()
+    )
 
 
 def test_committed_example_matches_renderer(rendered):

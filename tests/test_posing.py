@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from model_files import model_parents, random_model_arrays, write_model_npz
 from torch.autograd import gradcheck
 
 import fitter.body.posing as posing
@@ -43,7 +44,6 @@ from fitter.body.posing import (
 from fitter.geometry import axis_angle_to_matrix
 from fitter.geometry.rotations import rotation_matrix_rows
 from fitter.keypoints import keypoint_regressor
-from model_files import model_parents, random_model_arrays, write_model_npz
 from priors import joint_limit_bounds, joint_limit_penalty
 from priors.joint_limits import angles_to_body_pose
 

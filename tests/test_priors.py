@@ -244,7 +244,9 @@ def test_fit_gmm_file_reads_folder_and_skips_shape_files(tmp_path):
     np.savez(tmp_path / "subject" / "run_poses.npz", poses=samples[1::2])
     np.savez(tmp_path / "subject" / "shape.npz", betas=np.zeros(16))  # AMASS per-subject file
     messages = []
-    params = fit_gmm_file(tmp_path, tmp_path / "out" / "gmm.pkl", components=2, max_samples=100, progress=messages.append)
+    params = fit_gmm_file(
+        tmp_path, tmp_path / "out" / "gmm.pkl", components=2, max_samples=100, progress=messages.append
+    )
     assert params.means.shape == (2, 69)
     assert load_gmm(tmp_path / "out" / "gmm.pkl").means.shape == (2, 69)
     assert any("fitting 2 components to 100 poses" in m for m in messages)
@@ -327,7 +329,9 @@ _PARENTS = torch.tensor([-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 1
 def _posed_joints(body_pose: torch.Tensor) -> torch.Tensor:
     """Forward kinematics of the toy skeleton (root unrotated): (B,69) -> (B,24,3)."""
     rots = axis_angle_to_matrix(torch.cat([torch.zeros(body_pose.shape[0], 3), body_pose], 1).reshape(-1, 24, 3))
-    joints, _ = batch_rigid_transform(rots, _REST_JOINTS.expand(body_pose.shape[0], 24, 3), _PARENTS, dtype=torch.float32)
+    joints, _ = batch_rigid_transform(
+        rots, _REST_JOINTS.expand(body_pose.shape[0], 24, 3), _PARENTS, dtype=torch.float32
+    )
     return joints
 
 

@@ -47,7 +47,6 @@ from fitter.regressors.checkpoints import extract_state_dict, load_state_dict_st
 from fitter.regressors.heads import global_to_local_rotations
 from fitter.regressors.preprocess import crop_to_full_points, full_to_crop_points
 
-
 SPIN_EXTRAS = ["optimizer", "epoch", "batch_idx", "batch_size", "dataset_perm", "total_step_count"]
 
 
@@ -143,8 +142,14 @@ def test_hmr_spin_checkpoint_roundtrip(tmp_path):
     model.eval()
     expected = _outputs(model, images)
     path = tmp_path / "model_checkpoint.pt"
-    spin_extras = {"optimizer": {"state": {}, "param_groups": [{"lr": 5e-5, "params": [0]}]}, "epoch": 3,
-                   "batch_idx": 10, "batch_size": 64, "dataset_perm": torch.arange(5), "total_step_count": 99}
+    spin_extras = {
+        "optimizer": {"state": {}, "param_groups": [{"lr": 5e-5, "params": [0]}]},
+        "epoch": 3,
+        "batch_idx": 10,
+        "batch_size": 64,
+        "dataset_perm": torch.arange(5),
+        "total_step_count": 99,
+    }
     write_official_checkpoint(model, path, _manifest_or_none("spin_hmr"), state_dict_key="model",
                               file_key_prefix="", extra_top_level=spin_extras)  # fmt: skip
 

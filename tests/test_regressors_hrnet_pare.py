@@ -19,9 +19,9 @@ from torch import nn
 
 from fitter.geometry import rot6d_to_matrix
 from fitter.regressors import CheckpointMismatchError, build_cliff_hr48, load_regressor
-from fitter.regressors.hrnet import HRNetW32Pose, HRNetW48Classification
 from fitter.regressors.checkpoints import load_pare
-from fitter.regressors.pare import PartMapSelfAttention, PareHead, build_pare
+from fitter.regressors.hrnet import HRNetW32Pose, HRNetW48Classification
+from fitter.regressors.pare import PareHead, PartMapSelfAttention, build_pare
 
 ATOL = 1e-5
 ATTENTION_KEYS = [  # the module's own parameter first, then its children's (state_dict order)
@@ -29,7 +29,6 @@ ATTENTION_KEYS = [  # the module's own parameter first, then its children's (sta
     ("head.part_self_attention.query.weight", (24, 24)),
     ("head.part_self_attention.key.weight", (24, 24)),
 ]
-
 
 
 def _manifest(name: str) -> dict | None:

@@ -89,11 +89,20 @@ def test_large_square_uses_general_path_and_is_exact():
 def test_disc_area_and_border():
     radius_px, centre_px, segments = 20.0, (32.0, 32.0), 512
     angles = torch.arange(segments) * (2 * math.pi / segments)
-    rim = torch.stack([centre_px[0] + radius_px * torch.cos(angles), centre_px[1] + radius_px * torch.sin(angles)], dim=1)
+    rim = torch.stack(
+        [centre_px[0] + radius_px * torch.cos(angles), centre_px[1] + radius_px * torch.sin(angles)], dim=1
+    )
     points = torch.cat([torch.tensor([centre_px]), rim])
     depth = 1.5
     vertices = torch.cat([points * depth / FOCAL, torch.full((segments + 1, 1), depth)], dim=1)
-    faces = torch.stack([torch.zeros(segments, dtype=torch.long), torch.arange(1, segments + 1), torch.arange(1, segments + 1) % segments + 1], dim=1)
+    faces = torch.stack(
+        [
+            torch.zeros(segments, dtype=torch.long),
+            torch.arange(1, segments + 1),
+            torch.arange(1, segments + 1) % segments + 1,
+        ],
+        dim=1,
+    )
     mask = render_mask(vertices, faces, FOCAL, torch.zeros(2), (64, 64))[0]
     yy, xx = torch.meshgrid(torch.arange(64) + 0.5, torch.arange(64) + 0.5, indexing="ij")
     distance = torch.sqrt((xx - centre_px[0]) ** 2 + (yy - centre_px[1]) ** 2)
@@ -187,7 +196,9 @@ def test_faces_behind_the_camera_are_skipped():
 
 def test_vertex_labels_follow_the_largest_barycentric_corner():
     vertices, faces = quad_at_pixels(0, 0, 32, 32, depth=2.0)
-    labels = render_part_labels(vertices, faces, FOCAL, torch.zeros(2), (32, 32), vertex_labels=torch.tensor([0, 1, 2, 3]))[0]
+    labels = render_part_labels(
+        vertices, faces, FOCAL, torch.zeros(2), (32, 32), vertex_labels=torch.tensor([0, 1, 2, 3])
+    )[0]
     assert int(labels[1, 1]) == 0 and int(labels[1, 30]) == 1 and int(labels[30, 30]) == 2 and int(labels[30, 1]) == 3
     with pytest.raises(ValueError, match="exactly one"):
         render_part_labels(vertices, faces, FOCAL, torch.zeros(2), (32, 32))
@@ -224,7 +235,9 @@ def test_render_overlay_two_people_occlude_each_other():
     front, faces = icosphere(2, radius=0.3, centre=(0.0, 0.0, 2.0))
     back, _ = icosphere(2, radius=0.3, centre=(0.2, 0.0, 3.0))
     image = np.zeros((48, 64, 3), dtype=np.uint8)
-    out = render_overlay(image, torch.stack([front, back]), faces, 60.0, (32.0, 24.0), color=[(255, 0, 0), (0, 0, 255)], alpha=1.0)
+    out = render_overlay(
+        image, torch.stack([front, back]), faces, 60.0, (32.0, 24.0), color=[(255, 0, 0), (0, 0, 255)], alpha=1.0
+    )
     assert out[24, 32, 0] > 0 and out[24, 32, 2] == 0  # the near red one covers the centre
 
 
@@ -246,7 +259,9 @@ def test_side_view_shows_the_depth_extent():
 def test_draw_keypoints_colours_by_side_and_skips_low_confidence():
     image = np.zeros((64, 64, 3), dtype=np.uint8)
     points = np.array([[10.5, 10.5], [50.5, 10.5], [30.5, 50.5]])
-    out = draw_keypoints(image, points, confidence=[1.0, 1.0, 0.01], skeleton=[(0, 1), (1, 2)], left=[0], right=[], radius=3, thickness=3)
+    out = draw_keypoints(
+        image, points, confidence=[1.0, 1.0, 0.01], skeleton=[(0, 1), (1, 2)], left=[0], right=[], radius=3, thickness=3
+    )
     assert tuple(out[10, 10]) == LEFT_COLOR
     assert tuple(out[10, 50]) == CENTER_COLOR
     assert tuple(out[50, 30]) == (0, 0, 0)  # below min_confidence: not drawn
@@ -258,7 +273,9 @@ def test_colorize_part_labels():
     labels = np.array([[-1, 0], [1, 5]])
     out = colorize_part_labels(labels, part_colors(12))
     assert tuple(out[0, 0]) == (0, 0, 0)
-    assert tuple(out[0, 1]) == tuple(part_colors(12)[0].tolist()) and tuple(out[1, 1]) == tuple(part_colors(12)[5].tolist())
+    assert tuple(out[0, 1]) == tuple(part_colors(12)[0].tolist()) and tuple(out[1, 1]) == tuple(
+        part_colors(12)[5].tolist()
+    )
 
 
 # ---------------------------------------------------------------- parts
@@ -291,7 +308,9 @@ def test_grouping_covers_every_joint_once_with_sides():
 
 def test_extra_joints_fold_onto_smpl_parts():
     # 26 joints: SMPL's first 22 (no hand joints) + 2 left fingers + 2 head children (jaw, eye).
-    parents = list(range(-1, 0)) + [0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19] + [20, 22, 15, 15]
+    parents = (
+        list(range(-1, 0)) + [0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19] + [20, 22, 15, 15]
+    )
     body_to_full = list(range(22)) + [-1, -1]
     weights = torch.eye(26)
     folded = smpl_joint_weights(weights, parents, body_to_full)
@@ -330,7 +349,11 @@ def test_part_labels_of_a_small_body_model_and_face_majority():
 
 def test_label_mapping_file(tmp_path):
     path = tmp_path / "mapping.json"
-    path.write_text(json.dumps({"labels": {"0": "background", "1": "head", "2": "upper_torso", "7": "upper_torso", "9": "left_lower_leg"}}))
+    path.write_text(
+        json.dumps(
+            {"labels": {"0": "background", "1": "head", "2": "upper_torso", "7": "upper_torso", "9": "left_lower_leg"}}
+        )
+    )
     mapping = load_part_label_mapping(path)
     assert mapping.num_parts == 12
     image = np.array([[0, 1, 2], [7, 9, 200]], dtype=np.uint8)

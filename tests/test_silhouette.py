@@ -75,7 +75,9 @@ def test_chamfer_loss_falls_as_the_mesh_moves_into_the_mask_and_is_zero_on_it():
     losses = []
     for shift in (0.6, 0.3, 0.15, 0.05, 0.0):
         projected = perspective_project(placed(vertices, [shift, 0.5 * shift, 0]), FOCAL, PP)
-        losses.append(float(silhouette_chamfer_loss(projected, target.dist_maps, target.boundary_points, target.boundary_valid)))
+        losses.append(
+            float(silhouette_chamfer_loss(projected, target.dist_maps, target.boundary_points, target.boundary_valid))
+        )
     assert all(a > b for a, b in zip(losses, losses[1:])), losses
     # On target: only sub-pixel rasterisation/vertex-spacing residue remains.
     assert losses[-1] < 1e-3 * losses[0]
@@ -115,7 +117,9 @@ def test_chamfer_loss_is_resolution_independent_and_batched():
         focal, pp, size = FOCAL * scale, PP * scale, (SIZE[0] * scale, SIZE[1] * scale)
         target = prepare_silhouette_target(render_mask(placed(vertices, [0, 0, 0]), faces, focal, pp, size))
         projected = perspective_project(placed(vertices, [0.2, 0.0, 0.0]), focal, pp)
-        losses.append(float(silhouette_chamfer_loss(projected, target.dist_maps, target.boundary_points, target.boundary_valid)))
+        losses.append(
+            float(silhouette_chamfer_loss(projected, target.dist_maps, target.boundary_points, target.boundary_valid))
+        )
     assert losses[1] == pytest.approx(losses[0], rel=0.1)
     # Batch of two with list boundary points = the two computed alone.
     masks = torch.cat([render_mask(placed(vertices, [dx, 0, 0]), faces, FOCAL, PP, SIZE) for dx in (0.0, 0.1)])
@@ -160,7 +164,9 @@ def test_part_silhouette_loss_wants_parts_in_their_own_masks():
     assert direct == pytest.approx(correct, rel=1e-5)  # masks given directly = prepared target
     # Shifting the sphere sideways raises the loss, and the gradient pulls it back.
     shift = torch.tensor([0.1, 0.0, 0.0], requires_grad=True)
-    loss = part_silhouette_loss(perspective_project(on_target + shift, FOCAL, PP), labels, target, vertex_weights=visibility)
+    loss = part_silhouette_loss(
+        perspective_project(on_target + shift, FOCAL, PP), labels, target, vertex_weights=visibility
+    )
     loss.sum().backward()
     assert float(loss.detach()) > correct and float(shift.grad[0]) > 0
     # An absent part is skipped (no NaN, no error).

@@ -38,7 +38,9 @@ def test_poses_from_an_array_all_or_a_fraction(anny_model):
     bank = np.full((3, 69), 0.1)
     every = sample_bodies(anny_model, 8, torch.Generator().manual_seed(2), poses=bank)
     assert torch.equal(every["body_pose"], torch.full((8, 69), 0.1))
-    mixed = sample_bodies(anny_model, 64, torch.Generator().manual_seed(2), poses=torch.as_tensor(bank), pose_fraction=0.5)
+    mixed = sample_bodies(
+        anny_model, 64, torch.Generator().manual_seed(2), poses=torch.as_tensor(bank), pose_fraction=0.5
+    )
     from_bank = (mixed["body_pose"] == torch.tensor(0.1)).all(1)
     assert 0 < int(from_bank.sum()) < 64
     with pytest.raises(ValueError, match="empty"):

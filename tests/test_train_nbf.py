@@ -12,8 +12,6 @@ from fitter.regressors.heads import global_to_local_rotations
 from fitter.training.nbf import NBFTrainConfig, default_nbf_path, nbf_losses, sample_nbf_batch, train_nbf
 
 
-
-
 @pytest.fixture(scope="module")
 def batch(anny_model):
     return sample_nbf_batch(anny_model, 4, 32, torch.Generator().manual_seed(0))

@@ -55,7 +55,10 @@ def candidate_file_names(model_type: str, gender: str) -> list[str]:
     if model_type == "smpl":
         names = [f"SMPL_{g}.pkl", f"SMPL_{g}.npz"]
         for version in ("1.0.0", "1.1.0"):
-            names += [f"basicModel_{short}_lbs_10_207_0_v{version}.pkl", f"basicmodel_{short}_lbs_10_207_0_v{version}.pkl"]
+            names += [
+                f"basicModel_{short}_lbs_10_207_0_v{version}.pkl",
+                f"basicmodel_{short}_lbs_10_207_0_v{version}.pkl",
+            ]
         return names
     if model_type == "smplh":
         # MANO ships SMPLH_female.pkl / SMPLH_male.pkl (lower-case gender); AMASS uses <gender>/model.npz

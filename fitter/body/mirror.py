@@ -38,7 +38,9 @@ def mirror_body_pose(pose):
     twice it gives the input back. (A full pose's translation, if any, mirrors as x -> -x.)"""
     width = pose.shape[-1]
     if width not in (69, 72):
-        raise ValueError(f"mirror_body_pose: expected (..., 69) body pose or (..., 72) full pose, got shape {tuple(pose.shape)}")
+        raise ValueError(
+            f"mirror_body_pose: expected (..., 69) body pose or (..., 72) full pose, got shape {tuple(pose.shape)}"
+        )
     first = 1 if width == 69 else 0
     order = [j - first for j in SMPL_MIRROR_JOINTS[first:]]
     joints = pose.reshape(*pose.shape[:-1], width // 3, 3)

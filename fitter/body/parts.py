@@ -191,7 +191,9 @@ def smpl_joint_weights(lbs_weights: Tensor, parents=None, body_to_full=None) -> 
     num_joints = weights.shape[1]
     if body_to_full is None:
         if num_joints != 24:
-            raise ValueError(f"lbs_weights has {num_joints} joints; pass parents and body_to_full to map them to SMPL's 24")
+            raise ValueError(
+                f"lbs_weights has {num_joints} joints; pass parents and body_to_full to map them to SMPL's 24"
+            )
         return weights
     if parents is None:
         raise ValueError("parents (J,) is needed together with body_to_full")
@@ -217,7 +219,9 @@ def _group_weights(weights_24: Tensor, num_parts: int) -> Tensor:
     if num_parts == 24:
         return weights_24
     group = torch.tensor(SMPL_JOINT_TO_PART_12, device=weights_24.device)
-    return torch.zeros(weights_24.shape[0], 12, dtype=weights_24.dtype, device=weights_24.device).index_add_(1, group, weights_24)
+    return torch.zeros(weights_24.shape[0], 12, dtype=weights_24.dtype, device=weights_24.device).index_add_(
+        1, group, weights_24
+    )
 
 
 def _model_weights_24(body_model) -> Tensor:
@@ -297,7 +301,9 @@ class PartLabelMapping:
 def parse_part_label_mapping(data: dict, source: str = "mapping") -> PartLabelMapping:
     """Validate a mapping dict {"num_parts"?: 12|24, "labels": {"<value>": "<part name>"}}."""
     if not isinstance(data, dict) or not isinstance(data.get("labels"), dict) or not data["labels"]:
-        raise ValueError(f'{source}: expected a JSON object with a non-empty "labels" object {{"<pixel value>": "<part name>"}}')
+        raise ValueError(
+            f'{source}: expected a JSON object with a non-empty "labels" object {{"<pixel value>": "<part name>"}}'
+        )
     for key in data["labels"]:
         try:
             value = int(key)
@@ -314,7 +320,9 @@ def parse_part_label_mapping(data: dict, source: str = "mapping") -> PartLabelMa
         fits_12 = names <= set(PART_NAMES_12)
         fits_24 = names <= set(PART_NAMES_24)
         if fits_12 and fits_24:
-            raise ValueError(f'{source}: part names {sorted(names)} exist in both the 12- and 24-part sets; add "num_parts": 12 or 24')
+            raise ValueError(
+                f'{source}: part names {sorted(names)} exist in both the 12- and 24-part sets; add "num_parts": 12 or 24'
+            )
         num_parts = 12 if fits_12 else 24 if fits_24 else None
         if num_parts is None:
             unknown_12 = sorted(names - set(PART_NAMES_12))
@@ -332,7 +340,9 @@ def parse_part_label_mapping(data: dict, source: str = "mapping") -> PartLabelMa
         elif name in valid_names:
             value_to_part[value] = valid_names.index(name)
         else:
-            raise ValueError(f"{source}: unknown part name {name!r} for value {value}; the {num_parts}-part names are {valid_names} (or {BACKGROUND!r})")
+            raise ValueError(
+                f"{source}: unknown part name {name!r} for value {value}; the {num_parts}-part names are {valid_names} (or {BACKGROUND!r})"
+            )
     return PartLabelMapping(num_parts=num_parts, names=valid_names, value_to_part=value_to_part)
 
 
@@ -340,7 +350,9 @@ def load_part_label_mapping(path: str | Path) -> PartLabelMapping:
     """Read and validate a label mapping JSON file (format in this module's docstring)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"part label mapping file not found: {path} (write a JSON file as described in fitter.body.parts)")
+        raise FileNotFoundError(
+            f"part label mapping file not found: {path} (write a JSON file as described in fitter.body.parts)"
+        )
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as err:

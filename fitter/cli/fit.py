@@ -26,35 +26,66 @@ EXAMPLES = """Examples:
 def fit_command(
     paths: list[Path] = typer.Argument(..., help="Images and/or folders of images."),
     out: Path = typer.Option(Path("fitter_out"), "--out", "-o", help="Output folder."),
-    init: str = typer.Option("best", help="Initializer: best (a regressor whose checkpoint is found, else lifter), "
-                             "mediapipe (IK on its 3D landmarks, free), lifter (fitter's 2D keypoint lifter, free), cliff, pare, hmr, nbf, "
-                             "or upright (SMPLify's upright mean pose; 'none' also works)."),
-    refine: str = typer.Option("none", help="eft: fine-tune the regressor on each person's keypoints first (regressor inits)."),
+    init: str = typer.Option(
+        "best",
+        help="Initializer: best (a regressor whose checkpoint is found, else lifter), "
+        "mediapipe (IK on its 3D landmarks, free), lifter (fitter's 2D keypoint lifter, free), cliff, pare, hmr, nbf, "
+        "or upright (SMPLify's upright mean pose; 'none' also works).",
+    ),
+    refine: str = typer.Option(
+        "none", help="eft: fine-tune the regressor on each person's keypoints first (regressor inits)."
+    ),
     body_model: str = typer.Option("anny", help="anny (free default), smpl, smplh, smplx, or a model file."),
     gender: str = typer.Option("neutral", help="neutral, male or female."),
     focal: float = typer.Option(None, help="Focal length in pixels (default: EXIF, else the image diagonal)."),
-    keypoints: Path = typer.Option(None, help="Keypoint file or folder (OpenPose JSON, COCO JSON, fitter npz/json) instead of mediapipe."),
-    silhouette: bool = typer.Option(True, "--silhouette/--no-silhouette", help="Use the person mask (mediapipe) in a final stage."),
-    parts: Path = typer.Option(None, help="Body-part label PNG (or folder of <stem>.png) with parts.json beside it (see README)."),
-    config: str = typer.Option("default", help="fast, default, accurate, or smplify (SMPLify's 4 annealed stages from an upright start)."),
+    keypoints: Path = typer.Option(
+        None, help="Keypoint file or folder (OpenPose JSON, COCO JSON, fitter npz/json) instead of mediapipe."
+    ),
+    silhouette: bool = typer.Option(
+        True, "--silhouette/--no-silhouette", help="Use the person mask (mediapipe) in a final stage."
+    ),
+    parts: Path = typer.Option(
+        None, help="Body-part label PNG (or folder of <stem>.png) with parts.json beside it (see README)."
+    ),
+    config: str = typer.Option(
+        "default", help="fast, default, accurate, or smplify (SMPLify's 4 annealed stages from an upright start)."
+    ),
     device: str = typer.Option("cpu", help="cpu or cuda (cuda:N)."),
     batch_size: int = typer.Option(8, min=1, help="People fitted together in one batch."),
     max_people: int = typer.Option(6, help="People fitted per photo at most (largest first; the others are listed)."),
-    detection_confidence: float = typer.Option(0.1, help="mediapipe's person detection threshold in (0, 1); higher finds fewer people."),
+    detection_confidence: float = typer.Option(
+        0.1, help="mediapipe's person detection threshold in (0, 1); higher finds fewer people."
+    ),
     overwrite: bool = typer.Option(False, help="Refit images whose outputs exist (default: skip them)."),
     recursive: bool = typer.Option(False, help="Search folders recursively."),
     side_view: bool = typer.Option(False, help="Also write <stem>_side.png."),
-    gmm: Path = typer.Option(None, help="GMM pose prior file (SMPLify gmm_08.pkl layout or npz) [default: the shipped CMU GMM]."),
-    auto_parts: bool = typer.Option(False, "--auto-parts/--no-auto-parts",
-                                    help="Without --parts: split the person mask into 12 parts by the 2D skeleton (nearest bone)."),
-    threads: int = typer.Option(1, min=1, help="CPU threads for torch (1 is fastest for these small ops on a busy or 2-core CPU)."),
-    backend: str = typer.Option("local", help="local, or ray (pip install 'fitter[ray]') to spread over a Ray cluster."),
-    address: str = typer.Option(None, help="Ray cluster address (HEAD_IP:6379); default: $RAY_ADDRESS, a local `ray start`, or a new local Ray."),
-    overlay_size: int = typer.Option(2048, help="Longest side (px) of the overlay and side-view pictures; 0: the photo's size."),
+    gmm: Path = typer.Option(
+        None, help="GMM pose prior file (SMPLify gmm_08.pkl layout or npz) [default: the shipped CMU GMM]."
+    ),
+    auto_parts: bool = typer.Option(
+        False,
+        "--auto-parts/--no-auto-parts",
+        help="Without --parts: split the person mask into 12 parts by the 2D skeleton (nearest bone).",
+    ),
+    threads: int = typer.Option(
+        1, min=1, help="CPU threads for torch (1 is fastest for these small ops on a busy or 2-core CPU)."
+    ),
+    backend: str = typer.Option(
+        "local", help="local, or ray (pip install 'fitter[ray]') to spread over a Ray cluster."
+    ),
+    address: str = typer.Option(
+        None, help="Ray cluster address (HEAD_IP:6379); default: $RAY_ADDRESS, a local `ray start`, or a new local Ray."
+    ),
+    overlay_size: int = typer.Option(
+        2048, help="Longest side (px) of the overlay and side-view pictures; 0: the photo's size."
+    ),
     verbose: bool = typer.Option(False, "--verbose", help="Also show the libraries' own log lines (mediapipe, warp)."),
-    landmarks3d: bool = typer.Option(None, "--landmarks3d/--no-landmarks3d",
-                                     help="Also pull the body towards mediapipe's 3D world landmarks (after a similarity alignment) "
-                                          "[default: on with --init mediapipe, else off]."),
+    landmarks3d: bool = typer.Option(
+        None,
+        "--landmarks3d/--no-landmarks3d",
+        help="Also pull the body towards mediapipe's 3D world landmarks (after a similarity alignment) "
+        "[default: on with --init mediapipe, else off].",
+    ),
 ) -> None:
     """Fit a body model to every person in the given photos; write .npz/.json/.obj/_overlay.png."""
     from fitter.fitting import PRESETS
@@ -78,8 +109,10 @@ def fit_command(
 
         name = {"cliff": "cliff_hr48"}.get(init, init)
         if find_checkpoint(name) is None and not (init == "cliff" and find_checkpoint("cliff_res50")):
-            fail(f"--init {init}: no {init} checkpoint in {checkpoints_dir()} (see README: Regressor checkpoints; "
-                 f"`fitter models list` shows what is found)")
+            fail(
+                f"--init {init}: no {init} checkpoint in {checkpoints_dir()} (see README: Regressor checkpoints; "
+                f"`fitter models list` shows what is found)"
+            )
     try:
         images = list_images(paths, recursive=recursive)
     except (FileNotFoundError, ValueError) as exc:
@@ -144,8 +177,9 @@ def _run(images: list[Path], options, roots: list[Path], backend: str, address: 
                 if status == "skipped":
                     progress.advance(read)
                 if status.startswith("failed"):
-                    progress.console.print(f"{path}: {status}", highlight=False, markup=False, style="red",
-                                           soft_wrap=True)  # one line, also in a log file
+                    progress.console.print(
+                        f"{path}: {status}", highlight=False, markup=False, style="red", soft_wrap=True
+                    )  # one line, also in a log file
 
             if backend == "ray":
                 try:
@@ -163,16 +197,20 @@ def _run(images: list[Path], options, roots: list[Path], backend: str, address: 
                 if worker is not None:
                     worker.close()
     except KeyboardInterrupt:
-        say(f"interrupted: {len(finished)} of {len(images)} images finished (kept); run the same command again "
-            "to resume (finished images are skipped)")
+        say(
+            f"interrupted: {len(finished)} of {len(images)} images finished (kept); run the same command again "
+            "to resume (finished images are skipped)"
+        )
         raise typer.Exit(code=130) from None
 
 
 def _print_summary(summary, out: Path) -> None:
     done, skipped, failed = len(summary.done), len(summary.skipped), len(summary.failed)
     per = summary.seconds / max(1, done)
-    say(f"{done} fitted, {skipped} skipped (already done), {failed} failed in {summary.seconds:.1f} s "
-        f"({per:.2f} s per fitted image); outputs in {out}")
+    say(
+        f"{done} fitted, {skipped} skipped (already done), {failed} failed in {summary.seconds:.1f} s "
+        f"({per:.2f} s per fitted image); outputs in {out}"
+    )
     for path, why in summary.people_skipped.items():
         say(f"  people not fitted in {path}: {why}")
     if failed:

@@ -1,7 +1,7 @@
 """`fitter mocap ...`: import motion capture as SMPL-layout body poses.
 
-    fitter mocap import ../shared/mocap/cmu --out cmu_poses.npz
-    fitter mocap fit-gmm cmu_poses.npz --out gmm_cmu_08.npz     # the shipped prior's recipe
+fitter mocap import ../shared/mocap/cmu --out cmu_poses.npz
+fitter mocap fit-gmm cmu_poses.npz --out gmm_cmu_08.npz     # the shipped prior's recipe
 """
 
 from __future__ import annotations
@@ -30,12 +30,18 @@ def _main() -> None:
 @app.command("import")
 def import_command(
     folder: Path = typer.Argument(..., help="The CMU folder (with cmu_mb31_10fps.npz, cmu_daz43_10fps.npz)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output .npz (poses (F,72), subject, motion, frame, source, split, ...)."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Output .npz (poses (F,72), subject, motion, frame, source, split, ...)."
+    ),
     body_model: str = typer.Option("anny", "--body-model", help="Body model to retarget to (name or file)."),
     step: int = typer.Option(1, "--step", min=1, help="Keep every N-th frame (the files are at 10 fps)."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="At most N frames per source file (evenly spaced)."),
-    calibration_frames: int = typer.Option(256, "--calibration-frames", min=1, help="Frames per file used to fit the body's shape to the skeleton."),
-    calibration_iterations: int = typer.Option(400, "--calibration-iterations", min=1, help="L-BFGS steps of the calibration."),
+    calibration_frames: int = typer.Option(
+        256, "--calibration-frames", min=1, help="Frames per file used to fit the body's shape to the skeleton."
+    ),
+    calibration_iterations: int = typer.Option(
+        400, "--calibration-iterations", min=1, help="L-BFGS steps of the calibration."
+    ),
     iterations: int = typer.Option(80, "--iterations", min=1, help="L-BFGS steps of the inverse kinematics per batch."),
     batch_size: int = typer.Option(1024, "--batch-size", min=1, help="Frames solved together."),
     threads: int = typer.Option(1, "--threads", min=1, help="torch CPU threads."),
@@ -73,7 +79,9 @@ def import_command(
             f"{report.seconds:.0f}",
         )  # fmt: skip
     err = np.concatenate(all_errors)
-    table.add_row("all", str(len(err)), "", f"{err.mean():.1f}", f"{np.median(err):.1f}", f"{np.percentile(err, 95):.1f}", "", "")
+    table.add_row(
+        "all", str(len(err)), "", f"{err.mean():.1f}", f"{np.median(err):.1f}", f"{np.percentile(err, 95):.1f}", "", ""
+    )
     console.print(table)
     counts = ", ".join(f"{name} {count}" for name, count in result.split_counts().items())
     console.print(f"split: {counts} (held-out subjects: 13, 14)", highlight=False)
@@ -85,7 +93,11 @@ def fit_gmm_command(
     out: Path = typer.Option(..., "--out", "-o", help="Output .npz (gmm_08 layout)."),
     components: int = typer.Option(8, "--components", "-k", min=1, help="Number of Gaussian components."),
     mirror: bool = typer.Option(True, "--mirror/--no-mirror", help="Add every pose's left/right mirror image."),
-    no_data_std_deg: float = typer.Option(10.0, "--no-data-std-deg", help="Std (deg) given to the collar and hand dimensions, which the mocap never moves (<= 0: keep the fitted ones)."),
+    no_data_std_deg: float = typer.Option(
+        10.0,
+        "--no-data-std-deg",
+        help="Std (deg) given to the collar and hand dimensions, which the mocap never moves (<= 0: keep the fitted ones).",
+    ),
     seed: int = typer.Option(0, "--seed", help="k-means seed."),
 ) -> None:
     """Fit a GMM pose prior on the TRAIN split of imported mocap (how priors/data/gmm_cmu_08.npz
@@ -102,6 +114,9 @@ def fit_gmm_command(
         table = nll_table(MaxMixturePrior.from_file(out), poses)
     except (FileNotFoundError, ValueError, OSError, KeyError) as exc:
         fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-    console.print(f"wrote {out}: {components} components from {len(body)} train poses" + (" + mirror images" if mirror else ""), highlight=False)
+    console.print(
+        f"wrote {out}: {components} components from {len(body)} train poses" + (" + mirror images" if mirror else ""),
+        highlight=False,
+    )
     for name, value in table.items():
         console.print(f"mean NLL {name:>22}: {value:10.1f}", highlight=False)

@@ -28,8 +28,14 @@ def train_nbf_command(
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Bodies per step."),
     resolution: int = typer.Option(64, min=32, help="Input part-map side in pixels (the checkpoint records it)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
-    out: Path = typer.Option(None, help="Checkpoint path [default: $FITTER_HOME/data/checkpoints/nbf_<body model>.pt]."),
-    input_kind: str = typer.Option("rendered", "--input", help="rendered (exact part maps) or split (silhouette split by the 2D skeleton, as on photos)."),
+    out: Path = typer.Option(
+        None, help="Checkpoint path [default: $FITTER_HOME/data/checkpoints/nbf_<body model>.pt]."
+    ),
+    input_kind: str = typer.Option(
+        "rendered",
+        "--input",
+        help="rendered (exact part maps) or split (silhouette split by the 2D skeleton, as on photos).",
+    ),
     lr: float = typer.Option(1e-4, help="Adam learning rate."),
     pose_scale: float = typer.Option(0.6, help="Shrink joint-limit pose samples towards the mean pose (0..1)."),
     seed: int = typer.Option(0, help="Random seed of the synthetic data and the weights."),
@@ -58,7 +64,14 @@ def train_nbf_command(
                             pose_scale=pose_scale, seed=seed)  # fmt: skip
     path = out if out is not None else default_nbf_path(model.name)
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     with Progress(
         TextColumn("[bold]nbf[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
@@ -85,15 +98,35 @@ def train_lifter_command(
     steps: int = typer.Option(24000, min=1, help="AdamW steps (one fresh synthetic batch each)."),
     batch_size: int = typer.Option(512, "--batch-size", min=1, help="Bodies per step."),
     lr: float = typer.Option(1e-3, help="Peak learning rate (cosine decay)."),
-    init_from: Path = typer.Option(None, "--init-from", help="Continue from this lifter checkpoint instead of random weights."),
-    poses: Path = typer.Option(None, help="AMASS-style npz file or folder (array `poses`): pose 80 % of the bodies from it."),
-    poses_split: str = typer.Option("train", "--poses-split", help="In pose files with a `split` array (fitter mocap import): only these frames (train | heldout | all)."),
-    input_sets: str = typer.Option("all", "--input-sets", help="Keypoint sets shown to the lifter, comma-separated (all: coco17, openpose25, coco18, blazepose33, h36m17, lsp14, smpl24); its inputs are their points."),
-    mirror: bool = typer.Option(False, "--mirror/--no-mirror", help="Also pose bodies from the left/right mirror image of every --poses pose."),
-    max_minutes: float = typer.Option(None, "--max-minutes", min=0.1, help="Stop (and save) after this many minutes of training."),
+    init_from: Path = typer.Option(
+        None, "--init-from", help="Continue from this lifter checkpoint instead of random weights."
+    ),
+    poses: Path = typer.Option(
+        None, help="AMASS-style npz file or folder (array `poses`): pose 80 % of the bodies from it."
+    ),
+    poses_split: str = typer.Option(
+        "train",
+        "--poses-split",
+        help="In pose files with a `split` array (fitter mocap import): only these frames (train | heldout | all).",
+    ),
+    input_sets: str = typer.Option(
+        "all",
+        "--input-sets",
+        help="Keypoint sets shown to the lifter, comma-separated (all: coco17, openpose25, coco18, blazepose33, h36m17, lsp14, smpl24); its inputs are their points.",
+    ),
+    mirror: bool = typer.Option(
+        False, "--mirror/--no-mirror", help="Also pose bodies from the left/right mirror image of every --poses pose."
+    ),
+    max_minutes: float = typer.Option(
+        None, "--max-minutes", min=0.1, help="Stop (and save) after this many minutes of training."
+    ),
     seed: int = typer.Option(0, help="Random seed of the synthetic data and the weights."),
-    body_model: str = typer.Option("anny", "--body-model", help="Body model whose bodies are sampled (anny, smpl, ... or a file)."),
-    out: Path = typer.Option(None, help="Checkpoint path (default: the file shipped in the package, which fit_keypoints loads)."),
+    body_model: str = typer.Option(
+        "anny", "--body-model", help="Body model whose bodies are sampled (anny, smpl, ... or a file)."
+    ),
+    out: Path = typer.Option(
+        None, help="Checkpoint path (default: the file shipped in the package, which fit_keypoints loads)."
+    ),
     threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
 ) -> None:
     """Train the keypoint lifter that starts `fit_keypoints` (2D keypoints of any set -> pose,
@@ -125,7 +158,9 @@ def train_lifter_command(
     sets = LIFTER_INPUT_SETS if input_sets == "all" else tuple(s.strip() for s in input_sets.split(",") if s.strip())
     unknown = [s for s in sets if s not in KEYPOINT_SETS]
     if not sets or unknown:
-        fail(f"--input-sets: unknown keypoint set(s) {', '.join(unknown) or '(none given)'}; use {', '.join(KEYPOINT_SETS)}")
+        fail(
+            f"--input-sets: unknown keypoint set(s) {', '.join(unknown) or '(none given)'}; use {', '.join(KEYPOINT_SETS)}"
+        )
     default_weights = dict(zip(LIFTER_INPUT_SETS, DEFAULT_SET_WEIGHTS))
     config = LifterTrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                                init_from=str(init_from) if init_from is not None else None,
@@ -134,7 +169,14 @@ def train_lifter_command(
                                input_set_weights=tuple(default_weights.get(s, 1.0) for s in sets),
                                max_seconds=None if max_minutes is None else 60.0 * max_minutes)  # fmt: skip
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     with Progress(
         TextColumn("[bold]lifter[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),

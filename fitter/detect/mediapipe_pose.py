@@ -91,7 +91,10 @@ class Detection:
     def to_keypoint_file(self, image: str | None = None) -> KeypointFile:
         """The keypoints as a one-person KeypointFile (set "blazepose33") for write_keypoints_file."""
         return KeypointFile(
-            keypoints=self.keypoints[None], keypoint_set=self.keypoint_set, person_ids=np.zeros(1, np.int64), image=image
+            keypoints=self.keypoints[None],
+            keypoint_set=self.keypoint_set,
+            person_ids=np.zeros(1, np.int64),
+            image=image,
         )
 
 
@@ -177,7 +180,9 @@ def person_box(points: np.ndarray, mask: np.ndarray | None, width: int, height: 
         x1, y1 = np.ceil(np.clip(landmark_box[2:] + margin, 0, limits[:2])).astype(int)
         rows, cols = np.nonzero(mask[y0:y1, x0:x1] > _MASK_THRESHOLD)
         if rows.size:
-            box = np.array([x0 + cols.min(), y0 + rows.min(), x0 + cols.max() + 1, y0 + rows.max() + 1], dtype=np.float64)
+            box = np.array(
+                [x0 + cols.min(), y0 + rows.min(), x0 + cols.max() + 1, y0 + rows.max() + 1], dtype=np.float64
+            )
     return box.astype(np.float32)
 
 

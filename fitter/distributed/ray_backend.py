@@ -100,20 +100,28 @@ class ImageFitter:
         return out
 
 
-def _worker_resources(ray: Any, options: FitOptions, cpus_per_worker: float, gpus_per_worker: float | None) -> tuple[float, float, int]:
+def _worker_resources(
+    ray: Any, options: FitOptions, cpus_per_worker: float, gpus_per_worker: float | None
+) -> tuple[float, float, int]:
     """(cpus, gpus) each worker reserves and how many such workers the cluster holds at most."""
     use_gpu = options.device.startswith("cuda")
     gpus = (1.0 if use_gpu else 0.0) if gpus_per_worker is None else float(gpus_per_worker)
     if not cpus_per_worker > 0:
         raise ValueError(f"cpus_per_worker must be > 0, got {cpus_per_worker}")
     if use_gpu and not gpus > 0:
-        raise ValueError(f"options.device is {options.device!r} but gpus_per_worker is {gpus}; give a GPU share > 0 (e.g. 1 or 0.5)")
+        raise ValueError(
+            f"options.device is {options.device!r} but gpus_per_worker is {gpus}; give a GPU share > 0 (e.g. 1 or 0.5)"
+        )
     if not use_gpu and gpus != 0:
-        raise ValueError(f"gpus_per_worker={gpus} needs options.device 'cuda'; with device {options.device!r} leave it unset")
+        raise ValueError(
+            f"gpus_per_worker={gpus} needs options.device 'cuda'; with device {options.device!r} leave it unset"
+        )
     available = ray.cluster_resources()
     total_cpus, total_gpus = float(available.get("CPU", 0)), float(available.get("GPU", 0))
     if cpus_per_worker > total_cpus:
-        raise ValueError(f"cpus_per_worker={cpus_per_worker} but the Ray cluster has {total_cpus:g} CPUs; ask for fewer")
+        raise ValueError(
+            f"cpus_per_worker={cpus_per_worker} but the Ray cluster has {total_cpus:g} CPUs; ask for fewer"
+        )
     if use_gpu:
         if gpus > total_gpus:
             raise ValueError(f"options.device is {options.device!r} but the Ray cluster has {total_gpus:g} GPUs "
@@ -168,8 +176,11 @@ def fit_dataset(
         batch_size=options.batch_size,
         batch_format="numpy",
         compute=pool,
-        fn_constructor_kwargs={"options": options, "roots": [str(Path(r).resolve()) for r in roots or []],
-                               "num_threads": max(1, int(cpus))},  # fmt: skip
+        fn_constructor_kwargs={
+            "options": options,
+            "roots": [str(Path(r).resolve()) for r in roots or []],
+            "num_threads": max(1, int(cpus)),
+        },  # fmt: skip
         num_cpus=cpus,
         num_gpus=gpus if gpus > 0 else None,
     )
@@ -238,6 +249,8 @@ def fit_paths_ray(
             ray.shutdown()
     missing = [paths[i] for i in todo if i not in done]
     if missing:  # Ray returns every row or raises; this guards against a silently lost row
-        raise RuntimeError(f"Ray returned no result for {len(missing)} image(s), e.g. {missing[0]}; run again to resume")
+        raise RuntimeError(
+            f"Ray returned no result for {len(missing)} image(s), e.g. {missing[0]}; run again to resume"
+        )
     statuses.update(done)
     return summarize(paths, statuses, time.perf_counter() - start, people_skipped)

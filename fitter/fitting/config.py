@@ -53,17 +53,29 @@ class FitConfig:
 
 
 PRESETS: dict[str, FitConfig] = {
-    "fast": FitConfig(camera_iters=5, stage_iters=(30,), silhouette_iters=20, restart_poses=(), anchor_weight=10.0,
-                      name="fast"),  # fmt: skip
+    "fast": FitConfig(
+        camera_iters=5, stage_iters=(30,), silhouette_iters=20, restart_poses=(), anchor_weight=10.0, name="fast"
+    ),  # fmt: skip
     "default": FitConfig(name="default"),
     "accurate": FitConfig(camera_iters=30, stage_iters=(150,), silhouette_iters=80, name="accurate"),
     # SMPLify (Bogo et al. 2016) with SPIN's constants: upright start (flip test for side views), the
     # GMM alone (no joint limits), angle prior 15.2, Adam lr 1e-2, 100 iterations per phase (camera,
     # then SMPLify's four annealed stages); none of fitter's additions (anchor, restarts, silhouette)
-    "smplify": FitConfig(start="upright", lr=0.01, camera_iters=100, stage_iters=(100, 100, 100, 100),
-                         pose_prior_weights=(404.0, 404.0, 57.4, 4.78), shape_prior_weights=(100.0, 50.0, 10.0, 5.0),
-                         angle_prior_weight=15.2, joint_limit_weight=0.0, gmm_scale=1.0, anchor_weight=0.0,
-                         restart_poses=(), silhouette_iters=0, name="smplify"),  # fmt: skip
+    "smplify": FitConfig(
+        start="upright",
+        lr=0.01,
+        camera_iters=100,
+        stage_iters=(100, 100, 100, 100),
+        pose_prior_weights=(404.0, 404.0, 57.4, 4.78),
+        shape_prior_weights=(100.0, 50.0, 10.0, 5.0),
+        angle_prior_weight=15.2,
+        joint_limit_weight=0.0,
+        gmm_scale=1.0,
+        anchor_weight=0.0,
+        restart_poses=(),
+        silhouette_iters=0,
+        name="smplify",
+    ),  # fmt: skip
 }
 
 

@@ -157,7 +157,9 @@ def _fit(keypoints, keypoint_set, image_size, focal_length, body_model, start, c
     kp_np = validate_keypoints(keypoints, keypoint_set)
     N = kp_np.shape[0]
     too_few = (kp_np[..., 2] > 0).sum(1) < 2  # fitted along (finite, meaningless), reported as failed
-    model = body_model if isinstance(body_model, BodyModel) else load_body_model(body_model, gender=gender, device=device)
+    model = (
+        body_model if isinstance(body_model, BodyModel) else load_body_model(body_model, gender=gender, device=device)
+    )
     model = model.to(device)
     if camera is None:
         camera = resolve_camera(image_size, N, focal_length, image_paths, principal_point)
@@ -232,7 +234,9 @@ def _fit(keypoints, keypoint_set, image_size, focal_length, body_model, start, c
     for i in np.nonzero(too_few)[0].tolist():
         status[i] = "failed: fewer than 2 keypoints with confidence > 0; nothing to fit"
     with torch.no_grad():
-        joints, _, proj = problem.points(params["betas"], params["body_pose"], params["global_orient"], params["transl"])
+        joints, _, proj = problem.points(
+            params["betas"], params["body_pose"], params["global_orient"], params["transl"]
+        )
     used = (problem.weights > 0).float()
     err = ((proj - problem.target).norm(dim=-1) * used).sum(1) / used.sum(1).clamp(min=1)
     size = torch.as_tensor(camera.image_size, dtype=dt, device=device)

@@ -56,7 +56,8 @@ def body_terms(problem: Problem, params: Params, prior_set, config: FitConfig, p
         terms["anchor"] = config.anchor_weight**2 * problem.anchored * offset
     if problem.landmarks3d is not None and config.landmarks3d_weight > 0:
         terms["landmarks3d"] = config.landmarks3d_weight * landmarks3d_term(
-            pts3d, problem.landmarks3d, problem.landmarks3d_weights, scale=True)
+            pts3d, problem.landmarks3d, problem.landmarks3d_weights, scale=True
+        )
     if pairs is not None and config.penetration_weight > 0:
         terms["penetration"] = config.penetration_weight * penetration_term(joints, pairs)
     return terms

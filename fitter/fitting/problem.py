@@ -21,6 +21,7 @@ __all__ = ["Problem", "FitTargets", "validate_keypoints", "TORSO"]
 TORSO = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
 CROP_SIZE = 224.0  # residuals are measured in a person crop of this many pixels (SPIN's units)
 
+
 def validate_keypoints(keypoints, keypoint_set: str) -> np.ndarray:
     """(N,K,3) float32 pixels + confidence, checked against the set (one-line ValueErrors)."""
     kp = np.asarray(keypoints, dtype=np.float32)
@@ -155,7 +156,9 @@ class Problem:
                orient_base: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
         """SMPL joints (B,24,3) and keypoints (B,K,3) in the camera frame (metres), and the
         keypoints' pixels (B,K,2). orient_base: see BodyModel.pose_landmarks."""
-        joints, pts3d = self.model.pose_landmarks(self.skin, betas, body_pose, global_orient, transl, orient_base=orient_base)
+        joints, pts3d = self.model.pose_landmarks(
+            self.skin, betas, body_pose, global_orient, transl, orient_base=orient_base
+        )
         return joints, pts3d, perspective_project(pts3d, self.focal, self.center)
 
     def tiny_extent(self) -> Tensor:

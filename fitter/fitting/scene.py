@@ -68,7 +68,9 @@ def depth_order_term(points: Tensor, pixels: Tensor, masks: Tensor, pairs: Tenso
     res = masks.shape[-1]
     kernel = 2 * DEPTH_EDGE_PX + 1
     grown = torch.nn.functional.max_pool2d(masks[:, None].float(), kernel, stride=1, padding=DEPTH_EDGE_PX)[:, 0] > 0
-    core = ~(torch.nn.functional.max_pool2d((~masks)[:, None].float(), kernel, stride=1, padding=DEPTH_EDGE_PX)[:, 0] > 0)
+    core = ~(
+        torch.nn.functional.max_pool2d((~masks)[:, None].float(), kernel, stride=1, padding=DEPTH_EDGE_PX)[:, 0] > 0
+    )
     cells = px.detach().long().clamp(0, res - 1)
     inside = ((px.detach() >= 0) & (px.detach() < res)).all(-1)
     out = torch.zeros(points.shape[0], dtype=points.dtype, device=points.device)

@@ -78,7 +78,9 @@ def prepare_silhouettes(problem: Problem) -> SilhouetteTargets | None:
         small.append(canvas)
         scales.append(scale)
         ignore = problem.ignore_masks[i]
-        hidden.append(np.zeros_like(canvas) if ignore is None else _to_working_resolution(np.asarray(ignore, bool), res)[0])
+        hidden.append(
+            np.zeros_like(canvas) if ignore is None else _to_working_resolution(np.asarray(ignore, bool), res)[0]
+        )
     device = problem.target.device
     target = prepare_silhouette_target(np.stack(small), max_boundary_points=256, device=device, ignore=np.stack(hidden))
     subset_ids = torch.arange(0, problem.model.num_vertices, SILHOUETTE_VERTEX_STEP, device=device)

@@ -15,9 +15,9 @@ from torch import Tensor
 
 from fitter.fitting.config import FitConfig
 from fitter.fitting.losses import body_terms, camera_loss, silhouette_terms
-from fitter.fitting.scene import scene_pairs
 from fitter.fitting.params import Params
 from fitter.fitting.problem import Problem
+from fitter.fitting.scene import scene_pairs
 from fitter.fitting.silhouettes import SILHOUETTE_RESOLUTION, SilhouetteTargets
 
 __all__ = ["fit_batch", "run_stage", "LR_FINAL_FRACTION"]

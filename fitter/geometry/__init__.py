@@ -12,7 +12,6 @@ from fitter.geometry.projection import (
     translation_to_crop_cam,
     visible_box,
 )
-from fitter.geometry.translation import least_squares_translation, similar_triangles_translation
 from fitter.geometry.rotations import (
     axis_angle_to_matrix,
     axis_angle_to_rot6d,
@@ -22,6 +21,7 @@ from fitter.geometry.rotations import (
     rot6d_to_matrix,
     rotation_about,
 )
+from fitter.geometry.translation import least_squares_translation, similar_triangles_translation
 
 __all__ = [
     "axis_angle_to_matrix",

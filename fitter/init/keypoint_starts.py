@@ -42,7 +42,9 @@ def facing_away(keypoints2d: Tensor, weights: Tensor, names: list[str]) -> Tenso
     return away
 
 
-def shoulders_close(keypoints2d: Tensor, weights: Tensor, names: list[str], threshold: float = FLIP_THRESHOLD) -> Tensor:
+def shoulders_close(
+    keypoints2d: Tensor, weights: Tensor, names: list[str], threshold: float = FLIP_THRESHOLD
+) -> Tensor:
     """(N,) bool: shoulders closer in 2D than `threshold` x the 2D torso length (side views)."""
     if not all(n in names for n in TORSO):
         return torch.zeros(len(keypoints2d), dtype=torch.bool, device=keypoints2d.device)

@@ -89,11 +89,19 @@ def ik_from_world_landmarks(
     if lm.ndim == 2:
         lm = lm[None]
     if lm.ndim != 3 or lm.shape[1:] != (33, 3):
-        raise ValueError(f"world_landmarks must be (N, 33, 3) mediapipe world landmarks in metres, got {tuple(lm.shape)}")
+        raise ValueError(
+            f"world_landmarks must be (N, 33, 3) mediapipe world landmarks in metres, got {tuple(lm.shape)}"
+        )
     if not torch.isfinite(lm).all():
-        raise ValueError("world_landmarks contain NaN or inf; drop those people or pass visibility 0 with finite values")
+        raise ValueError(
+            "world_landmarks contain NaN or inf; drop those people or pass visibility 0 with finite values"
+        )
     n, dt = lm.shape[0], lm.dtype
-    vis = torch.ones(n, 33, dtype=dt, device=device) if visibility is None else _as_tensor(visibility, device=device).reshape(n, 33)
+    vis = (
+        torch.ones(n, 33, dtype=dt, device=device)
+        if visibility is None
+        else _as_tensor(visibility, device=device).reshape(n, 33)
+    )
     model = body_model.to(device)
     reg = keypoint_regressor(model, MEDIAPIPE_SET)
     skin = model.landmark_skin(reg.vertex_ids, reg.vertex_weights)
@@ -149,7 +157,13 @@ def ik_from_world_landmarks(
         ok = torch.isfinite(error) & torch.isfinite(body_pose).all(1) & torch.isfinite(rotation).flatten(1).all(1)
         global_orient = torch.where(ok[:, None], matrix_to_axis_angle(rotation), _frontal(n, dt, device))
         pose = torch.where(ok[:, None], body_pose.detach(), start_pose)
-    return {"global_orient": global_orient, "body_pose": pose, "betas": betas, "landmark_error_m": error, "scale": scale}
+    return {
+        "global_orient": global_orient,
+        "body_pose": pose,
+        "betas": betas,
+        "landmark_error_m": error,
+        "scale": scale,
+    }
 
 
 def translation_from_keypoints(body_model: BodyModel, params: dict[str, Tensor], keypoints, keypoint_set: str,
@@ -160,7 +174,9 @@ def translation_from_keypoints(body_model: BodyModel, params: dict[str, Tensor],
     reg = keypoint_regressor(body_model.to(dev), keypoint_set)
     skin = body_model.landmark_skin(reg.vertex_ids, reg.vertex_weights)
     with torch.no_grad():
-        joints, landmarks = body_model.pose_landmarks(skin, params["betas"], params["body_pose"], params["global_orient"], None)
+        joints, landmarks = body_model.pose_landmarks(
+            skin, params["betas"], params["body_pose"], params["global_orient"], None
+        )
         pts = torch.einsum("kj,bjc->bkc", reg.joint_weights, joints) + landmarks
     weights = kp[..., 2] * reg.quality[None]
     f = _as_tensor(focal, device=dev).reshape(-1)
@@ -220,7 +236,9 @@ def mediapipe_start(inputs: StartInputs, config: IKConfig | None = None) -> Star
     visibility = kp[..., 2] if keypoint_set == MEDIAPIPE_SET else None
     if inputs.world_landmarks is None:
         if inputs.images is None or inputs.owners is None:
-            raise ValueError("the mediapipe initializer needs world_landmarks (N,33,3) or the images and owners to detect them")
+            raise ValueError(
+                "the mediapipe initializer needs world_landmarks (N,33,3) or the images and owners to detect them"
+            )
         landmarks, crop_vis, found = _landmarks_from_crops(inputs.images, kp, list(inputs.owners))
         visibility = crop_vis
     else:

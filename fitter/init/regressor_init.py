@@ -70,7 +70,9 @@ SMPL_FAMILY = ("smpl", "smplh", "smplx")
 def regressor_for(initializer: str, search_dirs: list[Path] | None = None) -> str | None:
     """The regressor name an initializer would use (first one whose checkpoint is found), or None."""
     if initializer not in INITIALIZER_REGRESSORS:
-        raise ValueError(f"unknown regressor initializer {initializer!r}: choose one of {', '.join(INITIALIZER_REGRESSORS)}")
+        raise ValueError(
+            f"unknown regressor initializer {initializer!r}: choose one of {', '.join(INITIALIZER_REGRESSORS)}"
+        )
     for name in INITIALIZER_REGRESSORS[initializer]:
         if find_checkpoint(name, search_dirs) is not None:
             return name
@@ -90,7 +92,9 @@ def load_initializer_regressor(initializer: str, checkpoint_path: str | Path | N
     elif key in INITIALIZER_REGRESSORS:
         candidates = INITIALIZER_REGRESSORS[key]
     else:
-        raise ValueError(f"unknown regressor initializer {initializer!r}: choose one of {', '.join(INITIALIZER_REGRESSORS)}")
+        raise ValueError(
+            f"unknown regressor initializer {initializer!r}: choose one of {', '.join(INITIALIZER_REGRESSORS)}"
+        )
     if checkpoint_path is not None:
         path = Path(checkpoint_path).expanduser()
         named = [c for c in candidates if c.split("_")[-1] in path.name]  # "hr48" / "res50" in the file name
@@ -118,7 +122,12 @@ def nbf_checkpoint_info(path: str | Path) -> dict:
     config = dict(checkpoint.get("config") or {}) if isinstance(checkpoint, dict) else {}
     train = dict(checkpoint.get("train") or {}) if isinstance(checkpoint, dict) else {}
     size = config.get("input_size", MODEL_INPUT_SIZE["nbf"])
-    return {"input_size": (int(size[0]), int(size[1])), "body_model": train.get("body_model"), "config": config, "train": train}
+    return {
+        "input_size": (int(size[0]), int(size[1])),
+        "body_model": train.get("body_model"),
+        "config": config,
+        "train": train,
+    }
 
 
 def person_boxes(regressor_name: str, keypoints, conf_threshold: float = 0.2) -> CropBox:
@@ -160,7 +169,9 @@ def regressor_inputs(
         for i in range(n):
             mask = None if masks is None else masks[i]
             one = CropBox(box.center[i : i + 1], box.scale[i : i + 1])
-            crop_mask = None if mask is None else crop_image(np.asarray(mask).astype(np.uint8), one, size, "nearest")[0] > 0.5
+            crop_mask = (
+                None if mask is None else crop_image(np.asarray(mask).astype(np.uint8), one, size, "nearest")[0] > 0.5
+            )
             labels.append(split_mask_by_skeleton(crop_mask, crop_kp[i], keypoint_set, image_size=(size[1], size[0])))
         return part_labels_to_one_hot(np.stack(labels), 12), None, box
     crops = []
@@ -223,7 +234,9 @@ class RegressorInitializer:
         sizes = inputs.image_sizes.detach().cpu().numpy().astype(np.float32)
         focal = inputs.focal.detach().cpu().numpy().astype(np.float32)
         if inputs.images is None or inputs.owners is None:
-            raise ValueError(f"the {self.source} initializer needs the images and which image each person is in (owners)")
+            raise ValueError(
+                f"the {self.source} initializer needs the images and which image each person is in (owners)"
+            )
         model_inputs, bbox_info, box = regressor_inputs(self.name, inputs.images, kp, inputs.keypoint_set,
                                                         list(inputs.owners), sizes, focal, inputs.masks,
                                                         self.nbf_info["input_size"])  # fmt: skip
@@ -239,7 +252,10 @@ class RegressorInitializer:
                                 self.body_model, bbox_info=bbox_info, config=self.eft_config, device=self.device,
                                 use_betas=self.keep_betas)  # fmt: skip
             params = {k: torch.as_tensor(result[k]) for k in ("global_orient", "body_pose", "betas", "transl")}
-            diagnostics = {"eft_error_before_px": result["error_before_px"], "eft_error_after_px": result["error_after_px"]}
+            diagnostics = {
+                "eft_error_before_px": result["error_before_px"],
+                "eft_error_after_px": result["error_after_px"],
+            }
         if not self.keep_betas:
             params["betas"] = torch.zeros_like(params["betas"])
         dev = inputs.keypoints.device
@@ -251,5 +267,3 @@ class RegressorInitializer:
                      global_orient=params["global_orient"].detach().float().reshape(n, 3).to(dev),
                      betas=betas.to(dev), transl=params["transl"].detach().float().reshape(n, 3).to(dev),
                      source=[self.source] * n, diagnostics=diagnostics)  # fmt: skip
-
-

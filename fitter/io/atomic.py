@@ -88,7 +88,9 @@ def atomic_save_png(path: str | os.PathLike, image: np.ndarray) -> None:
 
     array = np.asarray(image)
     if array.dtype != np.uint8:
-        raise ValueError(f"atomic_save_png: image must be uint8, got {array.dtype}; convert with np.clip(x, 0, 255).astype(np.uint8)")
+        raise ValueError(
+            f"atomic_save_png: image must be uint8, got {array.dtype}; convert with np.clip(x, 0, 255).astype(np.uint8)"
+        )
     if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
         raise ValueError(f"atomic_save_png: image must be (H, W), (H, W, 3) or (H, W, 4), got shape {array.shape}")
     pil_image = Image.fromarray(np.ascontiguousarray(array))

@@ -56,7 +56,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if not file.exists():
         raise FileNotFoundError(f"image not found: {file}")
     if file.is_dir():
-        raise ImageReadError(f"{file} is a folder, not an image file; pass an image file (or use list_images for folders)")
+        raise ImageReadError(
+            f"{file} is a folder, not an image file; pass an image file (or use list_images for folders)"
+        )
     if file.stat().st_size == 0:
         raise ImageReadError(f"cannot read {file}: the file is empty (0 bytes); re-export or re-download it")
     try:
@@ -69,9 +71,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             f"cannot read {file}: not an image format Pillow understands; convert it to JPEG or PNG"
         ) from None
     except Image.DecompressionBombError as error:
-        raise ImageReadError(
-            f"cannot read {file}: too large ({error}); downscale it before fitting"
-        ) from None
+        raise ImageReadError(f"cannot read {file}: too large ({error}); downscale it before fitting") from None
     except (OSError, SyntaxError, ValueError) as error:
         if isinstance(error, ImageReadError):
             raise
@@ -131,9 +131,13 @@ def read_exif_focal_35mm(path: str | os.PathLike) -> float | None:
             exif = image.getexif()
             exif_ifd = dict(exif.get_ifd(_EXIF_IFD_POINTER))
     except UnidentifiedImageError:
-        raise ImageReadError(f"cannot read {file}: not an image format Pillow understands; convert it to JPEG or PNG") from None
+        raise ImageReadError(
+            f"cannot read {file}: not an image format Pillow understands; convert it to JPEG or PNG"
+        ) from None
     except (OSError, SyntaxError, ValueError) as error:
-        raise ImageReadError(f"cannot read EXIF of {file} ({error}); re-export the image or give the focal length explicitly") from None
+        raise ImageReadError(
+            f"cannot read EXIF of {file} ({error}); re-export the image or give the focal length explicitly"
+        ) from None
     # Some writers put the tags in the base IFD: look there too.
     tags = {**dict(exif), **exif_ifd}
 

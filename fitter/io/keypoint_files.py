@@ -99,11 +99,15 @@ def read_keypoints_file(path: str | os.PathLike, image: str | os.PathLike | int 
             raise ValueError(f"{file}: not valid JSON ({error}); fix or re-export the file") from None
         result = _read_json_content(content, file, image)
     else:
-        raise ValueError(f"{file}: unsupported keypoint file type {file.suffix!r}; use .json (OpenPose, COCO, fitter) or .npz (fitter)")
+        raise ValueError(
+            f"{file}: unsupported keypoint file type {file.suffix!r}; use .json (OpenPose, COCO, fitter) or .npz (fitter)"
+        )
     _validate(result, file)
     if image is not None and not isinstance(image, int) and result.image is not None:
         if Path(result.image).name != Path(image).name:
-            raise ValueError(f"{file}: holds keypoints for image {result.image!r}, not {Path(image).name!r}; pass the matching keypoint file")
+            raise ValueError(
+                f"{file}: holds keypoints for image {result.image!r}, not {Path(image).name!r}; pass the matching keypoint file"
+            )
     return result
 
 
@@ -176,7 +180,9 @@ def _read_fitter_npz(file: Path) -> KeypointFile:
         raise ValueError(f"{file}: not a readable .npz ({error}); re-export it with write_keypoints_file") from None
     missing = [key for key in ("keypoints", "keypoint_set") if key not in arrays]
     if missing:
-        raise ValueError(f"{file}: npz lacks {', '.join(missing)}; a fitter keypoint npz needs 'keypoints' (N, K, 3) and 'keypoint_set'")
+        raise ValueError(
+            f"{file}: npz lacks {', '.join(missing)}; a fitter keypoint npz needs 'keypoints' (N, K, 3) and 'keypoint_set'"
+        )
     keypoints = np.asarray(arrays["keypoints"], dtype=np.float32)
     if keypoints.ndim != 3 or keypoints.shape[2] != 3:
         raise ValueError(f"{file}: 'keypoints' must be (N, K, 3) [x, y, confidence], got shape {keypoints.shape}")
@@ -213,9 +219,15 @@ def _read_fitter_json(content: dict, file: Path) -> KeypointFile:
     for index, person in enumerate(people):
         if not isinstance(person, dict) or "keypoints" not in person:
             raise ValueError(f"{file}: people[{index}] has no 'keypoints' list of [x, y, confidence]")
-        values = _as_float_array(person["keypoints"], file, f"people[{index}].keypoints") if person["keypoints"] else np.zeros((0, 3))
+        values = (
+            _as_float_array(person["keypoints"], file, f"people[{index}].keypoints")
+            if person["keypoints"]
+            else np.zeros((0, 3))
+        )
         if values.ndim != 2 or values.shape[1] != 3:
-            raise ValueError(f"{file}: people[{index}].keypoints must be a list of [x, y, confidence], got shape {values.shape}")
+            raise ValueError(
+                f"{file}: people[{index}].keypoints must be a list of [x, y, confidence], got shape {values.shape}"
+            )
         rows.append(values)
         person_id = person.get("id", index)
         if isinstance(person_id, bool) or not isinstance(person_id, int):
@@ -226,7 +238,9 @@ def _read_fitter_json(content: dict, file: Path) -> KeypointFile:
         raise ValueError(f"{file}: people have different keypoint counts; every person needs the same K")
     keypoints = np.stack(rows) if rows else np.zeros((0, num_keypoints, 3))
     image = content.get("image")
-    return KeypointFile(keypoints=keypoints, keypoint_set=keypoint_set, person_ids=np.asarray(ids, dtype=np.int64), image=image)
+    return KeypointFile(
+        keypoints=keypoints, keypoint_set=keypoint_set, person_ids=np.asarray(ids, dtype=np.int64), image=image
+    )
 
 
 def _read_openpose(content: dict, file: Path) -> KeypointFile:
@@ -255,7 +269,9 @@ def _read_openpose(content: dict, file: Path) -> KeypointFile:
     keypoints = np.stack(rows) if rows else np.zeros((0, num_keypoints, 3))
     _check_finite(keypoints, file)
     keypoints[..., 2] = np.clip(keypoints[..., 2], 0.0, 1.0)
-    return KeypointFile(keypoints=keypoints, keypoint_set=_OPENPOSE_SETS[num_keypoints], person_ids=np.asarray(ids, dtype=np.int64))
+    return KeypointFile(
+        keypoints=keypoints, keypoint_set=_OPENPOSE_SETS[num_keypoints], person_ids=np.asarray(ids, dtype=np.int64)
+    )
 
 
 def _openpose_person_id(value: Any, index: int) -> int:
@@ -300,7 +316,9 @@ def _read_coco(annotations: Any, images: Any, file: Path, image: str | os.PathLi
             continue
         values = _as_float_array(annotation["keypoints"], file, f"annotation {index} keypoints").reshape(-1)
         if values.size != 17 * 3:
-            raise ValueError(f"{file}: COCO annotation {index} has {values.size} keypoint values; expected 51 (17 x [x, y, v])")
+            raise ValueError(
+                f"{file}: COCO annotation {index} has {values.size} keypoint values; expected 51 (17 x [x, y, v])"
+            )
         values = values.reshape(17, 3)
         if not np.any(values[:, 2] > 0):
             continue
@@ -314,7 +332,9 @@ def _read_coco(annotations: Any, images: Any, file: Path, image: str | os.PathLi
     else:
         keypoints[..., 2] = np.clip(flags, 0.0, 1.0)  # results file: third value is a score
     name = id_to_name.get(selected_id) if selected_id is not None else None
-    return KeypointFile(keypoints=keypoints, keypoint_set="coco17", person_ids=np.asarray(ids, dtype=np.int64), image=name)
+    return KeypointFile(
+        keypoints=keypoints, keypoint_set="coco17", person_ids=np.asarray(ids, dtype=np.int64), image=name
+    )
 
 
 def _coco_image_id(image: str | os.PathLike | int, id_to_name: dict[int, str], file: Path) -> int:
@@ -360,4 +380,6 @@ def _validate(result: KeypointFile, file: Path) -> None:
         )
     confidence = keypoints[..., 2]
     if np.any((confidence < 0) | (confidence > 1)):
-        raise ValueError(f"{file}: confidences must lie in [0, 1], found {confidence.min():.3g}..{confidence.max():.3g}; rescale them")
+        raise ValueError(
+            f"{file}: confidences must lie in [0, 1], found {confidence.min():.3g}..{confidence.max():.3g}; rescale them"
+        )

@@ -48,7 +48,9 @@ def _points(keypoints: np.ndarray, keypoint_set: str, conf_threshold: float) -> 
     kp = np.asarray(keypoints, dtype=np.float32)
     names = keypoint_names(keypoint_set)
     if kp.ndim != 2 or kp.shape != (len(names), 3):
-        raise ValueError(f"keypoints must be ({len(names)}, 3) px + confidence for set {keypoint_set!r}, got {kp.shape}")
+        raise ValueError(
+            f"keypoints must be ({len(names)}, 3) px + confidence for set {keypoint_set!r}, got {kp.shape}"
+        )
     kp33 = kp if keypoint_set == "blazepose33" else convert_keypoints(kp, keypoint_set, "blazepose33")
     return {n: kp33[i, :2].astype(np.float64) for i, n in enumerate(_NAMES)
             if kp33[i, 2] > conf_threshold and np.all(np.isfinite(kp33[i, :2]))}  # fmt: skip
@@ -137,7 +139,9 @@ def _distances(pixels: np.ndarray, shape: tuple[int, int], segments, polygons, t
             dist[:, j] = np.minimum(dist[:, j], _segment_distance(pixels, a, b))
         if part in polygons:
             poly = polygons[part]
-            edge = np.min([_segment_distance(pixels, poly[i], poly[(i + 1) % len(poly)]) for i in range(len(poly))], axis=0)
+            edge = np.min(
+                [_segment_distance(pixels, poly[i], poly[(i + 1) % len(poly)]) for i in range(len(poly))], axis=0
+            )
             inside = _polygon_inside(poly, shape)[rows, cols]
             dist[:, j] = np.minimum(dist[:, j], np.where(inside, 0.0, edge) + torso_bias * torso)
     return dist
@@ -181,7 +185,9 @@ def split_mask_by_skeleton(
     """
     if mask is None:
         if image_size is None:
-            raise ValueError("split_mask_by_skeleton: without a mask, pass image_size (W, H) to draw one from the skeleton")
+            raise ValueError(
+                "split_mask_by_skeleton: without a mask, pass image_size (W, H) to draw one from the skeleton"
+            )
         mask = skeleton_mask(keypoints, image_size, keypoint_set, conf_threshold)
     mask = np.asarray(mask)
     if mask.ndim != 2:

@@ -58,7 +58,9 @@ HAND21 = ["wrist", "thumb_cmc", "thumb_mcp", "thumb_ip", "thumb_tip"] + [
     f"{finger}_{part}" for finger in ("index_finger", "middle_finger", "ring_finger", "pinky")
     for part in ("mcp", "pip", "dip", "tip")
 ]  # fmt: skip
-HANDS42 = [f"{side}_hand_{name}" if name == "wrist" else f"{side}_{name}" for side in ("left", "right") for name in HAND21]
+HANDS42 = [
+    f"{side}_hand_{name}" if name == "wrist" else f"{side}_{name}" for side in ("left", "right") for name in HAND21
+]
 
 KEYPOINT_SETS: dict[str, list[str]] = {
     "coco17": COCO17,
@@ -112,9 +114,7 @@ def keypoint_names(keypoint_set: str) -> list[str]:
     try:
         return KEYPOINT_SETS[keypoint_set]
     except KeyError:
-        raise ValueError(
-            f"unknown keypoint set {keypoint_set!r}; use one of {', '.join(KEYPOINT_SETS)}"
-        ) from None
+        raise ValueError(f"unknown keypoint set {keypoint_set!r}; use one of {', '.join(KEYPOINT_SETS)}") from None
 
 
 def canonical_name(name: str) -> str:

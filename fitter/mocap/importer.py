@@ -112,7 +112,9 @@ def _subject(trial: str) -> int:
     return int(found.group(1)) if found else -1
 
 
-def rest_frame_angles(model: BodyModel, calib: Calibration, motion: SourceMotion, weights: IKWeights | None = None) -> np.ndarray:
+def rest_frame_angles(
+    model: BodyModel, calib: Calibration, motion: SourceMotion, weights: IKWeights | None = None
+) -> np.ndarray:
     """(24,) degrees: how far each SMPL joint's local rotation is from rest when the source's
     all-zero frame (its rest configuration) is converted (joint 0: the global orientation)."""
     pose, _ = retarget(model, calib, motion.rest(), weights=weights)
@@ -167,7 +169,9 @@ def import_cmu(
         frames = np.flatnonzero(keep)[::step]
         frames = frames[_even_subset(len(frames), limit)]
         say(f"{name}: calibrating the body to the {motion.kind} skeleton")
-        calib = calibrate(model, motion, sample_frames=calibration_frames, iterations=calibration_iterations, weights=weights)
+        calib = calibrate(
+            model, motion, sample_frames=calibration_frames, iterations=calibration_iterations, weights=weights
+        )
         part = motion.subset(frames)
         poses, trans = retarget(
             model, calib, part, batch_size=batch_size, iterations=iterations, weights=weights,

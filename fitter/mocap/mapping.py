@@ -43,7 +43,9 @@ class JointMap(NamedTuple):
     rotation: str | None
 
 
-def _sided(rows: list[tuple[str, str | None, str | None]], left: tuple[str, str], right: tuple[str, str]) -> list[JointMap]:
+def _sided(
+    rows: list[tuple[str, str | None, str | None]], left: tuple[str, str], right: tuple[str, str]
+) -> list[JointMap]:
     """Expand rows with '{s}' / '{S}' placeholders into left and right entries."""
     out = []
     for smpl, pos, rot in rows:

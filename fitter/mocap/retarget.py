@@ -59,6 +59,7 @@ class IKWeights:
     (31-joint / Daz file): these defaults 11.1 / 9.5 mm; betas 0.01: 8.3 / 3.8 mm, but betas
     up to 9.7 standard deviations (a body far outside anny's shape space); torso_rotation 1000:
     the torso copies the source rotations, 19.0 / 11.4 mm (the skeletons' torsos differ)."""
+
     rotation: float = 10.0  # limb bones follow the source rotations (twist); 10 deg ~ 0.6 cm^2
     torso_rotation: float = 100.0  # pelvis, spine, neck, head follow the source rotations
     rest: float = 1000.0  # joints without source data (collars, hands, ...): towards identity
@@ -196,25 +197,31 @@ def _solve(
     frames = points.shape[0]
     start_local = _local_from_world(_initial_world(calib, rotations)).to(dtype)
     pos_ids, rot_ids, rest_ids = calib.position_ids, calib.rotation_ids, calib.rest_ids
-    src_rot = (rotations.to(dtype) @ calib.align[rot_ids].to(dtype))  # (B,R,3,3) targets
+    src_rot = rotations.to(dtype) @ calib.align[rot_ids].to(dtype)  # (B,R,3,3) targets
     residual = torch.zeros(frames, NUM_JOINTS, 3, dtype=dtype, requires_grad=True)
     target = points.to(dtype)
     log_scale = torch.tensor(math.log(calib.scale), dtype=dtype, requires_grad=fit_shape)
     betas = calib.betas.to(dtype).clone().requires_grad_(fit_shape)
     with torch.no_grad():  # start translation: match the centroids
-        joints0 = model.forward_joints(betas=betas.expand(frames, -1), body_pose=start_local[:, 1:], global_orient=start_local[:, :1]).joints
+        joints0 = model.forward_joints(
+            betas=betas.expand(frames, -1), body_pose=start_local[:, 1:], global_orient=start_local[:, :1]
+        ).joints
         transl0 = target.mean(1) / calib.scale - joints0[:, pos_ids].mean(1)
     transl = transl0.clone().requires_grad_(True)
     params = [residual, transl] + ([log_scale, betas] if fit_shape else [])
     optimizer = torch.optim.LBFGS(params, lr=1.0, max_iter=iterations, history_size=20,
                                   tolerance_grad=1e-9, tolerance_change=1e-12, line_search_fn="strong_wolfe")  # fmt: skip
     eye = torch.eye(3, dtype=dtype)
-    rot_weight = torch.tensor([weights.torso_rotation if j in TORSO else weights.rotation for j in rot_ids], dtype=dtype)
+    rot_weight = torch.tensor(
+        [weights.torso_rotation if j in TORSO else weights.rotation for j in rot_ids], dtype=dtype
+    )
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
         local = start_local @ axis_angle_to_matrix(residual)
-        out = model.forward_joints(betas=betas.expand(frames, -1), body_pose=local[:, 1:], global_orient=local[:, :1], transl=transl)
+        out = model.forward_joints(
+            betas=betas.expand(frames, -1), body_pose=local[:, 1:], global_orient=local[:, :1], transl=transl
+        )
         joints = out.joints[:, pos_ids] * log_scale.exp()
         loss = (joints - target).pow(2).sum() * 1e4  # cm^2
         if use_rotations and weights.rotation > 0:
@@ -260,7 +267,10 @@ def calibrate(
     with torch.no_grad():
         body_rest = model.forward_joints(betas=torch.zeros(1, model.num_betas)).joints[0].double()
     pos_ids = calib.position_ids
-    spread = lambda x: (x - x.mean(0)).norm(dim=-1).mean()
+
+    def spread(x: torch.Tensor) -> torch.Tensor:
+        return (x - x.mean(0)).norm(dim=-1).mean()
+
     calib.scale = float(spread(rest_points[0]) / spread(body_rest[pos_ids]))
     source_rest = torch.zeros(NUM_JOINTS, 3, dtype=torch.float64)
     source_rest[pos_ids] = rest_points[0]
@@ -311,4 +321,3 @@ def joint_errors(model: BodyModel, calib: Calibration, poses: np.ndarray | torch
             aligned = procrustes_align(joints[:, calib.position_ids].double(), target)
             out.append((aligned - target).norm(dim=-1))
     return torch.cat(out)
-

@@ -104,7 +104,9 @@ def load_source(path: str | Path) -> SourceMotion:
         orders = [str(o) for o in data["channel_order"]]
         end_sites = {k: np.asarray(v) * SKELETON_UNITS["daz43"] for k, v in _DAZ_END_SITES_CM.items()}
     else:
-        raise ValueError(f"{path}: neither 'euler_zyx_deg' nor 'euler_deg' + 'channel_order' found; not a CMU mocap npz")
+        raise ValueError(
+            f"{path}: neither 'euler_zyx_deg' nor 'euler_deg' + 'channel_order' found; not a CMU mocap npz"
+        )
     unit = SKELETON_UNITS[kind]
     names = data["names"]
     cmu_names = data.get("motion_cmu_name", names)
@@ -142,7 +144,9 @@ def euler_to_matrix(euler_deg: torch.Tensor, order: str) -> torch.Tensor:
     return result
 
 
-def source_forward_kinematics(motion: SourceMotion, dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+def source_forward_kinematics(
+    motion: SourceMotion, dtype: torch.dtype = torch.float64
+) -> tuple[torch.Tensor, torch.Tensor]:
     """World rotations (F,J,3,3) and joint positions (F,J,3) (metres, source frame) of every frame."""
     euler = torch.as_tensor(motion.euler_deg, dtype=dtype)
     local = torch.empty(*euler.shape[:2], 3, 3, dtype=dtype)
@@ -165,7 +169,9 @@ def source_forward_kinematics(motion: SourceMotion, dtype: torch.dtype = torch.f
     return torch.stack(rotations, dim=1), torch.stack(positions, dim=1)
 
 
-def end_site_positions(motion: SourceMotion, rotations: torch.Tensor, positions: torch.Tensor) -> dict[str, torch.Tensor]:
+def end_site_positions(
+    motion: SourceMotion, rotations: torch.Tensor, positions: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """{joint name: (F,3)} world positions of the end sites after that joint."""
     out = {}
     for name, offset in motion.end_sites.items():

@@ -123,7 +123,9 @@ class SilhouetteTarget:
     boundary_valid: Tensor
 
     def to(self, device: torch.device | str) -> SilhouetteTarget:
-        return SilhouetteTarget(self.dist_maps.to(device), self.boundary_points.to(device), self.boundary_valid.to(device))
+        return SilhouetteTarget(
+            self.dist_maps.to(device), self.boundary_points.to(device), self.boundary_valid.to(device)
+        )
 
 
 def _pad_points(point_sets: Sequence[Tensor], device) -> tuple[Tensor, Tensor]:
@@ -166,7 +168,9 @@ def sample_distance_map(dist_maps: Tensor, points: Tensor) -> Tensor:
     height, width = dist_maps.shape[-2:]
     scale = torch.tensor([2.0 / width, 2.0 / height], dtype=points.dtype, device=points.device)
     grid = points * scale - 1.0  # align_corners=False: pixel centres at (k + 0.5) * 2 / size - 1
-    sampled = F.grid_sample(dist_maps.to(points.dtype), grid[:, None], mode="bilinear", padding_mode="border", align_corners=False)
+    sampled = F.grid_sample(
+        dist_maps.to(points.dtype), grid[:, None], mode="bilinear", padding_mode="border", align_corners=False
+    )
     sampled = sampled[:, :, 0]  # (B,C,N)
     limits = torch.tensor([width, height], dtype=points.dtype, device=points.device)
     excess = F.relu(-points) + F.relu(points - limits)  # (B,N,2)
@@ -305,10 +309,14 @@ class PartSilhouetteTarget:
     present: Tensor
 
     def to(self, device: torch.device | str) -> PartSilhouetteTarget:
-        return PartSilhouetteTarget(*(t.to(device) for t in (self.dist_maps, self.boundary_points, self.boundary_valid, self.present)))
+        return PartSilhouetteTarget(
+            *(t.to(device) for t in (self.dist_maps, self.boundary_points, self.boundary_valid, self.present))
+        )
 
 
-def prepare_part_silhouette_target(part_masks, max_boundary_points_per_part: int = 128, seed: int = 0, device=None) -> PartSilhouetteTarget:
+def prepare_part_silhouette_target(
+    part_masks, max_boundary_points_per_part: int = 128, seed: int = 0, device=None
+) -> PartSilhouetteTarget:
     """Per-part distance maps and boundary points from part masks (B,P,H,W) bool (or (P,H,W))."""
     if device is None and torch.is_tensor(part_masks):
         device = part_masks.device
@@ -393,7 +401,9 @@ def part_silhouette_loss(
     candidate_labels = torch.where(labelled, labels, torch.full_like(labels, -2))
     sq = _nearest_sq_distance(queries, projected_vertices, weights > 0, query_part, candidate_labels) / diag**2
     valid = target.boundary_valid.reshape(batch, parts * num_points).to(sq.dtype)
-    coverage = (sq * valid).view(batch, parts, num_points).sum(-1) / valid.view(batch, parts, num_points).sum(-1).clamp(min=1)
+    coverage = (sq * valid).view(batch, parts, num_points).sum(-1) / valid.view(batch, parts, num_points).sum(-1).clamp(
+        min=1
+    )
     per_part = outside_weight * outside + coverage_weight * coverage
     present_f = present.to(per_part.dtype)
     return (per_part * present_f).sum(1) / present_f.sum(1).clamp(min=1)

@@ -40,7 +40,9 @@ __all__ = ["FitOptions", "FolderSummary", "ImageJob", "FitWorker", "Report", "fi
            "write_outputs", "project_keypoint_set"]  # fmt: skip
 
 
-def start_run(paths: list[Path], options: FitOptions, roots: list[Path], report: Report) -> tuple[list[Path], list[int]]:
+def start_run(
+    paths: list[Path], options: FitOptions, roots: list[Path], report: Report
+) -> tuple[list[Path], list[int]]:
     """What every backend does first: check the settings (one-line errors, before any work), remove
     temporary files an interrupted run left, name each image's outputs (`output_stems`), and
     report finished images "skipped" (unless options.overwrite). Returns (stems, indices to fit)."""

@@ -38,7 +38,9 @@ class FitOptions:
     side_view: bool = False
     recursive: bool = False
     gmm: Path | None = None
-    landmarks3d: bool | None = None  # pull towards mediapipe's 3D world landmarks (detections only); None: with --init mediapipe
+    landmarks3d: bool | None = (
+        None  # pull towards mediapipe's 3D world landmarks (detections only); None: with --init mediapipe
+    )
     auto_parts: bool = False  # split the person mask into 12 parts by the 2D skeleton (no --parts given)
     threads: int = 1  # torch CPU threads for the fits
     max_people: int = 6  # people fitted per photo at most (detection), largest first
@@ -124,7 +126,9 @@ def check_options(options: FitOptions, images: list[Path], roots: list[Path] = (
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; give a folder")
     if out.resolve() in {Path(root).resolve() for root in roots}:
-        raise ValueError(f"--out {out} is the folder the photos are in; give another folder (e.g. {out / 'fitter_out'})")
+        raise ValueError(
+            f"--out {out} is the folder the photos are in; give another folder (e.g. {out / 'fitter_out'})"
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".fitter-write-test-{os.getpid()}"
@@ -143,7 +147,9 @@ def check_options(options: FitOptions, images: list[Path], roots: list[Path] = (
     if options.max_people < 1:
         raise ValueError(f"--max-people must be >= 1, got {options.max_people}")
     if not 0 <= options.min_person_height < 1:
-        raise ValueError(f"min_person_height must be a fraction of the photo's height in [0, 1), got {options.min_person_height}")
+        raise ValueError(
+            f"min_person_height must be a fraction of the photo's height in [0, 1), got {options.min_person_height}"
+        )
     if options.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {options.threads}")
     device = options.device
@@ -216,7 +222,9 @@ def prepare_image(path: Path, stem: Path, options: FitOptions, detector) -> Imag
             if kp_path is None:
                 raise ValueError(f"no keypoint file for {path.name} in {options.keypoints} (expected {path.stem}.json, "
                                  f"{path.stem}_keypoints.json or {path.stem}.npz)")  # fmt: skip
-            kf = read_keypoints_file(kp_path, image=path.name if kp_path.is_file() and options.keypoints.is_file() else None)
+            kf = read_keypoints_file(
+                kp_path, image=path.name if kp_path.is_file() and options.keypoints.is_file() else None
+            )
             expected = len(keypoint_names(kf.keypoint_set))
             if kf.keypoints.ndim != 3 or kf.keypoints.shape[1:] != (expected, 3):
                 raise ValueError(f"{kp_path.name}: keypoints are {kf.keypoints.shape[1:]} per person but set "
@@ -260,7 +268,9 @@ def _detect_people(job: ImageJob, detector, options: FitOptions) -> None:
         tall = float(det.keypoints[:, 1].max() - det.keypoints[:, 1].min())
         seen = int((det.keypoints[:, 2] >= 0.5).sum())
         if tall < options.min_person_height * height:
-            job.skipped_people.append(f"person {k}: {tall:.0f} px tall, under {options.min_person_height:.0%} of the photo")
+            job.skipped_people.append(
+                f"person {k}: {tall:.0f} px tall, under {options.min_person_height:.0%} of the photo"
+            )
         elif seen < MIN_SEEN_LANDMARKS:
             job.skipped_people.append(f"person {k}: {seen} landmark(s) seen, under {MIN_SEEN_LANDMARKS}")
         elif len(kept) >= options.max_people:
@@ -312,7 +322,7 @@ def read_part_masks(parts: Path, image_path: Path, shape: tuple[int, int]) -> np
             raise ValueError(f"{label_path.name}: part label images must be single-channel (got mode {img.mode})")
         labels = np.array(img)
     if labels.shape != tuple(shape):
-        raise ValueError(f"{label_path.name} is {labels.shape[1]}x{labels.shape[0]} but the photo is {shape[1]}x{shape[0]}")
+        raise ValueError(
+            f"{label_path.name} is {labels.shape[1]}x{labels.shape[0]} but the photo is {shape[1]}x{shape[0]}"
+        )
     return mapping.part_masks(labels)
-
-

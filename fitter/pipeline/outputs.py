@@ -109,7 +109,9 @@ def _write_scene(job: ImageJob, result: FitResult, vertices: np.ndarray, faces: 
         stem = person_stem(job, p)
         ok = result.status[p] == "ok"
         if ok:
-            scene.add_geometry(trimesh.Trimesh(vertices[p], faces, process=False), node_name=f"person_{job.person_ids[p]}")
+            scene.add_geometry(
+                trimesh.Trimesh(vertices[p], faces, process=False), node_name=f"person_{job.person_ids[p]}"
+            )
         people.append({"id": job.person_ids[p], "status": result.status[p],
                        "box_xyxy": None if job.boxes is None else [float(v) for v in job.boxes[p]],
                        "reprojection_error_px": float(result.reprojection_error_px[p]),
@@ -128,7 +130,9 @@ def project_keypoint_set(result: FitResult, model: BodyModel, keypoint_set: str,
     from fitter.geometry import perspective_project
 
     reg = keypoint_regressor(model.to(device), keypoint_set)
-    args = [torch.as_tensor(getattr(result, k), device=device) for k in ("betas", "body_pose", "global_orient", "transl")]
+    args = [
+        torch.as_tensor(getattr(result, k), device=device) for k in ("betas", "body_pose", "global_orient", "transl")
+    ]
     with torch.no_grad():
         out = model(*args)
         pts = reg.from_vertices(out.joints, out.vertices)

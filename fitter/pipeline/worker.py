@@ -14,15 +14,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from fitter.body import BodyModel, load_body_model
 from fitter.camera import resolve_camera
-import torch
-
 from fitter.fitting import FitTargets, fit_keypoints, prior_mean_pose
 from fitter.fitting.quality import facing_conflicts
-from fitter.keypoints import keypoint_names
 from fitter.init import StartInputs, make_initializer, resolve_initializer_name
+from fitter.keypoints import keypoint_names
 from fitter.pipeline.jobs import FitOptions, ImageJob, is_finished, prepare_image
 from fitter.pipeline.outputs import write_outputs
 from fitter.result import FitResult

@@ -1,6 +1,6 @@
 """Refinement of regressor predictions before fitting: Exemplar Fine-Tuning (EFT).
 
-    from fitter.refine import eft_refine, EFTConfig
+from fitter.refine import eft_refine, EFTConfig
 """
 
 from fitter.refine.eft import EFTConfig, eft_refine

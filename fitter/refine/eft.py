@@ -72,7 +72,9 @@ def eft_refine(
     kp = torch.as_tensor(np.asarray(keypoints, dtype=np.float32), device=device)
     n = crops.shape[0]
     if kp.shape != (n, len(keypoint_names(keypoint_set)), 3):
-        raise ValueError(f"keypoints must be ({n}, {len(keypoint_names(keypoint_set))}, 3) for set {keypoint_set!r}, got {tuple(kp.shape)}")
+        raise ValueError(
+            f"keypoints must be ({n}, {len(keypoint_names(keypoint_set))}, 3) for set {keypoint_set!r}, got {tuple(kp.shape)}"
+        )
     if len(boxes) != n:
         raise ValueError(f"{n} crops but {len(boxes)} boxes")
     if regressor_name.startswith("cliff") and bbox_info is None:
@@ -105,7 +107,9 @@ def eft_refine(
             for step in range(cfg.max_iters + 1):
                 out = module(x) if info is None else module(x, info)
                 rotmat, betas, cam = out["pred_rotmat"], out["pred_betas"], out["pred_cam"]
-                transl = crop_cam_to_full_translation(cam, centers[i : i + 1], box_sizes[i : i + 1], sizes[i : i + 1], f[i : i + 1])
+                transl = crop_cam_to_full_translation(
+                    cam, centers[i : i + 1], box_sizes[i : i + 1], sizes[i : i + 1], f[i : i + 1]
+                )
                 shape = betas if use_betas else torch.zeros_like(betas)
                 joints, landmarks = body.pose_landmarks(skin, shape, rotmat[:, 1:], rotmat[:, :1], transl)
                 pts = torch.einsum("kj,bjc->bkc", reg.joint_weights, joints) + landmarks

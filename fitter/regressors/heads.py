@@ -250,8 +250,14 @@ class NBFRegressor(nn.Module):
     @property
     def config(self) -> dict:
         """What `build_nbf` needs to rebuild this module; stored in the checkpoint."""
-        return {"architecture": "nbf_resnet50", "num_parts": self.num_parts, "input": "one_hot_part_maps",
-                "input_size": list(self.input_size), "rotations": "absolute_6d", "format_version": 1}
+        return {
+            "architecture": "nbf_resnet50",
+            "num_parts": self.num_parts,
+            "input": "one_hot_part_maps",
+            "input_size": list(self.input_size),
+            "rotations": "absolute_6d",
+            "format_version": 1,
+        }
 
     def forward(self, part_maps: Tensor) -> dict[str, Tensor]:
         if part_maps.ndim != 4 or part_maps.shape[1] != self.num_parts:

@@ -201,9 +201,7 @@ def _make_transition(in_channels: Sequence[int], out_channels: Sequence[int]) ->
     for i, c_out in enumerate(out_channels):
         if i < len(in_channels):
             if c_out != in_channels[i]:
-                transition.append(
-                    nn.Sequential(_conv3x3(in_channels[i], c_out), nn.BatchNorm2d(c_out), nn.ReLU())
-                )
+                transition.append(nn.Sequential(_conv3x3(in_channels[i], c_out), nn.BatchNorm2d(c_out), nn.ReLU()))
             else:
                 transition.append(None)
         else:
@@ -291,9 +289,7 @@ class HRNetTrunk(nn.Module):
     def _apply_transition(transition: nn.ModuleList, branches: list[torch.Tensor]) -> list[torch.Tensor]:
         # New (lower-resolution) branches start from the previous stage's lowest branch.
         return [
-            (branches[i] if layer is None else layer(branches[i]))
-            if i < len(branches)
-            else layer(branches[-1])
+            (branches[i] if layer is None else layer(branches[i])) if i < len(branches) else layer(branches[-1])
             for i, layer in enumerate(transition)
         ]
 

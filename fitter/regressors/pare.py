@@ -101,9 +101,7 @@ class PartMapSelfAttention(nn.Module):
     def __init__(self, num_parts: int = NUM_PARTS, num_heads: int = 4, key_dim: int = 6):
         super().__init__()
         if num_parts < 1 or num_heads < 1 or key_dim < 1:
-            raise ValueError(
-                f"num_parts, num_heads and key_dim must be >= 1, got {num_parts}, {num_heads}, {key_dim}"
-            )
+            raise ValueError(f"num_parts, num_heads and key_dim must be >= 1, got {num_parts}, {num_heads}, {key_dim}")
         self.num_parts = num_parts
         self.num_heads = num_heads
         self.key_dim = key_dim

@@ -309,9 +309,7 @@ def cliff_bbox_info(box: CropBox, image_size, focal=None) -> Tensor:
     size = _image_size_tensor(image_size, len(box), box.center.dtype)
     f = _focal_tensor(focal, size)
     offset = box.center - size / 2.0
-    return torch.stack(
-        [offset[:, 0] / f * 2.8, offset[:, 1] / f * 2.8, (box.size - 0.24 * f) / (0.06 * f)], dim=-1
-    )
+    return torch.stack([offset[:, 0] / f * 2.8, offset[:, 1] / f * 2.8, (box.size - 0.24 * f) / (0.06 * f)], dim=-1)
 
 
 def regressor_output_to_full_frame(out: dict[str, Tensor], box: CropBox, image_size, focal=None) -> dict[str, Tensor]:

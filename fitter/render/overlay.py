@@ -46,7 +46,9 @@ def _as_mesh_batch(vertices_cam, faces) -> tuple[Tensor, Tensor]:
     if vertices.ndim == 2:
         vertices = vertices[None]
     if vertices.ndim != 3 or vertices.shape[-1] != 3:
-        raise ValueError(f"vertices_cam must be (V,3) or (N,V,3) camera-frame metres, got shape {tuple(vertices.shape)}")
+        raise ValueError(
+            f"vertices_cam must be (V,3) or (N,V,3) camera-frame metres, got shape {tuple(vertices.shape)}"
+        )
     faces = torch.as_tensor(faces, device=vertices.device).long()
     if faces.ndim != 2 or faces.shape[1] != 3:
         raise ValueError(f"faces must be (F,3), got shape {tuple(faces.shape)}")
@@ -97,7 +99,9 @@ def _color_array(color, people: int) -> Tensor:
     if colors.ndim == 1:
         colors = colors[None].expand(people, 3)
     if colors.shape != (people, 3):
-        raise ValueError(f"color must be one RGB triple or one per person ({people},3), got shape {tuple(colors.shape)}")
+        raise ValueError(
+            f"color must be one RGB triple or one per person ({people},3), got shape {tuple(colors.shape)}"
+        )
     return colors
 
 
@@ -192,7 +196,9 @@ def render_side_view(
     angle = math.radians(angle_degrees)
     cos, sin = math.cos(angle), math.sin(angle)
     # Rotation about the camera y axis (down): x' = cos x + sin z, z' = -sin x + cos z.
-    rotation = torch.tensor([[cos, 0.0, sin], [0.0, 1.0, 0.0], [-sin, 0.0, cos]], dtype=vertices.dtype, device=vertices.device)
+    rotation = torch.tensor(
+        [[cos, 0.0, sin], [0.0, 1.0, 0.0], [-sin, 0.0, cos]], dtype=vertices.dtype, device=vertices.device
+    )
     turned = (vertices - centre) @ rotation.T
     # Distance so every vertex projects within `fill` of the half-width/height: f*|x|/(z+d) <= fill*W/2.
     x, y, z = turned.reshape(-1, 3).unbind(-1)
@@ -232,7 +238,13 @@ def draw_keypoints(
     pts = np.asarray(points.detach().cpu() if torch.is_tensor(points) else points, dtype=np.float64)
     if pts.ndim != 2 or pts.shape[1] != 2:
         raise ValueError(f"points must be (K,2) pixels, got shape {pts.shape}")
-    conf = np.ones(len(pts)) if confidence is None else np.asarray(confidence.detach().cpu() if torch.is_tensor(confidence) else confidence, dtype=np.float64).reshape(-1)
+    conf = (
+        np.ones(len(pts))
+        if confidence is None
+        else np.asarray(
+            confidence.detach().cpu() if torch.is_tensor(confidence) else confidence, dtype=np.float64
+        ).reshape(-1)
+    )
     if conf.shape[0] != len(pts):
         raise ValueError(f"confidence must have one value per keypoint ({len(pts)}), got {conf.shape[0]}")
     left_set, right_set = set(int(i) for i in left), set(int(i) for i in right)
@@ -257,9 +269,19 @@ def draw_keypoints(
             raise ValueError(f"skeleton pair ({a}, {b}) is outside 0..{len(pts) - 1}")
         if usable[a] and usable[b]:
             # Pixel centres are at +0.5; cv2 puts pixel centres at integers.
-            cv2.line(canvas, to_fixed(pts[a] - 0.5), to_fixed(pts[b] - 0.5), side_color((a, b)), thickness, cv2.LINE_AA, shift)
+            cv2.line(
+                canvas,
+                to_fixed(pts[a] - 0.5),
+                to_fixed(pts[b] - 0.5),
+                side_color((a, b)),
+                thickness,
+                cv2.LINE_AA,
+                shift,
+            )
     for index in np.nonzero(usable)[0]:
-        cv2.circle(canvas, to_fixed(pts[index] - 0.5), radius << shift, side_color((int(index),)), -1, cv2.LINE_AA, shift)
+        cv2.circle(
+            canvas, to_fixed(pts[index] - 0.5), radius << shift, side_color((int(index),)), -1, cv2.LINE_AA, shift
+        )
     return canvas
 
 

@@ -91,7 +91,9 @@ def sample_lifter_batch(model: BodyModel, n: int, generator: torch.Generator, po
     S = len(names)
     body_rot = axis_angle_to_matrix(body_pose.view(n, 23, 3))
     with torch.no_grad():
-        joints, points = model.pose_landmarks(skin.skin, betas.to(dev), body_pose.to(dev), root[:, None].to(dev), transl.to(dev))
+        joints, points = model.pose_landmarks(
+            skin.skin, betas.to(dev), body_pose.to(dev), root[:, None].to(dev), transl.to(dev)
+        )
     joints, points = joints.cpu(), points.cpu()
     if len(input_sets) > 1:
         weights = torch.as_tensor(input_set_weights if input_set_weights is not None else [1.0] * len(input_sets))
@@ -101,7 +103,9 @@ def sample_lifter_batch(model: BodyModel, n: int, generator: torch.Generator, po
     shown = shown & known[None]
     rays = points[..., :2] / points[..., 2:].clamp(min=0.1)
     big = torch.tensor(1e6)
-    box = (torch.where(shown[..., None], rays, -big).amax(1) - torch.where(shown[..., None], rays, big).amin(1)).amax(-1)
+    box = (torch.where(shown[..., None], rays, -big).amax(1) - torch.where(shown[..., None], rays, big).amin(1)).amax(
+        -1
+    )
     noisy = torch.rand(n, generator=g) < 0.7
     sigma = noisy * torch.rand(n, generator=g) * 0.03 * box
     rays = rays + torch.randn(rays.shape, generator=g) * sigma[:, None, None]
@@ -143,7 +147,9 @@ def lifter_skin(model: BodyModel, input_sets: tuple[str, ...] = (LIFTER_SET,)) -
     return LifterSkin(model, tuple(input_sets))
 
 
-def lifter_loss(model: BodyModel, skin: LifterSkin, pred: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
+def lifter_loss(
+    model: BodyModel, skin: LifterSkin, pred: dict[str, Tensor], batch: dict[str, Tensor]
+) -> dict[str, Tensor]:
     """Loss terms (scalars) of one batch (see the module docstring)."""
     rot = torch.cat([pred["global_orient"][:, None], pred["body_pose"]], dim=1)
     rot_loss = (rot - batch["rotations"]).pow(2).sum((-1, -2)).mean()
@@ -179,7 +185,9 @@ def train_lifter(model: BodyModel, config: LifterTrainConfig, out: str | Path,
     previous = None
     point_names = union_point_names(config.input_sets)
     if len(config.input_set_weights) != len(config.input_sets) and len(config.input_sets) > 1:
-        raise ValueError(f"input_set_weights has {len(config.input_set_weights)} values for {len(config.input_sets)} input sets")
+        raise ValueError(
+            f"input_set_weights has {len(config.input_set_weights)} values for {len(config.input_sets)} input sets"
+        )
     if config.init_from:  # continue: that checkpoint's architecture and weights
         from fitter.regressors.lifter import load_lifter
 
@@ -231,4 +239,3 @@ def train_lifter(model: BodyModel, config: LifterTrainConfig, out: str | Path,
               "final_losses": mean, "seconds": time.perf_counter() - start}  # fmt: skip
     save_lifter(lifter, out, record)
     return record
-

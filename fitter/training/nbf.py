@@ -130,7 +130,9 @@ def sample_nbf_batch(
     width, height = _VIRTUAL_IMAGE
     bodies = sample_bodies(body_model, n, g, pose_scale=pose_scale, max_tilt_deg=15.0, focal_mm=(24.0, 85.0),
                            depth=(2.5, 10.0), image_size=_VIRTUAL_IMAGE, centre_spread=0.3)  # fmt: skip
-    betas, body_pose, global_orient, transl, focal = (bodies[k] for k in ("betas", "body_pose", "global_orient", "transl", "focal"))
+    betas, body_pose, global_orient, transl, focal = (
+        bodies[k] for k in ("betas", "body_pose", "global_orient", "transl", "focal")
+    )
     jitter_scale = 0.9 + 0.2 * torch.rand(n, generator=g)
     jitter_shift = (torch.rand(n, 2, generator=g) * 2 - 1) * 0.05
     noise = torch.randn(n, 33, 2, generator=g) * split_noise * resolution
@@ -155,12 +157,18 @@ def sample_nbf_batch(
         else:
             from fitter.keypoints.part_split import split_mask_by_skeleton
 
-            masks = render_mask(out.vertices, body_model.faces, crop_focal, crop_pp, (resolution, resolution)).cpu().numpy()
+            masks = (
+                render_mask(out.vertices, body_model.faces, crop_focal, crop_pp, (resolution, resolution)).cpu().numpy()
+            )
             blaze = keypoint_regressor(body_model, "blazepose33")
-            crop_kp = perspective_project(blaze.from_vertices(out.joints, out.vertices), crop_focal, crop_pp).cpu() + noise
+            crop_kp = (
+                perspective_project(blaze.from_vertices(out.joints, out.vertices), crop_focal, crop_pp).cpu() + noise
+            )
             conf = (blaze.quality.cpu() > 0).float().expand(n, -1)[..., None]
             kp = torch.cat([crop_kp, conf], dim=-1).numpy()
-            labels = torch.as_tensor(np.stack([split_mask_by_skeleton(masks[i], kp[i], "blazepose33") for i in range(n)]))
+            labels = torch.as_tensor(
+                np.stack([split_mask_by_skeleton(masks[i], kp[i], "blazepose33") for i in range(n)])
+            )
         joints_px = perspective_project(out.joints, focal.to(device), principal).cpu()
     joints = out.joints.cpu()
     return NBFBatch(
@@ -178,7 +186,9 @@ def sample_nbf_batch(
     )
 
 
-def nbf_losses(pred: dict[str, Tensor], batch: NBFBatch, body_model: BodyModel, config: NBFTrainConfig) -> dict[str, Tensor]:
+def nbf_losses(
+    pred: dict[str, Tensor], batch: NBFBatch, body_model: BodyModel, config: NBFTrainConfig
+) -> dict[str, Tensor]:
     """The weighted loss terms (scalars) and their sum under "total" (see the module docstring)."""
     rotmat = pred["pred_rotmat"]
     betas = pred["pred_betas"]
