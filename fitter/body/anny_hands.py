@@ -22,7 +22,6 @@ equal the 24-joint model's at any betas and body pose). Differences:
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +38,7 @@ from fitter.body.anny_model import (
     _to_smpl_frame,
     joint_for_bone,
     load_or_build_anny,
+    load_or_build_cached,
 )
 from fitter.body.hands import FINGERS
 from fitter.body.model import SMPL_PARENTS
@@ -305,15 +305,7 @@ def build_anny_hands_arrays(gender: str = "neutral", num_samples: int = 300, see
 
 
 def load_or_build_anny_hands(gender: str = "neutral", rebuild: bool = False, progress=None) -> tuple[dict, Path]:
-    """The cached SMPL-H-layout arrays of `anny-hands` for `gender`, building them on first use."""
-    from fitter.io.atomic import atomic_save_npz
-
-    path = anny_hands_cache_path(gender)
-    if path.exists() and not rebuild:
-        return dict(np.load(path, allow_pickle=False)), path
-    start = time.perf_counter()
-    arrays = build_anny_hands_arrays(gender, progress=progress)
-    atomic_save_npz(path, compress=True, **arrays)  # posedirs are 75 MB of zeros
-    if progress:
-        progress(f"built anny-hands ({gender}) in {time.perf_counter() - start:.0f} s -> {path}")
-    return arrays, path
+    """The cached SMPL-H-layout arrays of `anny-hands` for `gender`, building them on first use
+    (compressed: the posedirs are 75 MB of zeros)."""
+    return load_or_build_cached(anny_hands_cache_path(gender), lambda: build_anny_hands_arrays(gender, progress=progress),
+                                f"anny-hands ({gender})", rebuild, progress, compress=True)  # fmt: skip

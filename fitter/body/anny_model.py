@@ -313,16 +313,22 @@ def build_anny_arrays(
     }
 
 
-def load_or_build_anny(gender: str = "neutral", rebuild: bool = False, progress=None) -> tuple[dict, Path]:
-    """The cached SMPL-layout arrays of `anny` for `gender`, building them on first use."""
+def load_or_build_cached(path: Path, build, label: str, rebuild: bool = False, progress=None,
+                         compress: bool = False) -> tuple[dict, Path]:  # fmt: skip
+    """The arrays cached at `path`, or `build()`'s, saved there atomically (timed; progress(label ...))."""
     from fitter.io.atomic import atomic_save_npz
 
-    path = anny_cache_path(gender)
     if path.exists() and not rebuild:
         return dict(np.load(path, allow_pickle=False)), path
     start = time.perf_counter()
-    arrays = build_anny_arrays(gender, progress=progress)
-    atomic_save_npz(path, **arrays)
+    arrays = build()
+    atomic_save_npz(path, compress=compress, **arrays)
     if progress:
-        progress(f"built anny ({gender}) in {time.perf_counter() - start:.0f} s -> {path}")
+        progress(f"built {label} in {time.perf_counter() - start:.0f} s -> {path}")
     return arrays, path
+
+
+def load_or_build_anny(gender: str = "neutral", rebuild: bool = False, progress=None) -> tuple[dict, Path]:
+    """The cached SMPL-layout arrays of `anny` for `gender`, building them on first use."""
+    return load_or_build_cached(anny_cache_path(gender), lambda: build_anny_arrays(gender, progress=progress),
+                                f"anny ({gender})", rebuild, progress)  # fmt: skip
