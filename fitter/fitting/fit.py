@@ -69,6 +69,30 @@ def _translation(problem: Problem, params: dict[str, Tensor]) -> Tensor:
     return similar_triangles_translation(pts3d, problem.target, problem.weights, problem.focal, problem.center, pairs)
 
 
+def _flip_copies(start: Start) -> tuple[Tensor, Tensor, Tensor]:
+    """The flip test's batch: (index (M,) of the original item of every batch item, yaw (M,)
+    radians each is turned by, dup (D,) the original items of the copies, which follow the N
+    originals, grouped by heading)."""
+    n, device = len(start), start.flip.device
+    flagged = torch.nonzero(start.flip).flatten()
+    yaws = [math.radians(y) for y in start.flip_yaws]
+    dup = flagged.repeat(len(yaws))
+    index = torch.cat([torch.arange(n, device=device), dup])
+    yaw = torch.cat([torch.zeros(n, device=device)] + [torch.full((len(flagged),), y, device=device) for y in yaws])
+    return index, yaw, dup
+
+
+def _choose_flips(status: list[str], total: Tensor, dup: Tensor, n: int) -> Tensor:
+    """(n,) the batch item kept for each original item: a flipped copy wins when it is ok and
+    the original is not, or when both have the same status and its total loss is lower."""
+    chosen = torch.arange(n, device=total.device)
+    for k, i in enumerate(dup.tolist()):
+        j = n + k
+        if (status[j] == "ok" and status[i] != "ok") or (status[j] == status[i] and total[j] < total[i]):
+            chosen[i] = j
+    return chosen
+
+
 def _nonfinite(params: dict[str, Tensor], terms: dict[str, Tensor]) -> Tensor:
     bad = ~torch.isfinite(terms["total"])
     for v in params.values():
@@ -178,12 +202,7 @@ def _fit(keypoints, keypoint_set, image_size, focal_length, body_model, start, c
     start = start.to(device)
     if len(start) != N:
         raise ValueError(f"the start has {len(start)} people but the keypoints have {N}")
-    # flip test: duplicate the flagged items, turned by each flip heading
-    flagged = torch.nonzero(start.flip).flatten()
-    yaws = [math.radians(y) for y in start.flip_yaws]
-    dup = flagged.repeat(len(yaws))
-    index = torch.cat([torch.arange(N, device=device), dup])
-    yaw = torch.cat([torch.zeros(N, device=device)] + [torch.full((len(flagged),), y, device=device) for y in yaws])
+    index, yaw, dup = _flip_copies(start)
     sub, sub_start = problem.index(index), start.index(index)
     init_params = _start_parameters(sub, sub_start, yaw)
     sub.pose_anchor, sub.anchored = init_params["body_pose"].clone(), sub_start.anchored.to(dt)
@@ -221,13 +240,7 @@ def _fit(keypoints, keypoint_set, image_size, focal_length, body_model, start, c
         pose = RESTART_POSES[pose_name](dt).to(device).expand(len(ids), -1).clone()
         p2, t2, _ = fit(ids, body_pose=pose)
         _keep_better(params, terms, ids, p2, t2, torch.isfinite(t2["total"]) & (t2["total"] < terms["total"][ids]))
-    # keep the better of each flipped pair
-    chosen = torch.arange(N, device=device)
-    total = terms["total"]
-    for k, i in enumerate(dup.tolist()):
-        j = N + k
-        if (status[j] == "ok" and status[i] != "ok") or (status[j] == status[i] and total[j] < total[i]):
-            chosen[i] = j
+    chosen = _choose_flips(status, terms["total"], dup, N)
     params = {k: v[chosen] for k, v in params.items()}
     terms = {k: v[chosen] for k, v in terms.items()}
     status = [status[int(c)] for c in chosen]
@@ -259,7 +272,10 @@ def _fit(keypoints, keypoint_set, image_size, focal_length, body_model, start, c
         "seconds": time.perf_counter() - t0,
         "versions": dict(_versions()),
     }
-    np_ = lambda t: t.detach().cpu().numpy()  # noqa: E731
+
+    def np_(t: Tensor) -> np.ndarray:
+        return t.detach().cpu().numpy()
+
     return FitResult(
         betas=np_(params["betas"]), body_pose=np_(params["body_pose"]), global_orient=np_(params["global_orient"]),
         transl=np_(params["transl"]), focal_length=camera.focal_length, principal_point=camera.principal_point,
