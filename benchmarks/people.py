@@ -24,7 +24,7 @@ from rich.table import Table
 from fitter.body import load_body_model
 from fitter.body.poses import mean_body_pose
 from fitter.fitting import FitTargets, fit_config, fit_keypoints
-from fitter.fitting.scene import _spheres
+from fitter.fitting.scene import body_spheres
 from fitter.geometry import axis_angle_to_matrix, matrix_to_axis_angle, perspective_project
 from fitter.keypoints import keypoint_regressor
 from fitter.synthetic import render_people
@@ -59,7 +59,7 @@ def scene(model, rng: np.random.Generator, gap=(1.0, 2.5)) -> tuple[dict, np.nda
 
 
 def overlap_mm(joints: np.ndarray) -> float:
-    centres, radii = _spheres(torch.as_tensor(joints))
+    centres, radii = body_spheres(torch.as_tensor(joints))
     dist = torch.cdist(centres[:1], centres[1:])[0]
     return float(torch.relu(radii[:, None] + radii[None] - dist).sum() * 1000)
 

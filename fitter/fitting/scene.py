@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["scene_pairs", "penetration_term", "depth_order_term"]
+__all__ = ["scene_pairs", "body_spheres", "penetration_term", "depth_order_term"]
 
 # sphere radius (metres) per SMPL joint: pelvis, hips, spine1, knees, spine2, ankles, spine3,
 # feet, neck, collars, head, shoulders, elbows, wrists, hands
@@ -40,7 +40,7 @@ def scene_pairs(scene: Tensor | None, person: Tensor | None, items: Tensor | Non
     return pairs if len(pairs) else None
 
 
-def _spheres(joints: Tensor) -> tuple[Tensor, Tensor]:
+def body_spheres(joints: Tensor) -> tuple[Tensor, Tensor]:
     """Centres (B,S,3) and radii (S,) of the body's spheres from its SMPL joints (B,24,3)."""
     radii = torch.tensor(_JOINT_RADII, dtype=joints.dtype, device=joints.device)
     a, b = zip(*_BONES)
@@ -50,7 +50,7 @@ def _spheres(joints: Tensor) -> tuple[Tensor, Tensor]:
 
 def penetration_term(joints: Tensor, pairs: Tensor) -> Tensor:
     """(B,) sum over each item's pairs of squared sphere overlaps (m^2); joints (B,24,3) camera frame."""
-    centres, radii = _spheres(joints)
+    centres, radii = body_spheres(joints)
     a, b = pairs[:, 0], pairs[:, 1]
     dist = torch.cdist(centres[a], centres[b])  # (P,S,S)
     overlap = torch.relu(radii[:, None] + radii[None] - dist).pow(2).sum((1, 2))
