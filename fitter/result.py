@@ -48,7 +48,9 @@ class FitResult:
     used keypoints; keypoints (N,K,3) the input (pixels + confidence) in `keypoint_set`;
     keypoints_2d_fit (N,K,2) the fitted model's reprojection of the same set; status (N,)
     "ok" | "failed: <why>"; losses: term -> (N,) final values; info: body model, prior,
-    focal source, config, versions.
+    focal source, config, versions; hand_pose (N,90) axis-angle finger joints (left 15 then right
+    15, MANO order, relative to the flat hand: see fitter.body.hands) for models with finger
+    joints, else None; saved as smplx's `left_hand_pose` / `right_hand_pose` (N,45) each.
     """
 
     betas: np.ndarray
@@ -68,6 +70,7 @@ class FitResult:
     info: dict[str, Any] = field(default_factory=dict)
     extras: dict[str, np.ndarray] = field(default_factory=dict)
     body_model: BodyModel | None = field(default=None, repr=False, compare=False)
+    hand_pose: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.betas.shape[0])
@@ -79,7 +82,8 @@ class FitResult:
         return FitResult(**kw, keypoint_set=self.keypoint_set, status=[self.status[i] for i in idx],
                          losses={k: v[idx] for k, v in self.losses.items()}, info=dict(self.info),
                          extras={k: (v[idx] if np.ndim(v) and len(v) == len(self) else v) for k, v in self.extras.items()},
-                         body_model=self.body_model)  # fmt: skip
+                         body_model=self.body_model,
+                         hand_pose=None if self.hand_pose is None else self.hand_pose[idx])  # fmt: skip
 
     def _model(self):
         if self.body_model is None:
@@ -92,9 +96,10 @@ class FitResult:
     def vertices(self, device: str = "cpu") -> np.ndarray:
         """(N,V,3) posed mesh vertices in the camera frame, metres."""
         model = self._model().to(device)
+        hands = None if self.hand_pose is None else torch.as_tensor(self.hand_pose, device=device)
         with torch.no_grad():
             out = model(*(torch.as_tensor(getattr(self, k), device=device)
-                          for k in ("betas", "body_pose", "global_orient", "transl")))  # fmt: skip
+                          for k in ("betas", "body_pose", "global_orient", "transl")), hand_pose=hands)  # fmt: skip
         return out.vertices.cpu().numpy()
 
     @property
@@ -114,6 +119,11 @@ class FitResult:
         arrays["info_json"] = np.array(json.dumps(self.info))
         for key, value in self.extras.items():
             arrays[key] = np.asarray(value)
+        hands = {}
+        if self.hand_pose is not None:
+            hand_pose = np.asarray(self.hand_pose)
+            hands = {"left_hand_pose": hand_pose[:, :45], "right_hand_pose": hand_pose[:, 45:]}
+            arrays.update(hands)
         summary = {
             "keypoint_set": self.keypoint_set,
             "status": self.status,
@@ -122,6 +132,7 @@ class FitResult:
                 for name in _ARRAYS
                 if name not in ("keypoints", "keypoints_2d_fit")
             },
+            **{k: _jsonable(v) for k, v in hands.items()},
             "losses": {k: _jsonable(v) for k, v in self.losses.items()},
             "info": self.info,
             "frames": "camera frame: x right, y down, z forward, metres; model frame: Y up, facing +Z",
@@ -139,7 +150,11 @@ class FitResult:
         with np.load(Path(path), allow_pickle=False) as data:
             kw = {name: data[name] for name in _ARRAYS}
             losses = {k[5:]: data[k] for k in data.files if k.startswith("loss_")}
-            known = set(_ARRAYS) | {"status", "keypoint_set", "info_json"}
+            known = set(_ARRAYS) | {"status", "keypoint_set", "info_json", "left_hand_pose", "right_hand_pose"}
             extras = {k: data[k] for k in data.files if k not in known and not k.startswith("loss_")}
+            hand_pose = None
+            if "left_hand_pose" in data.files and "right_hand_pose" in data.files:
+                hand_pose = np.concatenate([data["left_hand_pose"], data["right_hand_pose"]], axis=1)
             return cls(**kw, keypoint_set=str(data["keypoint_set"]), status=[str(s) for s in data["status"]],
-                       losses=losses, info=json.loads(str(data["info_json"])), extras=extras)  # fmt: skip
+                       losses=losses, info=json.loads(str(data["info_json"])), extras=extras,
+                       hand_pose=hand_pose)  # fmt: skip

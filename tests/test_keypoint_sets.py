@@ -10,7 +10,7 @@ from model_files import body_like_smpl_arrays, write_model_npz
 from smplx.vertex_ids import vertex_ids as SMPLX_VERTEX_IDS
 
 from fitter.body import BodyModel, load_body_model
-from fitter.keypoints import KEYPOINT_SETS, convert_keypoints, keypoint_names, keypoint_regressor
+from fitter.keypoints import KEYPOINT_SETS, SKELETONS, convert_keypoints, keypoint_names, keypoint_regressor
 
 SMPL_IDS = SMPLX_VERTEX_IDS["smplh"]
 FACE_POINTS = ["nose", "left_eye", "right_eye", "left_ear", "right_ear"]
@@ -198,3 +198,22 @@ def test_convert_keeps_leading_dims_and_rejects_unknown_sets() -> None:
     assert set(KEYPOINT_SETS) >= {"coco17", "openpose25", "blazepose33", "h36m17", "lsp14", "smpl24"}
     for name, points in KEYPOINT_SETS.items():
         assert len(points) == len(set(points)), name  # names are unique within a set
+
+
+def test_composite_sets_join_points_and_skeletons() -> None:
+    from fitter.keypoints import keypoint_skeleton
+
+    names = keypoint_names("blazepose33+hands42")
+    assert names == keypoint_names("blazepose33") + keypoint_names("hands42")
+    edges = keypoint_skeleton("blazepose33+hands42")
+    assert len(edges) == len(SKELETONS["blazepose33"]) + len(SKELETONS["hands42"])
+    assert (33, 34) in edges  # the left hand's wrist -> thumb CMC, shifted past the body's points
+    kp = _named_keypoints("coco17", batch=2)
+    both = convert_keypoints(kp, "coco17", "coco17+hands42")
+    np.testing.assert_array_equal(both[:, :17], kp)
+    assert both.shape == (2, 17 + 42, 3) and np.all(both[:, 17 + 1 : 17 + 21] == 0)
+    np.testing.assert_array_equal(both[:, 17], kp[:, 9])  # the hand's wrist stands in for the body's
+    with pytest.raises(ValueError, match="twice"):
+        keypoint_names("coco17+coco17")
+    with pytest.raises(ValueError, match="unknown keypoint set 'hands99'"):
+        keypoint_names("coco17+hands99")

@@ -413,3 +413,20 @@ def test_fit_runs_on_one_torch_thread_and_restores_the_callers(anny_model, front
     finally:
         torch.set_num_threads(before)
     assert seen == [1, 2]
+
+
+def test_fit_result_hand_pose_saved_with_smplx_names(clean_fit, tmp_path):
+    hands = np.random.default_rng(0).normal(0, 0.2, (3, 90)).astype(np.float32)
+    with_hands = FitResult(**{name: getattr(clean_fit, name) for name in ARRAYS}, keypoint_set="coco17",
+                           status=clean_fit.status, info=clean_fit.info, hand_pose=hands)  # fmt: skip
+    path = with_hands.save(tmp_path / "hands.npz")
+    with np.load(path) as data:
+        np.testing.assert_array_equal(data["left_hand_pose"], hands[:, :45])
+        np.testing.assert_array_equal(data["right_hand_pose"], hands[:, 45:])
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    np.testing.assert_allclose(sidecar["right_hand_pose"], hands[:, 45:], rtol=1e-6)
+    loaded = FitResult.load(path)
+    np.testing.assert_array_equal(loaded.hand_pose, hands)
+    assert "left_hand_pose" not in loaded.extras
+    np.testing.assert_array_equal(loaded.select([2]).hand_pose, hands[2:])
+    assert FitResult.load(clean_fit.save(tmp_path / "body.npz")).hand_pose is None

@@ -1,4 +1,4 @@
-"""Keypoint sets (COCO-17, OpenPose BODY_25 / COCO-18, BlazePose-33, H36M-17, LSP-14, SMPL-24)
+"""Keypoint sets (COCO-17, OpenPose BODY_25 / COCO-18, BlazePose-33, H36M-17, LSP-14, SMPL-24, hands-42)
 and how each body model produces them."""
 
 from fitter.keypoints.model_keypoints import (
@@ -8,7 +8,14 @@ from fitter.keypoints.model_keypoints import (
     point_definition,
     points_regressor,
 )
-from fitter.keypoints.sets import KEYPOINT_SETS, SKELETONS, canonical_name, convert_keypoints, keypoint_names
+from fitter.keypoints.sets import (
+    KEYPOINT_SETS,
+    SKELETONS,
+    canonical_name,
+    convert_keypoints,
+    keypoint_names,
+    keypoint_skeleton,
+)
 
 __all__ = [
     "KEYPOINT_SETS",
@@ -18,6 +25,7 @@ __all__ = [
     "convert_keypoints",
     "keypoint_names",
     "keypoint_regressor",
+    "keypoint_skeleton",
     "keypoint_skin",
     "point_definition",
     "points_regressor",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["KEYPOINT_SETS", "SKELETONS", "canonical_name", "keypoint_names", "convert_keypoints"]
+__all__ = ["KEYPOINT_SETS", "SKELETONS", "canonical_name", "keypoint_names", "keypoint_skeleton", "convert_keypoints"]
 
 COCO17 = [
     "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
@@ -110,11 +110,29 @@ SKELETONS["smpl24"] = [(i, p) for i, p in enumerate(
 
 
 def keypoint_names(keypoint_set: str) -> list[str]:
-    """The ordered point names of a set; a clear error for unknown sets."""
-    try:
+    """The ordered point names of a set; a composite set "a+b" (e.g. "blazepose33+hands42": body
+    and hands) is the points of `a` then those of `b`. A clear error for unknown sets."""
+    parts = keypoint_set.split("+")
+    unknown = [p for p in parts if p not in KEYPOINT_SETS]
+    if unknown:
+        raise ValueError(
+            f"unknown keypoint set {unknown[0]!r}; use one of {', '.join(KEYPOINT_SETS)} or several joined by '+'"
+        )
+    if len(parts) == 1:
         return KEYPOINT_SETS[keypoint_set]
-    except KeyError:
-        raise ValueError(f"unknown keypoint set {keypoint_set!r}; use one of {', '.join(KEYPOINT_SETS)}") from None
+    names = [n for p in parts for n in KEYPOINT_SETS[p]]
+    if len(set(names)) != len(names):
+        raise ValueError(f"keypoint set {keypoint_set!r} names some points twice; join sets that share no point")
+    return names
+
+
+def keypoint_skeleton(keypoint_set: str) -> list[tuple[int, int]]:
+    """Edges (index pairs) to draw for a set, composite sets included."""
+    edges, offset = [], 0
+    for part in keypoint_set.split("+"):
+        edges += [(a + offset, b + offset) for a, b in SKELETONS[part]]
+        offset += len(keypoint_names(part))
+    return edges
 
 
 def canonical_name(name: str) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from fitter.body import BodyModel
-from fitter.keypoints import SKELETONS, keypoint_names, keypoint_regressor
+from fitter.keypoints import keypoint_names, keypoint_regressor, keypoint_skeleton
 from fitter.pipeline.jobs import FAILED_SUFFIX, FitOptions, ImageJob, output_file
 from fitter.result import FitResult
 
@@ -65,7 +65,7 @@ def write_outputs(job: ImageJob, result: FitResult, model: BodyModel, options: F
                              result.principal_point[0] * scale)  # fmt: skip
     for p in range(len(result)):
         overlay = draw_keypoints(overlay, result.keypoints[p, :, :2] * scale, result.keypoints[p, :, 2],
-                                 SKELETONS.get(result.keypoint_set, []), left, right)  # fmt: skip
+                                 keypoint_skeleton(result.keypoint_set), left, right)  # fmt: skip
     atomic_save_png(job.stem.parent / f"{job.stem.name}_overlay.png", overlay)
     for p in range(len(result)):
         stem = person_stem(job, p)
