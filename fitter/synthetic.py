@@ -34,7 +34,16 @@ from fitter.body.poses import mean_body_pose
 from fitter.geometry import axis_angle_to_matrix, matrix_to_axis_angle, perspective_project, procrustes_align
 from fitter.keypoints import keypoint_regressor
 
-__all__ = ["sample_bodies", "sample_cases", "joint_errors"]
+__all__ = ["sample_bodies", "sample_cases", "joint_errors", "mix_pose_parts", "POSE_PARTS"]
+
+# SMPL joints (1..23) of the body parts that `mix_pose_parts` exchanges between poses.
+POSE_PARTS = {
+    "torso_head": (3, 6, 9, 12, 15),
+    "left_leg": (1, 4, 7, 10),
+    "right_leg": (2, 5, 8, 11),
+    "left_arm": (13, 16, 18, 20, 22),
+    "right_arm": (14, 17, 19, 21, 23),
+}
 
 _CASE_KEYS = ("betas", "body_pose", "global_orient", "transl", "joints", "keypoints", "focal")
 
@@ -168,6 +177,22 @@ def sample_cases(model: BodyModel, n: int, keypoint_set: str = "coco17", seed: i
     bodies = sample_bodies(model, n, generator, num_betas=10, pose_scale=pose_scale, poses=poses,
                            max_yaw_deg=max_yaw_deg, image_size=image_size, in_view=keypoint_set)  # fmt: skip
     return {k: bodies[k].numpy() for k in _CASE_KEYS} | {"image_size": np.array(image_size)}
+
+
+def mix_pose_parts(poses: Tensor, n: int, generator: torch.Generator, fraction: float = 0.5) -> Tensor:
+    """n body poses (n,69) axis-angle drawn from `poses` (M,69); for a `fraction` of them every
+    part of `POSE_PARTS` (torso and head, each leg, each arm with its collar) comes from its own
+    independently drawn pose: new combinations of real limb poses, so a pose learner sees more
+    than the few thousand whole poses of a small motion-capture set (local rotations, so each
+    part keeps its real joint angles)."""
+    poses = torch.as_tensor(poses, dtype=torch.float32)
+    out = poses[torch.randint(0, len(poses), (n,), generator=generator)].view(n, 23, 3).clone()
+    mixed = torch.rand(n, generator=generator) < fraction
+    for joints in POSE_PARTS.values():
+        donor = poses[torch.randint(0, len(poses), (n,), generator=generator)].view(n, 23, 3)
+        index = [j - 1 for j in joints]
+        out[:, index] = torch.where(mixed[:, None, None], donor[:, index], out[:, index])
+    return out.view(n, 69)
 
 
 def joint_errors(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

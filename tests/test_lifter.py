@@ -258,3 +258,41 @@ def test_coco17_features_reach_a_wider_lifter_in_its_coco_slots():
     a, b = lifter(lifter_features(kp, focal, center)), lifter.lift(kp, "coco17", focal, center)
     for key in a:
         torch.testing.assert_close(a[key], b[key])
+
+
+def test_mix_pose_parts_combines_whole_parts_of_real_poses():
+    from fitter.synthetic import POSE_PARTS, mix_pose_parts
+
+    bank = torch.arange(5 * 69, dtype=torch.float32).view(5, 69) / 100.0  # 5 distinct poses
+    gen = torch.Generator().manual_seed(0)
+    whole = mix_pose_parts(bank, 50, gen, fraction=0.0)
+    assert all(any(torch.equal(p, b) for b in bank) for p in whole)  # fraction 0: whole bank poses
+    mixed = mix_pose_parts(bank, 200, gen, fraction=1.0).view(200, 23, 3)
+    new_combinations = 0
+    for pose in mixed:
+        donors = []
+        for joints in POSE_PARTS.values():
+            part = pose[[j - 1 for j in joints]]
+            matches = [i for i, b in enumerate(bank.view(5, 23, 3)) if torch.equal(b[[j - 1 for j in joints]], part)]
+            assert len(matches) == 1, "every part is one bank pose's part, joint angles unchanged"
+            donors.append(matches[0])
+        new_combinations += len(set(donors)) > 1
+    assert new_combinations > 150  # parts drawn independently: most poses combine several bank poses
+    assert sorted(j for joints in POSE_PARTS.values() for j in joints) == list(range(1, 24))
+
+
+def test_training_with_batch_workers_and_pose_mixing(anny_model, tmp_path):
+    bank = tmp_path / "poses.npz"
+    np.savez(bank, poses=np.random.default_rng(0).normal(0, 0.2, (40, 72)).astype(np.float32))
+    config = LifterTrainConfig(steps=4, batch_size=8, width=32, blocks=1, poses=str(bank), pose_mix=0.5, workers=2)
+    record = train_lifter(anny_model, config, tmp_path / "lifter.pt")
+    assert record["steps"] == 4 and all(math.isfinite(v) for v in record["final_losses"].values())
+    assert record["config"]["workers"] == 2 and load_lifter(tmp_path / "lifter.pt").config["width"] == 32
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_training_on_cuda(anny_model, tmp_path):
+    config = LifterTrainConfig(steps=3, batch_size=16, width=32, blocks=1, device="cuda", workers=1)
+    record = train_lifter(anny_model, config, tmp_path / "lifter.pt")
+    assert all(math.isfinite(v) for v in record["final_losses"].values())
+    assert anny_model.v_template.device.type == "cpu"  # the caller's model stays where it was

@@ -55,6 +55,8 @@ def train_nbf_command(
         fail("--device cuda asked for but torch sees no CUDA device; use --device cpu")
     if threads > 0:
         torch.set_num_threads(threads)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        fail("--device cuda asked for but torch sees no CUDA device; use --device cpu")
     try:
         with console.status(f"loading {body_model}..."):
             model = load_body_model(body_model, device=device)
@@ -117,12 +119,25 @@ def train_lifter_command(
     mirror: bool = typer.Option(
         False, "--mirror/--no-mirror", help="Also pose bodies from the left/right mirror image of every --poses pose."
     ),
+    pose_mix: float = typer.Option(
+        0.0,
+        "--pose-mix",
+        min=0.0,
+        max=1.0,
+        help="Share of --poses bodies whose arms, legs and torso come from different poses (new combinations).",
+    ),
     max_minutes: float = typer.Option(
         None, "--max-minutes", min=0.1, help="Stop (and save) after this many minutes of training."
     ),
+    width: int = typer.Option(512, min=16, help="Hidden width of a new lifter (ignored with --init-from)."),
+    blocks: int = typer.Option(3, min=1, help="Residual blocks of a new lifter (ignored with --init-from)."),
     seed: int = typer.Option(0, help="Random seed of the synthetic data and the weights."),
     body_model: str = typer.Option(
         "anny", "--body-model", help="Body model whose bodies are sampled (anny, smpl, ... or a file)."
+    ),
+    device: str = typer.Option("cpu", help="Where the lifter trains: cpu or cuda (batches are drawn on the CPU)."),
+    workers: int = typer.Option(
+        0, min=0, help="Processes drawing batches (0: the training process; reproducible, one generator)."
     ),
     out: Path = typer.Option(
         None, help="Checkpoint path (default: the file shipped in the package, which fit_keypoints loads)."
@@ -141,6 +156,8 @@ def train_lifter_command(
 
     if threads > 0:
         torch.set_num_threads(threads)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        fail("--device cuda asked for but torch sees no CUDA device; use --device cpu")
     try:
         with console.status(f"loading {body_model}..."):
             model = load_body_model(body_model)
@@ -167,7 +184,8 @@ def train_lifter_command(
                                poses=str(poses) if poses is not None else None,
                                pose_split=None if poses_split == "all" else poses_split, pose_mirror=mirror, input_sets=sets,
                                input_set_weights=tuple(default_weights.get(s, 1.0) for s in sets),
-                               max_seconds=None if max_minutes is None else 60.0 * max_minutes)  # fmt: skip
+                               max_seconds=None if max_minutes is None else 60.0 * max_minutes, pose_mix=pose_mix,
+                               width=width, blocks=blocks, device=device, workers=workers)  # fmt: skip
 
     from rich.progress import (
         BarColumn,

@@ -61,27 +61,35 @@ class LifterTrainConfig:
     pose_file_fraction: float = 0.8  # share of the bodies posed from `poses` when given
     pose_split: str | None = "train"  # in pose files with a `split` array, only these frames (None: all)
     pose_mirror: bool = False  # add the left/right mirror image of every pose-file pose (as the shipped GMM does)
+    pose_mix: float = 0.0  # share of pose-file bodies whose arms, legs and torso come from different poses
     input_sets: tuple[str, ...] = LIFTER_INPUT_SETS  # keypoint sets shown to the lifter; its inputs: their points
     input_set_weights: tuple[float, ...] = DEFAULT_SET_WEIGHTS  # how often each set is drawn
     max_seconds: float | None = None  # stop (and save) after this much wall time, the cosine decay finished by then
+    workers: int = 0  # processes drawing batches (0: the training process itself, one generator: reproducible)
+    device: str = "cpu"  # where the lifter and its loss run; batches are drawn on the CPU
 
 
 def sample_lifter_batch(model: BodyModel, n: int, generator: torch.Generator, pose_scale=(0.25, 1.0),
                         max_tilt_deg: float = 25.0, skin=None, pose_bank: Tensor | None = None,
                         pose_file_fraction: float = 0.8, input_sets: tuple[str, ...] = (LIFTER_SET,),
-                        input_set_weights: tuple[float, ...] | None = None) -> dict[str, Tensor]:  # fmt: skip
+                        input_set_weights: tuple[float, ...] | None = None,
+                        pose_mix: float = 0.0) -> dict[str, Tensor]:  # fmt: skip
     """Synthetic bodies, cameras and noisy keypoints (see the module docstring).
 
     Returns features (n,3S+3) for the S = len(union_point_names(input_sets)) lifter slots and
     targets: rotations (n,24,3,3) (camera-frame root first), betas (n,num_betas), points
     (n,24+17,3) pelvis-centred joints + COCO-17 keypoints, metres, camera frame. Keypoints are in
     ray units (focal 1, principal point 0). pose_bank: optional (M,69) body poses (axis-angle)
-    used for a `pose_file_fraction` of the bodies. skin: `lifter_skin(model, input_sets)`."""
-    from fitter.synthetic import sample_bodies
+    used for a `pose_file_fraction` of the bodies, a `pose_mix` share of them with their parts
+    drawn from different poses (`fitter.synthetic.mix_pose_parts`). skin: `lifter_skin(model,
+    input_sets)`."""
+    from fitter.synthetic import mix_pose_parts, sample_bodies
 
     g = generator
     dev = model.v_template.device
     bank = pose_bank if pose_bank is not None and len(pose_bank) > 0 else None
+    if bank is not None and pose_mix > 0:
+        bank = mix_pose_parts(bank, n, g, pose_mix)
     bodies = sample_bodies(model, n, g, pose_scale=tuple(pose_scale), poses=bank, pose_fraction=pose_file_fraction,
                            max_tilt_deg=max_tilt_deg, focal_mm=(18.0, 120.0), depth=(1.5, 15.0), image_size=None,
                            centre_spread=0.7)  # fmt: skip
@@ -173,15 +181,45 @@ def save_lifter(lifter: KeypointLifter, path: str | Path, record: dict) -> None:
                     "train": record}, f)  # fmt: skip
 
 
+class _LifterBatches(torch.utils.data.IterableDataset):
+    """Endless training batches drawn on the CPU: one generator seeded with `config.seed` in the
+    training process, or generator (seed, k) in DataLoader worker k."""
+
+    def __init__(self, model: BodyModel, config: LifterTrainConfig, skin: LifterSkin, pose_bank: Tensor | None):
+        self.model, self.config, self.skin, self.pose_bank = model, config, skin, pose_bank
+
+    def __iter__(self):
+        c = self.config
+        worker = torch.utils.data.get_worker_info()
+        if worker is not None:
+            torch.set_num_threads(1)
+        gen = torch.Generator().manual_seed(c.seed if worker is None else c.seed * 1000 + 1 + worker.id)
+        while True:
+            yield sample_lifter_batch(self.model, c.batch_size, gen, c.pose_scale, c.max_tilt_deg, self.skin,
+                                      self.pose_bank, c.pose_file_fraction, tuple(c.input_sets),
+                                      tuple(c.input_set_weights), c.pose_mix)  # fmt: skip
+
+
+def _batch_stream(model: BodyModel, config: LifterTrainConfig, skin: LifterSkin, pose_bank: Tensor | None):
+    data = _LifterBatches(model, config, skin, pose_bank)
+    if config.workers <= 0:
+        return iter(data)
+    loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=config.workers, prefetch_factor=4,
+                                         persistent_workers=True, pin_memory=config.device.startswith("cuda"))  # fmt: skip
+    return iter(loader)
+
+
 def train_lifter(model: BodyModel, config: LifterTrainConfig, out: str | Path,
                  progress: Callable[[int, dict[str, float]], None] | None = None) -> dict:  # fmt: skip
-    """Train a lifter on `model`'s bodies, from scratch or continuing `config.init_from` (its
-    inputs widened to the points of `config.input_sets` where it lacks some, `widen_inputs`);
-    writes the checkpoint to `out`."""
+    """Train a lifter on `model`'s bodies (a CPU model: batches are drawn there), from scratch or
+    continuing `config.init_from` (its inputs widened to the points of `config.input_sets` where
+    it lacks some, `widen_inputs`); the lifter and its loss run on `config.device`; writes the
+    checkpoint to `out`."""
+    import copy
+
     from fitter.regressors.lifter import widen_inputs
 
     torch.manual_seed(config.seed)
-    gen = torch.Generator().manual_seed(config.seed)
     previous = None
     point_names = union_point_names(config.input_sets)
     if len(config.input_set_weights) != len(config.input_sets) and len(config.input_sets) > 1:
@@ -199,7 +237,13 @@ def train_lifter(model: BodyModel, config: LifterTrainConfig, out: str | Path,
         previous = source.train_record
     else:
         lifter = KeypointLifter(config.width, config.blocks, model.num_betas, point_names=point_names)
+    device = torch.device(config.device)
+    model = model if model.v_template.device.type == "cpu" else copy.deepcopy(model).cpu()
+    log_every = 1 if device.type == "cpu" else 25  # reading a loss waits for the device
     skin = LifterSkin(model, tuple(config.input_sets), lifter.point_names)  # in the lifter's slot order
+    loss_model = model if device.type == "cpu" else copy.deepcopy(model).to(device)
+    loss_skin = skin if device.type == "cpu" else LifterSkin(loss_model, tuple(config.input_sets), lifter.point_names)
+    lifter = lifter.to(device)
     opt = torch.optim.AdamW(lifter.parameters(), lr=config.lr, weight_decay=1e-4)
     pose_bank = None
     if config.poses:
@@ -210,6 +254,7 @@ def train_lifter(model: BodyModel, config: LifterTrainConfig, out: str | Path,
             from fitter.body.mirror import mirror_body_pose
 
             pose_bank = torch.cat([pose_bank, mirror_body_pose(pose_bank)])
+    batches = _batch_stream(model, config, skin, pose_bank)
     start = time.perf_counter()
     recent: list[dict[str, float]] = []
     steps_done = 0
@@ -222,20 +267,19 @@ def train_lifter(model: BodyModel, config: LifterTrainConfig, out: str | Path,
         frac = config.lr_final_fraction + (1 - config.lr_final_fraction) * 0.5 * (1 + math.cos(math.pi * done))
         for group in opt.param_groups:
             group["lr"] = config.lr * frac
-        batch = sample_lifter_batch(model, config.batch_size, gen, config.pose_scale, config.max_tilt_deg, skin,
-                                    pose_bank, config.pose_file_fraction, tuple(config.input_sets),
-                                    tuple(config.input_set_weights))  # fmt: skip
-        losses = lifter_loss(model, skin, lifter(batch["features"]), batch)
+        batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
+        losses = lifter_loss(loss_model, loss_skin, lifter(batch["features"]), batch)
         opt.zero_grad(set_to_none=True)
         losses["total"].backward()
         opt.step()
         steps_done = step + 1
-        recent = (recent + [{k: float(v.detach()) for k, v in losses.items()}])[-200:]
-        if progress is not None:
-            progress(step + 1, recent[-1])
+        if step % log_every == 0 or step == config.steps - 1:
+            recent = (recent + [{k: float(v.detach()) for k, v in losses.items()}])[-200:]
+            if progress is not None:
+                progress(step + 1, recent[-1])
     mean = {k: sum(r[k] for r in recent) / len(recent) for k in recent[0]} if recent else {}
     record = {"steps": steps_done, "continued_from": previous, "pose_file_poses": 0 if pose_bank is None else len(pose_bank),
               "config": asdict(config), "body_model": model.name, "point_names": list(lifter.point_names),
               "final_losses": mean, "seconds": time.perf_counter() - start}  # fmt: skip
-    save_lifter(lifter, out, record)
+    save_lifter(lifter.cpu(), out, record)
     return record
