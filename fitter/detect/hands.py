@@ -167,13 +167,14 @@ class HandFaceDetector:
             self._holistic.close()
             self._holistic = None
 
-    def detect(self, image_rgb: np.ndarray, people: Sequence[Detection] | None = None) -> list[HandsFace]:
+    def detect(self, image_rgb: np.ndarray, people: Sequence[Detection] | None = None,
+               crops: bool | None = None) -> list[HandsFace]:  # fmt: skip
         """Hands and face per person of an (H, W, 3) uint8 RGB image.
 
         people None: Holistic on the whole image, one HandsFace checked against Holistic's own body
         landmarks (empty when it finds nobody). Else one HandsFace per given person (same order),
-        checked against that person's keypoints: from Holistic on the whole image for one person,
-        on each person's crop for several."""
+        checked against that person's keypoints: from Holistic on each person's crop (crops=True),
+        or on the whole image (crops=False); crops=None: the whole image for one person, crops for several."""
         if self._holistic is None:
             raise RuntimeError("HandFaceDetector is closed; create a new one")
         image = np.asarray(image_rgb)
@@ -185,12 +186,10 @@ class HandFaceDetector:
             found = self._run(image, np.array([0, 0, width, height]), None)
             return [] if found is None else [found]
         out = []
+        crops = len(people) > 1 if crops is None else crops
+        whole = np.array([0, 0, width, height])
         for person in people:
-            box = (
-                np.array([0, 0, width, height])
-                if len(people) == 1
-                else crop_box(person.bbox_xyxy, self.crop_margin, width, height)
-            )
+            box = crop_box(person.bbox_xyxy, self.crop_margin, width, height) if crops else whole
             found = self._run(image[box[1] : box[3], box[0] : box[2]], box, person.keypoints)
             out.append(found if found is not None else _empty())
         return out

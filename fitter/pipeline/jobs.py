@@ -72,6 +72,7 @@ class ImageJob:
     part_masks: list[np.ndarray | None] = field(default_factory=list)  # per person (P,H,W) bool part masks, or empty
     world_landmarks: np.ndarray | None = None  # (people,33,3) metres, mediapipe
     boxes: np.ndarray | None = None  # (people,4) x0, y0, x1, y1 px, detection
+    hands_faces: list = field(default_factory=list)  # per person fitter.detect.HandsFace (hands on), or empty
     skipped_people: list[str] = field(default_factory=list)  # people not fitted, and why ("person 3: 1 keypoint")
     error: str | None = None
 
@@ -311,9 +312,8 @@ def _detect_people(job: ImageJob, detector, options: FitOptions, hand_detector=N
     job.keypoints = np.stack([det.keypoints for _, det in kept])
     job.keypoint_set = "blazepose33"
     if hand_detector is not None:
-        job.keypoints, job.keypoint_set = _with_hands_and_face(
-            job.keypoints, hand_detector.detect(job.image, [d for _, d in kept])
-        )
+        job.hands_faces = hand_detector.detect(job.image, [d for _, d in kept])
+        job.keypoints, job.keypoint_set = _with_hands_and_face(job.keypoints, job.hands_faces)
     job.person_ids = [k for k, _ in kept]
     job.masks = [None if det.mask is None else det.mask > 0.5 for _, det in kept]
     job.world_landmarks = np.stack([det.world_landmarks for _, det in kept])
