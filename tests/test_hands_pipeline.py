@@ -32,7 +32,9 @@ def test_hands_needs_a_model_with_finger_joints(tmp_path: Path) -> None:
     assert result.exit_code != 0
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --hands needs a body model with finger joints"), lines
-    result = CliRunner().invoke(app, ["fit", str(tmp_path), "--hands", "--keypoints", str(tmp_path)])
+    result = CliRunner().invoke(
+        app, ["fit", str(tmp_path), "--hands", "--keypoints", str(tmp_path), "--out", str(tmp_path / "out")]
+    )
     assert result.exit_code != 0 and "drop --hands" in result.output
 
 
