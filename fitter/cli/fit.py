@@ -79,6 +79,12 @@ def fit_command(
     overlay_size: int = typer.Option(
         2048, help="Longest side (px) of the overlay and side-view pictures; 0: the photo's size."
     ),
+    hands: bool = typer.Option(
+        None,
+        "--hands/--no-hands",
+        help="Detect hands and face (mediapipe Holistic) and fit the fingers; needs a body model with finger joints "
+        "(the default anny becomes anny-hands) [default: on when the body model has finger joints].",
+    ),
     verbose: bool = typer.Option(False, "--verbose", help="Also show the libraries' own log lines (mediapipe, warp)."),
     landmarks3d: bool = typer.Option(
         None,
@@ -123,7 +129,7 @@ def fit_command(
                          batch_size=batch_size, overwrite=overwrite, side_view=side_view, recursive=recursive,
                          gmm=gmm, landmarks3d=landmarks3d, auto_parts=auto_parts, threads=threads,
                          overlay_size=overlay_size, max_people=max_people,
-                         detection_confidence=detection_confidence)  # fmt: skip
+                         detection_confidence=detection_confidence, hands=hands)  # fmt: skip
     roots = [p for p in paths if p.is_dir()]
     try:
         check_options(options, images, roots)  # every setting, before any image is read
@@ -153,7 +159,10 @@ def _run(images: list[Path], options, roots: list[Path], backend: str, address: 
     worker = None
     stems = output_stems(images, roots, options.out_dir)
     if backend == "local" and (options.overwrite or not all(is_finished(stem) for stem in stems)):
-        message = f"loading body model {options.body_model} (the free anny model is built once, ~2 min)..."
+        from fitter.pipeline.jobs import hands_body_model
+
+        name = hands_body_model(options.body_model, options.hands)
+        message = f"loading body model {name} (the free anny models are built once, ~2 min)..."
         try:  # the local backend's worker: body model, detector, initializer (Ray workers load their own)
             if console.is_terminal:
                 with console.status(message):

@@ -15,7 +15,11 @@ from fitter.fitting import FitConfig
 from fitter.keypoints import keypoint_names
 
 __all__ = ["ImageJob", "FitOptions", "FolderSummary", "prepare_image", "read_part_masks", "output_stem", "output_stems",
-           "is_finished", "output_file", "remove_stale_temporary_files", "check_options", "FAILED_SUFFIX"]  # fmt: skip
+           "is_finished", "output_file", "remove_stale_temporary_files", "check_options", "FAILED_SUFFIX",
+           "hands_body_model", "HANDS_KEYPOINT_SET"]  # fmt: skip
+
+HANDS_KEYPOINT_SET = "blazepose33+hands42"  # what a detected person is fitted with when hands are on
+_NO_FINGERS = ("anny", "smpl")  # body model names without finger joints
 
 
 @dataclass
@@ -49,6 +53,9 @@ class FitOptions:
     # photos (0.5: 13) and scored best (benchmarks/real.py --detection-thresholds)
     detection_confidence: float = 0.1
     overlay_size: int = 2048  # longest side (px) of the overlay / side-view pictures; 0: the photo's size
+    # detect hands and face (mediapipe Holistic) and fit "blazepose33+hands42": None = when the body
+    # model has finger joints; True needs such a model (the default anny becomes anny-hands); False: never
+    hands: bool | None = None
 
 
 @dataclass
@@ -65,6 +72,7 @@ class ImageJob:
     part_masks: list[np.ndarray | None] = field(default_factory=list)  # per person (P,H,W) bool part masks, or empty
     world_landmarks: np.ndarray | None = None  # (people,33,3) metres, mediapipe
     boxes: np.ndarray | None = None  # (people,4) x0, y0, x1, y1 px, detection
+    hands_faces: list = field(default_factory=list)  # per person fitter.detect.HandsFace (hands on), or empty
     skipped_people: list[str] = field(default_factory=list)  # people not fitted, and why ("person 3: 1 keypoint")
     error: str | None = None
 
@@ -116,6 +124,19 @@ def _below_common_parent(paths: list[Path], i: int, out_dir: Path) -> Path:
 FAILED_SUFFIX = ".failed.json"
 
 
+def hands_body_model(body_model: str, hands: bool | None) -> str:
+    """The body model to load: with hands=True the default "anny" becomes "anny-hands"; a named
+    model without finger joints ("smpl") is a one-line ValueError. (A model file is checked once loaded.)"""
+    if not hands:
+        return body_model
+    if str(body_model).lower() == "anny":
+        return "anny-hands"
+    if str(body_model).lower() in _NO_FINGERS:
+        raise ValueError(f"--hands needs a body model with finger joints (anny-hands, smplh, smplx or such a file), "
+                         f"not {body_model}")  # fmt: skip
+    return body_model
+
+
 def check_options(options: FitOptions, images: list[Path], roots: list[Path] = ()) -> None:
     """Everything about the settings that can be checked before any image is read (images: the
     photos; roots: the folders given): a one-line ValueError (or FileNotFoundError) saying what is
@@ -165,6 +186,10 @@ def check_options(options: FitOptions, images: list[Path], roots: list[Path] = (
         if not covers_several_images(Path(options.keypoints)):
             raise ValueError(f"--keypoints {options.keypoints} holds one photo's keypoints but {len(images)} photos were "
                              "given; pass a folder of per-photo keypoint files (<stem>.json) or one photo")  # fmt: skip
+    hands_body_model(options.body_model, options.hands)
+    if options.hands and options.keypoints is not None:
+        raise ValueError("--hands detects hands with mediapipe, but --keypoints gives the keypoints: put hands42 points "
+                         "in the file (set blazepose33+hands42) and drop --hands")  # fmt: skip
     if options.refine not in (None, "", "none"):
         from fitter.init import INITIALIZER_REGRESSORS, resolve_initializer_name
 
@@ -208,8 +233,9 @@ def output_file(stem: Path, suffix: str) -> Path:
     return stem.parent / (stem.name + suffix)
 
 
-def prepare_image(path: Path, stem: Path, options: FitOptions, detector) -> ImageJob:
-    """Read an image and get its keypoints (file or mediapipe); errors go into job.error."""
+def prepare_image(path: Path, stem: Path, options: FitOptions, detector, hand_detector=None) -> ImageJob:
+    """Read an image and get its keypoints (file or mediapipe; with a `HandFaceDetector`, hands
+    and face too: set HANDS_KEYPOINT_SET); errors go into job.error."""
     from fitter.io.images import read_image
 
     job = ImageJob(path=path, stem=stem)
@@ -239,7 +265,7 @@ def prepare_image(path: Path, stem: Path, options: FitOptions, detector) -> Imag
             job.keypoint_set = kf.keypoint_set
             job.person_ids = [int(kf.person_ids[i]) for i in people]
         else:
-            _detect_people(job, detector, options)
+            _detect_people(job, detector, options, hand_detector)
         if options.parts is not None:
             if len(job.person_ids) != 1:
                 raise ValueError("--parts needs one person per image (the label image has no person ids)")
@@ -259,9 +285,12 @@ def prepare_image(path: Path, stem: Path, options: FitOptions, detector) -> Imag
 MIN_SEEN_LANDMARKS = 6  # a detected person needs this many landmarks with visibility >= 0.5 to be fitted
 
 
-def _detect_people(job: ImageJob, detector, options: FitOptions) -> None:
+def _detect_people(job: ImageJob, detector, options: FitOptions, hand_detector=None) -> None:
     """Everyone the detector finds (largest first, at most options.max_people); people too small or
-    with too few landmarks seen are skipped and named in job.skipped_people."""
+    with too few landmarks seen are skipped and named in job.skipped_people. With a hand_detector,
+    each person's keypoints become HANDS_KEYPOINT_SET: BlazePose's 33 points, the face points
+    replaced by the face mesh's where a face was found, then the 42 hand points (confidence 0 for
+    a hand not found)."""
     height = job.image.shape[0]
     kept = []
     for k, det in enumerate(detector.detect(job.image)):
@@ -282,10 +311,25 @@ def _detect_people(job: ImageJob, detector, options: FitOptions) -> None:
         raise ValueError(f"no person detected (mediapipe){why}; try --keypoints with your own detections")
     job.keypoints = np.stack([det.keypoints for _, det in kept])
     job.keypoint_set = "blazepose33"
+    if hand_detector is not None:
+        job.hands_faces = hand_detector.detect(job.image, [d for _, d in kept])
+        job.keypoints, job.keypoint_set = _with_hands_and_face(job.keypoints, job.hands_faces)
     job.person_ids = [k for k, _ in kept]
     job.masks = [None if det.mask is None else det.mask > 0.5 for _, det in kept]
     job.world_landmarks = np.stack([det.world_landmarks for _, det in kept])
     job.boxes = np.stack([det.bbox_xyxy for _, det in kept])
+
+
+def _with_hands_and_face(body: np.ndarray, found: list) -> tuple[np.ndarray, str]:
+    """(P,33,3) BlazePose keypoints + one `HandsFace` per person -> (P,75,3) HANDS_KEYPOINT_SET keypoints."""
+    from fitter.detect.hands import FACE_POINT_NAMES
+
+    face_ids = [keypoint_names("blazepose33").index(name) for name in FACE_POINT_NAMES]
+    body = body.copy()
+    for k, person in enumerate(found):
+        seen = person.face_points[:, 2] > 0
+        body[k, np.array(face_ids)[seen]] = person.face_points[seen]
+    return np.concatenate([body, np.stack([person.hands for person in found])], axis=1), HANDS_KEYPOINT_SET
 
 
 PART_MAPPING_FILE = "parts.json"

@@ -57,15 +57,20 @@ def write_outputs(job: ImageJob, result: FitResult, model: BodyModel, options: F
     vertices = result.vertices(options.device)
     faces = model.faces.cpu().numpy()
     coco = project_keypoint_set(result, model, "coco17", options.device)
-    names = keypoint_names(result.keypoint_set)
-    left = [i for i, n in enumerate(names) if n.startswith("left")]
-    right = [i for i, n in enumerate(names) if n.startswith("right")]
     picture, scale = _downscaled(job.image, options.overlay_size)
     overlay = render_overlay(picture, vertices, faces, float(result.focal_length[0]) * scale,
                              result.principal_point[0] * scale)  # fmt: skip
-    for p in range(len(result)):
-        overlay = draw_keypoints(overlay, result.keypoints[p, :, :2] * scale, result.keypoints[p, :, 2],
-                                 keypoint_skeleton(result.keypoint_set), left, right)  # fmt: skip
+    start = 0
+    for part in result.keypoint_set.split("+"):  # each set of a composite one; hands' points drawn smaller
+        names = keypoint_names(part)
+        left = [i for i, n in enumerate(names) if n.startswith("left")]
+        right = [i for i, n in enumerate(names) if n.startswith("right")]
+        small = max(1, round(2 * max(picture.shape[:2]) / 512)) if part == "hands42" else None
+        for p in range(len(result)):
+            points = result.keypoints[p, start : start + len(names)]
+            overlay = draw_keypoints(overlay, points[:, :2] * scale, points[:, 2], keypoint_skeleton(part), left, right,
+                                     radius=small, thickness=None if small is None else max(1, small // 2))  # fmt: skip
+        start += len(names)
     atomic_save_png(job.stem.parent / f"{job.stem.name}_overlay.png", overlay)
     for p in range(len(result)):
         stem = person_stem(job, p)

@@ -22,7 +22,7 @@ from fitter.fitting import FitTargets, fit_keypoints, prior_mean_pose
 from fitter.fitting.quality import facing_conflicts
 from fitter.init import StartInputs, make_initializer, resolve_initializer_name
 from fitter.keypoints import keypoint_names
-from fitter.pipeline.jobs import FitOptions, ImageJob, is_finished, prepare_image
+from fitter.pipeline.jobs import FitOptions, ImageJob, hands_body_model, is_finished, prepare_image
 from fitter.pipeline.outputs import write_outputs
 from fitter.result import FitResult
 
@@ -51,27 +51,34 @@ class FitWorker:
         from priors import default_prior_terms
 
         self.options = options
-        self.model = model if model is not None else load_body_model(options.body_model, gender=options.gender,
-                                                                     device=options.device)  # fmt: skip
+        name = hands_body_model(options.body_model, options.hands)  # --hands: anny -> anny-hands
+        self.model = model if model is not None else load_body_model(name, gender=options.gender, device=options.device)
+        fingers = self.model.hand_joint_ids.numel() == 30
+        if options.hands and not fingers:
+            raise ValueError(f"--hands needs a body model with finger joints (anny-hands, smplh, smplx), but "
+                             f"{self.model.name or options.body_model} has none")  # fmt: skip
+        self.hands = fingers if options.hands is None else options.hands
         self.init_name = resolve_initializer_name(options.init)
         self.initializer = make_initializer(self.init_name, self.model, options.device, options.refine)
         gmm = str(options.gmm) if options.gmm else None
         self.mean_pose = prior_mean_pose(default_prior_terms(gmm))
         self.use_landmarks3d = options.landmarks3d if options.landmarks3d is not None else self.init_name == "mediapipe"
         self.people_skipped: dict[Path, str] = {}  # images where some people were not fitted, and why
-        self.detector = None
+        self.detector = self.hand_detector = None
         if options.keypoints is None:
-            from fitter.detect import PeopleDetector
+            from fitter.detect import HandFaceDetector, PeopleDetector
 
             self.detector = PeopleDetector(max_people=options.max_people + 2,  # a few more: some are skipped
                                            min_detection_confidence=options.detection_confidence)  # fmt: skip
+            self.hand_detector = HandFaceDetector() if self.hands else None
 
     def close(self) -> None:
         """Release the detector (not done at interpreter exit: closing mediapipe's graph while a
         process exits can deadlock it, mediapipe 0.10.21)."""
-        if self.detector is not None:
-            self.detector.close()
-            self.detector = None
+        for detector in (self.detector, self.hand_detector):
+            if detector is not None:
+                detector.close()
+        self.detector = self.hand_detector = None
 
     def process(self, items: Sequence[tuple[Path, Path]], report: Report | None = None,
                 on_read: Callable[[Path], None] | None = None) -> list[str]:  # fmt: skip
@@ -99,7 +106,9 @@ class FitWorker:
             def fill() -> None:
                 while len(queue) < ahead and (nxt := next(rest, None)) is not None:
                     k, path, stem = nxt
-                    queue.append((k, pool.submit(prepare_image, path, stem, self.options, self.detector)))
+                    queue.append(
+                        (k, pool.submit(prepare_image, path, stem, self.options, self.detector, self.hand_detector))
+                    )
 
             fill()
             batch: list[tuple[int, ImageJob]] = []
@@ -169,7 +178,7 @@ class FitWorker:
         masks = [jobs[i].masks[p] if jobs[i].masks else None for i, p in people]
         part_masks = [jobs[i].part_masks[p] if jobs[i].part_masks else None for i, p in people]
         world = [None if jobs[i].world_landmarks is None else jobs[i].world_landmarks[p] for i, p in people]
-        has_world = kset == "blazepose33" and all(w is not None for w in world)
+        has_world = kset.split("+")[0] == "blazepose33" and all(w is not None for w in world)  # body points first
         # people of one photo: hidden by the others' masks, depth-ordered, not interpenetrating
         ignore = [_others(masks, owner, k) for k in range(len(people))]
         scenes = np.array(owner) if any(len(job.keypoints) > 1 for job in jobs) else None
@@ -181,7 +190,8 @@ class FitWorker:
                                        world_landmarks=np.stack(world) if has_world else None, masks=masks)  # fmt: skip
             landmarks3d = None
             if self.use_landmarks3d and has_world:  # mediapipe's 3D landmarks, weighted by its visibility
-                landmarks3d = np.concatenate([np.stack(world), kps[..., 2:3]], axis=-1)
+                landmarks3d = np.zeros(kps.shape[:2] + (4,), np.float32)  # points past BlazePose's 33: weight 0
+                landmarks3d[:, :33] = np.concatenate([np.stack(world), kps[:, :33, 2:3]], axis=-1)
             targets = FitTargets(masks=masks if options.silhouette else None, landmarks3d=landmarks3d,
                                  part_masks=part_masks if any(p is not None for p in part_masks) else None,
                                  ignore_masks=ignore, scenes=scenes)  # fmt: skip
