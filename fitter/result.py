@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FitResult"]
 
+_OPTIONAL = ("hand_pose", "jaw_pose", "expression")  # (N,...) arrays or None (see FitResult)
 _ARRAYS = ("betas", "body_pose", "global_orient", "transl", "focal_length", "principal_point",
            "image_size", "joints", "reprojection_error_px", "keypoints", "keypoints_2d_fit")  # fmt: skip
 
@@ -50,7 +51,9 @@ class FitResult:
     "ok" | "failed: <why>"; losses: term -> (N,) final values; info: body model, prior,
     focal source, config, versions; hand_pose (N,90) axis-angle finger joints (left 15 then right
     15, MANO order, relative to the flat hand: see fitter.body.hands) for models with finger
-    joints, else None; saved as smplx's `left_hand_pose` / `right_hand_pose` (N,45) each.
+    joints, else None; saved as smplx's `left_hand_pose` / `right_hand_pose` (N,45) each. jaw_pose
+    (N,3) axis-angle (the jaw joint's local rotation, radians) and expression (N,E) coefficients
+    for SMPL-X fits that fitted the face, else None; saved under those (smplx's) names.
     """
 
     betas: np.ndarray
@@ -71,6 +74,8 @@ class FitResult:
     extras: dict[str, np.ndarray] = field(default_factory=dict)
     body_model: BodyModel | None = field(default=None, repr=False, compare=False)
     hand_pose: np.ndarray | None = None
+    jaw_pose: np.ndarray | None = None
+    expression: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.betas.shape[0])
@@ -83,7 +88,7 @@ class FitResult:
                          losses={k: v[idx] for k, v in self.losses.items()}, info=dict(self.info),
                          extras={k: (v[idx] if np.ndim(v) and len(v) == len(self) else v) for k, v in self.extras.items()},
                          body_model=self.body_model,
-                         hand_pose=None if self.hand_pose is None else self.hand_pose[idx])  # fmt: skip
+                         **{k: (None if getattr(self, k) is None else getattr(self, k)[idx]) for k in _OPTIONAL})  # fmt: skip
 
     def _model(self):
         if self.body_model is None:
@@ -96,10 +101,11 @@ class FitResult:
     def vertices(self, device: str = "cpu") -> np.ndarray:
         """(N,V,3) posed mesh vertices in the camera frame, metres."""
         model = self._model().to(device)
-        hands = None if self.hand_pose is None else torch.as_tensor(self.hand_pose, device=device)
+        optional = {k: None if getattr(self, k) is None else torch.as_tensor(getattr(self, k), device=device)
+                    for k in _OPTIONAL}  # fmt: skip
         with torch.no_grad():
             out = model(*(torch.as_tensor(getattr(self, k), device=device)
-                          for k in ("betas", "body_pose", "global_orient", "transl")), hand_pose=hands)  # fmt: skip
+                          for k in ("betas", "body_pose", "global_orient", "transl")), **optional)  # fmt: skip
         return out.vertices.cpu().numpy()
 
     @property
@@ -119,11 +125,14 @@ class FitResult:
         arrays["info_json"] = np.array(json.dumps(self.info))
         for key, value in self.extras.items():
             arrays[key] = np.asarray(value)
-        hands = {}
+        smplx_extras = {}
         if self.hand_pose is not None:
             hand_pose = np.asarray(self.hand_pose)
-            hands = {"left_hand_pose": hand_pose[:, :45], "right_hand_pose": hand_pose[:, 45:]}
-            arrays.update(hands)
+            smplx_extras = {"left_hand_pose": hand_pose[:, :45], "right_hand_pose": hand_pose[:, 45:]}
+        for key in ("jaw_pose", "expression"):
+            if getattr(self, key) is not None:
+                smplx_extras[key] = np.asarray(getattr(self, key))
+        arrays.update(smplx_extras)
         summary = {
             "keypoint_set": self.keypoint_set,
             "status": self.status,
@@ -132,7 +141,7 @@ class FitResult:
                 for name in _ARRAYS
                 if name not in ("keypoints", "keypoints_2d_fit")
             },
-            **{k: _jsonable(v) for k, v in hands.items()},
+            **{k: _jsonable(v) for k, v in smplx_extras.items()},
             "losses": {k: _jsonable(v) for k, v in self.losses.items()},
             "info": self.info,
             "frames": "camera frame: x right, y down, z forward, metres; model frame: Y up, facing +Z",
@@ -150,11 +159,14 @@ class FitResult:
         with np.load(Path(path), allow_pickle=False) as data:
             kw = {name: data[name] for name in _ARRAYS}
             losses = {k[5:]: data[k] for k in data.files if k.startswith("loss_")}
-            known = set(_ARRAYS) | {"status", "keypoint_set", "info_json", "left_hand_pose", "right_hand_pose"}
+            face = {k: (data[k] if k in data.files else None) for k in ("jaw_pose", "expression")}
+            known = (
+                set(_ARRAYS) | set(face) | {"status", "keypoint_set", "info_json", "left_hand_pose", "right_hand_pose"}
+            )
             extras = {k: data[k] for k in data.files if k not in known and not k.startswith("loss_")}
             hand_pose = None
             if "left_hand_pose" in data.files and "right_hand_pose" in data.files:
                 hand_pose = np.concatenate([data["left_hand_pose"], data["right_hand_pose"]], axis=1)
             return cls(**kw, keypoint_set=str(data["keypoint_set"]), status=[str(s) for s in data["status"]],
                        losses=losses, info=json.loads(str(data["info_json"])), extras=extras,
-                       hand_pose=hand_pose)  # fmt: skip
+                       hand_pose=hand_pose, **face)  # fmt: skip

@@ -85,6 +85,12 @@ def body_model_from_arrays(
     if name is None:
         meta = json.loads(str(arrays["meta_json"])) if "meta_json" in arrays else {}
         name = meta.get("source", model_type)
+    face: dict = {}
+    if model_type == "smplx":  # expression blend shapes, jaw joint, static face-landmark embedding
+        from smplx.joint_names import JOINT_NAMES
+
+        face = dict(expr_dirs=module.expr_dirs, jaw_joint_id=JOINT_NAMES.index("jaw"),
+                    face_landmarks=(module.lmk_faces_idx, module.lmk_bary_coords))  # fmt: skip
     return BodyModel(
         name=name,
         v_template=module.v_template,
@@ -100,6 +106,7 @@ def body_model_from_arrays(
         rest_full_pose=rest,
         source=str(path),
         hand_joint_ids=hand_joint_ids,
+        **face,
     )
 
 

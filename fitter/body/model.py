@@ -9,7 +9,8 @@ caller's frame (for fitting: the camera frame, x right, y down, z forward).
 The public pose is always SMPL's: `global_orient` (B,3) and `body_pose` (B,69) = 23 joints in
 axis-angle (radians), or rotation matrices (B,1,3,3) / (B,23,3,3). For models with more joints
 (SMPL-H/X) SMPL's 21 body joints map onto theirs; the two SMPL hand joints (22, 23) have no
-counterpart there and are ignored; hands, jaw and eyes stay at the model's rest/mean pose.
+counterpart there and are ignored; hands, jaw and eyes stay at the model's rest/mean pose unless
+`forward` is given `hand_pose` (SMPL-H/X, anny-hands) or `jaw_pose` / `expression` (SMPL-X).
 
 The fast paths (`forward_joints`, `pose_landmarks`) pose with the hand-written engine in
 `fitter.body.posing` (forward kinematics and the fused landmark op).
@@ -110,6 +111,10 @@ class BodyModel(nn.Module):
     (J,3,3) the rotations used for joints the SMPL pose does not drive (hand mean pose etc.);
     body_to_full (24,) which full-model joint each SMPL joint index drives (-1: none);
     smpl_joint_ids (24,) which full-model joint gives each SMPL-24 joint location.
+    SMPL-X only (empty / -1 for other models): expr_dirs (V,3,E) expression blend shapes (metres
+    per coefficient); jaw_joint_id the full-model jaw joint (22); lmk_faces_idx (L,) long and
+    lmk_bary_coords (L,3) the static face-landmark embedding (iBUG-68 points 18-68: the face
+    `lmk_faces_idx[k]` of `faces`, blended with barycentric weights), as in the model file.
     """
 
     def __init__(
@@ -128,6 +133,9 @@ class BodyModel(nn.Module):
         rest_full_pose: Tensor | None = None,
         source: str = "",
         hand_joint_ids: Tensor | None = None,
+        expr_dirs: Tensor | None = None,
+        jaw_joint_id: int = -1,
+        face_landmarks: tuple[Tensor, Tensor] | None = None,
     ) -> None:
         super().__init__()
         self.name = name
@@ -160,6 +168,13 @@ class BodyModel(nn.Module):
         if hand_joint_ids is None:
             hand_joint_ids = torch.zeros(0, dtype=torch.long)
         self.register_buffer("hand_joint_ids", hand_joint_ids.long())
+        if expr_dirs is None:
+            expr_dirs = torch.zeros(v_template.shape[0], 3, 0)
+        self.register_buffer("expr_dirs", expr_dirs.float())
+        self.jaw_joint_id = int(jaw_joint_id)
+        lmk_faces_idx, lmk_bary_coords = face_landmarks or (torch.zeros(0), torch.zeros(0, 3))
+        self.register_buffer("lmk_faces_idx", lmk_faces_idx.long())
+        self.register_buffer("lmk_bary_coords", lmk_bary_coords.float())
         # Joint locations as a linear function of betas, for the fast path.
         self.register_buffer("J_template", J_regressor.float() @ v_template.float())
         self.register_buffer("J_shapedirs", torch.einsum("jv,vcb->jcb", J_regressor.float(), shapedirs.float()))
@@ -230,6 +245,11 @@ class BodyModel(nn.Module):
         return int(self.v_template.shape[0])
 
     @property
+    def num_expression(self) -> int:
+        """Number of expression coefficients (SMPL-X: 10 as loaded; other models: 0)."""
+        return int(self.expr_dirs.shape[-1])
+
+    @property
     def num_full_joints(self) -> int:
         return int(self.J_regressor.shape[0])
 
@@ -264,9 +284,11 @@ class BodyModel(nn.Module):
             global_orient = torch.zeros(bsz, 3, device=dev, dtype=dt)
         return torch.cat([_to_rotmats(global_orient, 1), _to_rotmats(body_pose, 23)], dim=1)
 
-    def _inputs(self, betas, body_pose, global_orient, transl, batch_size=None, hand_pose=None):
+    def _inputs(self, betas, body_pose, global_orient, transl, batch_size=None, hand_pose=None, jaw_pose=None):
         """(betas (B,num_betas), full-model local rotations (B,J,3,3), transl) for `forward`."""
-        bsz = batch_size or self._batch_size(betas, body_pose, global_orient, transl, hand_pose)
+        if jaw_pose is not None and self.jaw_joint_id < 0:
+            raise ValueError(f"jaw_pose given, but body model {self.name!r} has no jaw joint (only SMPL-X has one)")
+        bsz = batch_size or self._batch_size(betas, body_pose, global_orient, transl, hand_pose, jaw_pose)
         betas = self._betas(betas, bsz)
         smpl_rots = self._smpl_rotations(body_pose, global_orient, bsz)
         if self._smpl_is_full and hand_pose is None:
@@ -277,7 +299,28 @@ class BodyModel(nn.Module):
             if self.hand_joint_ids.numel() != 30:
                 raise ValueError(f"hand_pose given, but body model {self.name!r} has no finger joints")
             full = full.index_copy(1, self.hand_joint_ids, _to_rotmats(hand_pose, 30).to(full.dtype))
+        if jaw_pose is not None:
+            jaw = torch.tensor([self.jaw_joint_id], device=full.device)
+            full = full.index_copy(1, jaw, _to_rotmats(jaw_pose, 1).to(full.dtype))
         return betas, full, transl
+
+    def _shape_components(self, betas: Tensor, expression: Tensor | None) -> tuple[Tensor, Tensor]:
+        """(coefficients (B,NB[+E]), blend shapes (V,3,NB[+E])): betas, plus the expression
+        (B,<=E), zero-padded, and expr_dirs when one is given (as smplx.SMPLX concatenates them)."""
+        if expression is None:
+            return betas, self.shapedirs
+        num = self.num_expression
+        if num == 0:
+            raise ValueError(
+                f"expression given, but body model {self.name!r} has no expression blend shapes (SMPL-X has)"
+            )
+        if expression.ndim != 2 or expression.shape[-1] > num:
+            raise ValueError(
+                f"expression must be (B,<={num}) coefficients for {self.name!r}, got {tuple(expression.shape)}"
+            )
+        expression = torch.nn.functional.pad(expression.to(betas.dtype), (0, num - expression.shape[-1]))
+        coefficients = torch.cat([betas, expression.expand(betas.shape[0], -1)], -1)
+        return coefficients, torch.cat([self.shapedirs, self.expr_dirs], -1)
 
     def _local_rotations(self, body_pose: Tensor | None, global_orient: Tensor | None, bsz: int) -> Tensor:
         """Full-model local rotations plus the identity slot, joint first, batch innermost:
@@ -324,17 +367,24 @@ class BodyModel(nn.Module):
         global_orient: Tensor | None = None,
         transl: Tensor | None = None,
         hand_pose: Tensor | None = None,
+        jaw_pose: Tensor | None = None,
+        expression: Tensor | None = None,
     ) -> BodyOutput:
         """Pose the whole mesh. betas (B,<=num_betas); body_pose (B,69) axis-angle or
         (B,23,3,3); global_orient (B,3) or (B,1,3,3); transl (B,3) metres; hand_pose (B,90)
         axis-angle or (B,30,3,3), only for models with finger joints (SMPL-H/X, anny-hands):
         left then right hand, MANO order, relative to the flat hand (see fitter.body.hands);
-        None: the model's rest hands. Returns vertices (B,V,3), SMPL-24 joints (B,24,3) and
-        all the model's joints `full_joints` (B,J,3), metres, in the frame that
-        global_orient/transl define."""
-        betas, rotmats, transl = self._inputs(betas, body_pose, global_orient, transl, hand_pose=hand_pose)
+        None: the model's rest hands. jaw_pose (B,3) axis-angle or (B,1,3,3), the jaw joint's
+        local rotation, and expression (B,<=E) coefficients: SMPL-X only (see smplx.SMPLX); None:
+        rest jaw, neutral face. Returns vertices (B,V,3), SMPL-24 joints (B,24,3) and all the
+        model's joints `full_joints` (B,J,3), metres, in the frame that global_orient/transl define."""
+        betas, rotmats, transl = self._inputs(
+            betas, body_pose, global_orient, transl, hand_pose=hand_pose, jaw_pose=jaw_pose,
+            batch_size=self._batch_size(betas, body_pose, global_orient, transl, hand_pose, jaw_pose, expression),
+        )  # fmt: skip
+        coefficients, shapedirs = self._shape_components(betas, expression)
         vertices, joints = lbs(
-            betas, rotmats.reshape(rotmats.shape[0], -1, 9), self.v_template, self.shapedirs,
+            coefficients, rotmats.reshape(rotmats.shape[0], -1, 9), self.v_template, shapedirs,
             self.posedirs, self.J_regressor, self.parents, self.lbs_weights, pose2rot=False,
         )  # fmt: skip
         full_joints = joints
@@ -357,7 +407,8 @@ class BodyModel(nn.Module):
         prepared `vertex_subset(ids)`, when the same vertices are posed repeatedly).
 
         Same result as `forward(...)` restricted to those joints/vertices, at a fraction of
-        the cost (no full-mesh skinning); used for keypoint-only fitting.
+        the cost (no full-mesh skinning); used for keypoint-only fitting. Rest hands and jaw,
+        neutral expression.
         """
         bsz = self._batch_size(betas, body_pose, global_orient, transl)
         betas = self._betas(betas, bsz)

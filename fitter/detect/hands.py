@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from fitter.detect.face import face51_from_mesh
 from fitter.detect.mediapipe_pose import BLAZEPOSE33_NAMES, Detection, import_mediapipe
 
 __all__ = ["HandFaceDetector", "HandsFace", "FACE_POINT_NAMES", "FACE_MESH_IDS", "crop_box", "crop_to_image",
@@ -74,6 +75,14 @@ class HandsFace:
     face_mesh: np.ndarray | None
     face_points: np.ndarray
     dropped: list[str] = field(default_factory=list)
+
+    @property
+    def face51(self) -> np.ndarray:
+        """(51, 3) float32 [x px, y px, confidence]: keypoint set "face51" from the face mesh
+        (fitter.detect.face), confidence FOUND_CONFIDENCE; all zeros without a face."""
+        if self.face_mesh is None:
+            return np.zeros((51, 3), np.float32)
+        return face51_from_mesh(self.face_mesh, FOUND_CONFIDENCE)
 
     @property
     def hands_found(self) -> tuple[bool, bool]:

@@ -1,4 +1,4 @@
-"""Keypoint sets (COCO-17, OpenPose BODY_25 / COCO-18, BlazePose-33, H36M-17, LSP-14, SMPL-24, hands-42)
+"""Keypoint sets (COCO-17, OpenPose BODY_25 / COCO-18, BlazePose-33, H36M-17, LSP-14, SMPL-24, hands-42, face-51)
 and how each body model produces them."""
 
 from fitter.keypoints.model_keypoints import (

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from fitter.body.model import SMPL_JOINT_NAMES, BodyModel, LandmarkSkin
-from fitter.keypoints.sets import SMPL24, keypoint_names
+from fitter.keypoints.sets import FACE51, SMPL24, keypoint_names
 
 __all__ = ["KeypointRegressor", "keypoint_regressor", "point_definition", "points_regressor"]
 
@@ -101,8 +101,23 @@ def _hand_point(model: BodyModel, name: str) -> Definition | None:
     return None
 
 
+def _face_point(model: BodyModel, name: str) -> Definition | None:
+    """face51 points from the model's static face-landmark embedding (SMPL-X: barycentric blends
+    of one face's three vertices, exactly smplx's vertices2landmarks); None without one."""
+    if name not in FACE51 or model.lmk_faces_idx.numel() != len(FACE51):
+        return None
+    k = FACE51.index(name)
+    weights: dict[int, float] = {}
+    for vertex, weight in zip(model.faces[model.lmk_faces_idx[k]].tolist(), model.lmk_bary_coords[k].tolist()):
+        weights[vertex] = weights.get(vertex, 0.0) + weight
+    return {}, weights, 1.0
+
+
 def point_definition(model: BodyModel, name: str) -> Definition:
     """How `model` produces the point `name` (joints/vertex blend weights and quality)."""
+    face = _face_point(model, name)
+    if face is not None:
+        return face
     hand = _hand_point(model, name)
     if hand is not None:
         return hand

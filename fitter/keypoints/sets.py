@@ -13,6 +13,7 @@ gives weight 0 and SPIN ignores), 0 = no counterpart (the point is ignored in fi
 from __future__ import annotations
 
 import numpy as np
+from smplx.joint_names import JOINT_NAMES as _SMPLX_JOINT_NAMES
 
 __all__ = ["KEYPOINT_SETS", "SKELETONS", "canonical_name", "keypoint_names", "keypoint_skeleton", "convert_keypoints"]
 
@@ -58,6 +59,14 @@ HAND21 = ["wrist", "thumb_cmc", "thumb_mcp", "thumb_ip", "thumb_tip"] + [
     f"{finger}_{part}" for finger in ("index_finger", "middle_finger", "ring_finger", "pinky")
     for part in ("mcp", "pip", "dip", "tip")
 ]  # fmt: skip
+# The 51 static iBUG-68 face landmarks (points 18-68, 1-based: right brow 5, left brow 5, nose
+# bridge 4, nostrils 5, right eye 6, left eye 6, outer lips 12, inner lips 8; the 17 jaw-contour
+# points left out), in iBUG order, named as smplx names them; sides are the person's own (for a
+# frontal face "right_*" is on the image's left). SMPL-X's file embeds exactly these points
+# (lmk_faces_idx / lmk_bary_coords), so smplx's joints 76-126 are them.
+FACE51 = list(_SMPLX_JOINT_NAMES[76:127])
+assert FACE51[0] == "right_eye_brow1" and FACE51[-1] == "right_lip_3"
+
 HANDS42 = [
     f"{side}_hand_{name}" if name == "wrist" else f"{side}_{name}" for side in ("left", "right") for name in HAND21
 ]
@@ -71,6 +80,7 @@ KEYPOINT_SETS: dict[str, list[str]] = {
     "lsp14": LSP14,
     "smpl24": SMPL24,
     "hands42": HANDS42,
+    "face51": FACE51,
 }
 
 # Equivalences used when converting between sets: a detector's "left_wrist" and the SMPL
@@ -104,6 +114,12 @@ SKELETONS: dict[str, list[tuple[int, int]]] = {k: _edges(v, _LIMBS) for k, v in 
 SKELETONS["hands42"] = [
     (21 * h + a, 21 * h + b) for h in (0, 1)
     for a, b in [(0, 1), (1, 2), (2, 3), (3, 4)] + [(p, p + 1) for f in range(4) for p in (5 + 4 * f, 6 + 4 * f, 7 + 4 * f)] + [(0, 5), (5, 9), (9, 13), (13, 17), (0, 17)]
+]  # fmt: skip
+SKELETONS["face51"] = [  # brows, nose bridge, nostrils; eyes and lips closed loops (iBUG order)
+    (a, a + 1) for first, last in ((0, 4), (5, 9), (10, 13), (14, 18)) for a in range(first, last)
+] + [
+    (a, first + (a - first + 1) % (last - first + 1)) for first, last in ((19, 24), (25, 30), (31, 42), (43, 50))
+    for a in range(first, last + 1)
 ]  # fmt: skip
 SKELETONS["smpl24"] = [(i, p) for i, p in enumerate(
     [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21]) if p >= 0]  # fmt: skip
