@@ -12,7 +12,16 @@ import pytest
 import torch
 
 from fitter.body.poses import mean_body_pose
-from fitter.detect.passes import box_ios, crop_box, cut_by_tile, hide_people, landmark_box, tile_boxes
+from fitter.detect.passes import (
+    box_ios,
+    crop_box,
+    cut_by_tile,
+    hide_people,
+    landmark_box,
+    mostly_painted,
+    painted_region,
+    tile_boxes,
+)
 from fitter.geometry import axis_angle_to_matrix, matrix_to_axis_angle
 from fitter.synthetic import render_people
 
@@ -102,7 +111,8 @@ def test_person_found_in_two_passes_is_kept_once(detector, scene, monkeypatch):
     full, in_tile = detector._run(image), detector._run(image, tile)
     assert [_owner(d, visible) for d in in_tile] == [1]
     assert sorted(_owner(d, visible) for d in merge_people(full, in_tile)) == [0, 1]
-    monkeypatch.setattr(people, "hide_people", lambda img, masks: img.copy())  # passes 2-6 see everyone again
+    monkeypatch.setattr(people, "paint", lambda img, region: img.copy())  # passes 2-6 see everyone again
+    monkeypatch.setattr(people, "mostly_painted", lambda keypoints, painted: False)
     with PeopleDetector(min_detection_confidence=0.1, hide_found=True, tiles=2, refine=False) as found:
         assert sorted(_owner(d, visible) for d in found.detect(image)) == [0, 1]
 
@@ -182,3 +192,11 @@ def test_detect_passes_option_is_parsed_and_checked():
     assert FitOptions().detect_passes == ("refine",)
     with pytest.raises(ValueError, match="unknown pass 'tile'"):
         check_options(FitOptions(detect_passes=("tile",)), [], [])
+
+
+def test_people_seen_mostly_on_the_paint_are_ghosts():
+    painted = painted_region([np.pad(np.ones((20, 20), np.float32), ((40, 40), (40, 140)))], 100, 200)
+    on_paint = np.array([[50.0, 50.0, 0.9], [45.0, 55.0, 0.8], [150.0, 50.0, 0.9], [150.0, 60.0, 0.1]])
+    assert mostly_painted(on_paint, painted)  # 2 of the 3 seen landmarks on the paint
+    assert not mostly_painted(on_paint[[0, 2, 3]] + [[0, 0, 0], [0, 0, 0], [0, 0, 0.8]], painted)
+    assert mostly_painted(np.array([[150.0, 50.0, 0.2]]), painted)  # nothing seen at all

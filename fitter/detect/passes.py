@@ -4,6 +4,7 @@
   image's mean colour, so a second detector pass looks for the others;
 * `tile_boxes`: an overlapping n x n grid of tiles (SAHI-style) in which small people appear
   larger to the detector (mediapipe scales every input to 224 px);
+* `mostly_painted`: a person found mostly on painted pixels is a ghost of the paint;
 * `cut_by_tile`: a person whose landmark box crosses an inner tile edge is cut by the tile (the
   overlap or the full-image pass covers them);
 * `is_duplicate`: landmark boxes overlapping by DUPLICATE_IOU are one person found twice.
@@ -15,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["DUPLICATE_IOU", "box_area", "box_iou", "cut_by_tile", "hide_people", "is_duplicate", "landmark_box",
-           "tile_boxes"]  # fmt: skip
+           "mostly_painted", "paint", "painted_region", "tile_boxes"]  # fmt: skip
 
 DUPLICATE_IOU = 0.5  # landmark boxes overlapping this much are one person found twice
 HIDE_GROW = 0.01  # person masks are grown by this fraction of the image's long side before painting
@@ -51,22 +52,38 @@ def is_duplicate(points: np.ndarray, found: list[np.ndarray]) -> bool:
     return any(box_iou(box, landmark_box(other)) >= DUPLICATE_IOU for other in found)
 
 
-def hide_people(image: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
-    """A copy of the (H, W, 3) uint8 image with every (H, W) person mask (> 0.5), grown by
-    HIDE_GROW of the long side, painted with the image's mean colour."""
-    height, width = image.shape[:2]
-    if not masks:
-        return image.copy()
+def painted_region(masks: list[np.ndarray], height: int, width: int) -> np.ndarray:
+    """(H, W) bool: the pixels `hide_people` paints, every person mask (> 0.5) grown by HIDE_GROW of the long side."""
     hidden = np.zeros((height, width), dtype=bool)
     for mask in masks:
         if mask.shape != (height, width):
             raise ValueError(f"person mask is {mask.shape}, the image {(height, width)}")
         hidden |= mask > 0.5
-    grow = max(1, round(HIDE_GROW * max(height, width)))
-    hidden = _grow(hidden, grow)
+    return _grow(hidden, max(1, round(HIDE_GROW * max(height, width)))) if masks else hidden
+
+
+def hide_people(image: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
+    """A copy of the (H, W, 3) uint8 image with `painted_region(masks)` painted with the image's mean colour."""
+    return paint(image, painted_region(masks, *image.shape[:2]))
+
+
+def paint(image: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """A copy of the (H, W, 3) uint8 image with the (H, W) bool region in the image's mean colour."""
     out = image.copy()
-    out[hidden] = image.reshape(-1, 3).mean(0).round().astype(np.uint8)
+    out[region] = image.reshape(-1, 3).mean(0).round().astype(np.uint8)
     return out
+
+
+def mostly_painted(keypoints: np.ndarray, painted: np.ndarray) -> bool:
+    """Whether most of a person's seen landmarks ((N, 3) [x px, y px, visibility], visibility >= 0.5)
+    lie on painted pixels: a shape the detector saw in the paint, not a person in the photo."""
+    seen = keypoints[keypoints[:, 2] >= 0.5, :2]
+    if not len(seen):
+        return True
+    height, width = painted.shape
+    cols = np.clip(seen[:, 0].astype(int), 0, width - 1)
+    rows = np.clip(seen[:, 1].astype(int), 0, height - 1)
+    return bool(painted[rows, cols].mean() > 0.5)
 
 
 def _grow(mask: np.ndarray, radius: int) -> np.ndarray:

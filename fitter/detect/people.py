@@ -34,9 +34,11 @@ from fitter.detect.passes import (
     box_iou,
     crop_box,
     cut_by_tile,
-    hide_people,
     is_duplicate,
     landmark_box,
+    mostly_painted,
+    paint,
+    painted_region,
     tile_boxes,
 )
 from fitter.io.atomic import atomic_write
@@ -123,17 +125,23 @@ class PeopleDetector:
         height, width = image.shape[:2]
         people = merge_people([], self._run(image))
         if self.hide_found and people:  # 2nd pass: the people found so far painted over
-            people = merge_people(people, self._run(hide_people(image, _masks(people))))
+            people = merge_people(people, self._run_painted(image, painted_region(_masks(people), height, width)))
         if self.tiles > 1:  # tiles of the photo with everyone found painted over: small people
-            hidden = hide_people(image, _masks(people))
+            painted = painted_region(_masks(people), height, width)
             for tile in tile_boxes(width, height, self.tiles):
-                found = self._run(hidden, tile)
+                found = self._run_painted(image, painted, tile)
                 people = merge_people(people, [d for d in found if not cut_by_tile(d.keypoints, tile, width, height)])
         if self.refine:  # top-down: the landmarks again on each person's own crop
             for k, det in enumerate(people):
                 people[k] = self._refine(image, det, people[:k] + people[k + 1 :])
         people.sort(key=lambda d: -box_area(landmark_box(d.keypoints)))
         return people[: self.max_people]
+
+    def _run_painted(self, image: np.ndarray, painted: np.ndarray,
+                     tile: tuple[int, int, int, int] | None = None) -> list[Detection]:  # fmt: skip
+        """`_run` on the image with the (H, W) bool `painted` region in its mean colour, without the
+        people seen mostly on the paint (mostly_painted)."""
+        return [d for d in self._run(paint(image, painted), tile) if not mostly_painted(d.keypoints, painted)]
 
     def _refine(self, image: np.ndarray, det: Detection, others: list[Detection]) -> Detection:
         """`det` with the landmarks found on its crop (crop_box): the crop's person most like it
