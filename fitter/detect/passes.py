@@ -7,6 +7,7 @@
 * `mostly_painted`: a person found mostly on painted pixels is a ghost of the paint;
 * `cut_by_tile`: a person whose landmark box crosses an inner tile edge is cut by the tile (the
   overlap or the full-image pass covers them);
+* `crop_box`: a person's own crop for the refine pass (box grown to CROP_SCALE x its long side);
 * `is_duplicate`: landmark boxes overlapping by DUPLICATE_IOU are one person found twice.
 All coordinates are full-image pixels, boxes [x0, y0, x1, y1].
 """
@@ -15,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["DUPLICATE_IOU", "box_area", "box_iou", "cut_by_tile", "hide_people", "is_duplicate", "landmark_box",
-           "mostly_painted", "paint", "painted_region", "tile_boxes"]  # fmt: skip
+__all__ = ["CROP_SCALE", "DUPLICATE_IOU", "SAME_PERSON_IOS", "box_area", "box_ios", "box_iou", "crop_box", "cut_by_tile",
+           "hide_people", "is_duplicate", "landmark_box", "mostly_painted", "paint", "painted_region", "tile_boxes"]  # fmt: skip
 
 DUPLICATE_IOU = 0.5  # landmark boxes overlapping this much are one person found twice
 HIDE_GROW = 0.01  # person masks are grown by this fraction of the image's long side before painting
