@@ -23,6 +23,12 @@ EXAMPLES = """Examples:
 """
 
 
+def parse_detect_passes(text: str) -> tuple[str, ...]:
+    """--detect-passes "refine,tiles" -> ("refine", "tiles"); "none" or "" -> () (names checked by check_options)."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    return () if names == ["none"] else tuple(names)
+
+
 def fit_command(
     paths: list[Path] = typer.Argument(..., help="Images and/or folders of images."),
     out: Path = typer.Option(Path("fitter_out"), "--out", "-o", help="Output folder."),
@@ -55,6 +61,11 @@ def fit_command(
     max_people: int = typer.Option(6, help="People fitted per photo at most (largest first; the others are listed)."),
     detection_confidence: float = typer.Option(
         0.1, help="mediapipe's person detection threshold in (0, 1); higher finds fewer people."
+    ),
+    detect_passes: str = typer.Option(
+        "refine",
+        help="Detection passes after the first, comma-separated: refine (each person again on their own crop), "
+        "hide (again with the people found painted over), tiles (2x2 overlapping tiles: small people); or none.",
     ),
     overwrite: bool = typer.Option(False, help="Refit images whose outputs exist (default: skip them)."),
     recursive: bool = typer.Option(False, help="Search folders recursively."),
@@ -129,7 +140,8 @@ def fit_command(
                          batch_size=batch_size, overwrite=overwrite, side_view=side_view, recursive=recursive,
                          gmm=gmm, landmarks3d=landmarks3d, auto_parts=auto_parts, threads=threads,
                          overlay_size=overlay_size, max_people=max_people,
-                         detection_confidence=detection_confidence, hands=hands)  # fmt: skip
+                         detection_confidence=detection_confidence, hands=hands,
+                         detect_passes=parse_detect_passes(detect_passes))  # fmt: skip
     roots = [p for p in paths if p.is_dir()]
     try:
         check_options(options, images, roots)  # every setting, before any image is read

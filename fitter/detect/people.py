@@ -8,6 +8,13 @@ mean 0, std 255). `landmarker_bundle()` writes them, with that metadata, into an
 comes with the same 33 landmarks, world landmarks and a person mask as `BlazePoseDetector`'s
 single `Detection` (frames and units there), largest person first; a person found twice (landmark
 boxes overlapping by DUPLICATE_IOU) is kept once.
+
+Passes after the first (fitter.detect.passes has the geometry): `refine` (default on) runs the
+landmarker again on each person's own crop (their box grown to 1.25x its long side, as top-down pose
+estimators crop) and keeps that crop's landmarks when they are the same person: better landmarks
+for small, back-facing or twisted people; `hide_found` detects again with everyone found painted
+over; `tiles` runs on an n x n grid of overlapping tiles (everyone found painted over) for small
+people. Each pass is one more landmarker call per person / image / tile (27-145 ms here).
 """
 
 from __future__ import annotations
@@ -20,10 +27,24 @@ from typing import Any
 import numpy as np
 
 from fitter.detect.mediapipe_pose import Detection, import_mediapipe, person_box
+from fitter.detect.passes import (
+    SAME_PERSON_IOS,
+    box_area,
+    box_ios,
+    box_iou,
+    crop_box,
+    cut_by_tile,
+    is_duplicate,
+    landmark_box,
+    mostly_painted,
+    paint,
+    painted_region,
+    tile_boxes,
+)
 from fitter.io.atomic import atomic_write
 from fitter.paths import cache_dir
 
-__all__ = ["PeopleDetector", "landmarker_bundle"]
+__all__ = ["PeopleDetector", "landmarker_bundle", "merge_people"]
 
 _MODELS = {  # bundle name -> (file in the wheel, input normalisation mean, std)
     "pose_detector.tflite": ("modules/pose_detection/pose_detection.tflite", 127.5, 127.5),
@@ -54,13 +75,19 @@ class PeopleDetector:
     """Up to `max_people` people per image (largest first); create once, call `detect` per image.
 
     min_detection_confidence / min_presence_confidence: the detector's and the landmark model's
-    thresholds (the latter defaults to the former). Not thread-safe: one detector per thread.
+    thresholds (the latter defaults to the former). hide_found: a second pass on the photo with the
+    people found painted over; tiles: n > 1 runs an n x n tile pass; refine: each person's landmarks
+    again from their own crop. Not thread-safe: one detector per thread.
     """
 
     def __init__(self, max_people: int = 6, min_detection_confidence: float = 0.5,
-                 min_presence_confidence: float | None = None) -> None:  # fmt: skip
+                 min_presence_confidence: float | None = None, hide_found: bool = False, tiles: int = 1,
+                 refine: bool = True) -> None:  # fmt: skip
         if max_people < 1:
             raise ValueError(f"max_people must be >= 1, got {max_people}")
+        if tiles < 1:
+            raise ValueError(f"tiles must be >= 1 (1: no tile pass), got {tiles}")
+        self.max_people, self.hide_found, self.tiles, self.refine = max_people, hide_found, tiles, refine
         mp = import_mediapipe()
         from mediapipe.tasks.python import BaseOptions, vision
 
@@ -87,7 +114,8 @@ class PeopleDetector:
             self._landmarker = None
 
     def detect(self, image_rgb: np.ndarray) -> list[Detection]:
-        """Everyone found in an (H, W, 3) uint8 RGB image, largest landmark box first (may be empty)."""
+        """Everyone found in an (H, W, 3) uint8 RGB image, largest landmark box first, at most
+        max_people (may be empty); the extra passes chosen at construction run after the first."""
         if self._landmarker is None:
             raise RuntimeError("PeopleDetector is closed; create a new one")
         image = np.asarray(image_rgb)
@@ -95,38 +123,80 @@ class PeopleDetector:
             raise ValueError(f"detect needs an (H, W, 3) uint8 RGB image, got {image.dtype} {image.shape}; "
                              "use fitter.io.images.read_image")  # fmt: skip
         height, width = image.shape[:2]
-        result = self._landmarker.detect(self._mp.Image(image_format=self._mp.ImageFormat.SRGB,
-                                                        data=np.ascontiguousarray(image)))  # fmt: skip
+        people = merge_people([], self._run(image))
+        if self.hide_found and people:  # 2nd pass: the people found so far painted over
+            people = merge_people(people, self._run_painted(image, painted_region(_masks(people), height, width)))
+        if self.tiles > 1:  # tiles of the photo with everyone found painted over: small people
+            painted = painted_region(_masks(people), height, width)
+            for tile in tile_boxes(width, height, self.tiles):
+                found = self._run_painted(image, painted, tile)
+                people = merge_people(people, [d for d in found if not cut_by_tile(d.keypoints, tile, width, height)])
+        if self.refine:  # top-down: the landmarks again on each person's own crop
+            for k, det in enumerate(people):
+                people[k] = self._refine(image, det, people[:k] + people[k + 1 :])
+        people.sort(key=lambda d: -box_area(landmark_box(d.keypoints)))
+        return people[: self.max_people]
+
+    def _run_painted(self, image: np.ndarray, painted: np.ndarray,
+                     tile: tuple[int, int, int, int] | None = None) -> list[Detection]:  # fmt: skip
+        """`_run` on the image with the (H, W) bool `painted` region in its mean colour, without the
+        people seen mostly on the paint (mostly_painted)."""
+        return [d for d in self._run(paint(image, painted), tile) if not mostly_painted(d.keypoints, painted)]
+
+    def _refine(self, image: np.ndarray, det: Detection, others: list[Detection]) -> Detection:
+        """`det` with the landmarks found on its crop (crop_box): the crop's person most like it
+        (landmark-box IoU), when their landmark boxes overlap by SAME_PERSON_IOS of the smaller one
+        and it is no duplicate of the `others`; else `det` unchanged."""
+        height, width = image.shape[:2]
+        tile = crop_box(det.bbox_xyxy, width, height)
+        box = landmark_box(det.keypoints)
+        found = self._run(image, tile)
+        if not found:
+            return det
+        best = max(found, key=lambda d: box_iou(box, landmark_box(d.keypoints)))
+        if box_ios(box, landmark_box(best.keypoints)) < SAME_PERSON_IOS or \
+                is_duplicate(best.keypoints, [other.keypoints for other in others]):  # fmt: skip
+            return det
+        mask = det.mask
+        if mask is not None and best.mask is not None:
+            x0, y0, x1, y1 = tile
+            mask = mask.copy()
+            mask[y0:y1, x0:x1] = best.mask[y0:y1, x0:x1]
+        return Detection(keypoints=best.keypoints, world_landmarks=best.world_landmarks, mask=mask,
+                         bbox_xyxy=person_box(best.keypoints[:, :2], mask, width, height), image_size=(width, height))  # fmt: skip
+
+    def _run(self, image: np.ndarray, tile: tuple[int, int, int, int] | None = None) -> list[Detection]:
+        """One landmarker call on the image (or its tile (x0, y0, x1, y1) px); full-image pixels and masks."""
+        height, width = image.shape[:2]
+        x0, y0, x1, y1 = tile or (0, 0, width, height)
+        crop = np.ascontiguousarray(image[y0:y1, x0:x1])
+        result = self._landmarker.detect(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=crop))
         people = []
         masks = result.segmentation_masks or []
         for k, landmarks in enumerate(result.pose_landmarks):
-            keypoints = np.array([[p.x * width, p.y * height, p.visibility] for p in landmarks], dtype=np.float32)
+            keypoints = np.array([[x0 + p.x * (x1 - x0), y0 + p.y * (y1 - y0), p.visibility] for p in landmarks],
+                                 dtype=np.float32)  # fmt: skip
             world = np.array([[p.x, p.y, p.z] for p in result.pose_world_landmarks[k]], dtype=np.float32)
             keypoints[:, 2] = np.clip(keypoints[:, 2], 0.0, 1.0)
             mask = None
             if k < len(masks):
-                mask = np.clip(np.array(masks[k].numpy_view(), dtype=np.float32).reshape(height, width), 0.0, 1.0)
+                mask = np.zeros((height, width), dtype=np.float32)
+                part = np.array(masks[k].numpy_view(), dtype=np.float32).reshape(y1 - y0, x1 - x0)
+                mask[y0:y1, x0:x1] = np.clip(part, 0.0, 1.0)
             people.append(Detection(keypoints=keypoints, world_landmarks=world, mask=mask,
                                     bbox_xyxy=person_box(keypoints[:, :2], mask, width, height), image_size=(width, height)))  # fmt: skip
-        people.sort(key=lambda d: -_area(_landmark_box(d)))
-        kept: list[Detection] = []
-        for det in people:  # the detector sometimes reports a heavily overlapped person twice
-            if all(_iou(_landmark_box(det), _landmark_box(other)) < DUPLICATE_IOU for other in kept):
-                kept.append(det)
-        return kept
+        return people
 
 
-DUPLICATE_IOU = 0.5  # landmark boxes overlapping this much are one person found twice
+def merge_people(kept: list[Detection], new: list[Detection]) -> list[Detection]:
+    """`kept` plus the people of `new` (largest first) that are not duplicates of one already kept
+    (the detector also sometimes reports a heavily overlapped person twice in one call)."""
+    kept = list(kept)
+    for det in sorted(new, key=lambda d: -box_area(landmark_box(d.keypoints))):
+        if not is_duplicate(det.keypoints, [other.keypoints for other in kept]):
+            kept.append(det)
+    return kept
 
 
-def _landmark_box(det: Detection) -> np.ndarray:
-    return np.concatenate([det.keypoints[:, :2].min(0), det.keypoints[:, :2].max(0)])
-
-
-def _area(box: np.ndarray) -> float:
-    return float(max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1]))
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    inter = _area(np.concatenate([np.maximum(a[:2], b[:2]), np.minimum(a[2:], b[2:])]))
-    return inter / max(1e-9, _area(a) + _area(b) - inter)
+def _masks(people: list[Detection]) -> list[np.ndarray]:
+    return [d.mask for d in people if d.mask is not None]

@@ -16,8 +16,10 @@ from fitter.keypoints import keypoint_names
 
 __all__ = ["ImageJob", "FitOptions", "FolderSummary", "prepare_image", "read_part_masks", "output_stem", "output_stems",
            "is_finished", "output_file", "remove_stale_temporary_files", "check_options", "FAILED_SUFFIX",
-           "hands_body_model", "HANDS_KEYPOINT_SET"]  # fmt: skip
+           "hands_body_model", "HANDS_KEYPOINT_SET", "DETECT_PASSES", "TILE_GRID"]  # fmt: skip
 
+DETECT_PASSES = ("refine", "hide", "tiles")  # PeopleDetector(refine=...), (hide_found=...), (tiles=TILE_GRID)
+TILE_GRID = 2  # --detect-passes tiles: a 2 x 2 grid
 HANDS_KEYPOINT_SET = "blazepose33+hands42"  # what a detected person is fitted with when hands are on
 _NO_FINGERS = ("anny", "smpl")  # body model names without finger joints
 
@@ -52,6 +54,10 @@ class FitOptions:
     # mediapipe's person detection / presence threshold: 0.1 found all 16 labelled people of the eval
     # photos (0.5: 13) and scored best (benchmarks/real.py --detection-thresholds)
     detection_confidence: float = 0.1
+    # PeopleDetector's passes after the first (DETECT_PASSES): "refine" re-detects each person on their
+    # own crop (COCO target PCK 79 -> 93 % in benchmarks/real.py --people); "hide" and "tiles" look for
+    # missed people (none were missed there) and cost 2-5 more landmarker calls
+    detect_passes: tuple[str, ...] = ("refine",)
     overlay_size: int = 2048  # longest side (px) of the overlay / side-view pictures; 0: the photo's size
     # detect hands and face (mediapipe Holistic) and fit "blazepose33+hands42": None = when the body
     # model has finger joints; True needs such a model (the default anny becomes anny-hands); False: never
@@ -167,6 +173,11 @@ def check_options(options: FitOptions, images: list[Path], roots: list[Path] = (
         raise ValueError(f"--detection-confidence must be in (0, 1), got {options.detection_confidence}")
     if options.max_people < 1:
         raise ValueError(f"--max-people must be >= 1, got {options.max_people}")
+    unknown = [name for name in options.detect_passes if name not in DETECT_PASSES]
+    if unknown:
+        raise ValueError(
+            f"--detect-passes: unknown pass {unknown[0]!r}; choose from {', '.join(DETECT_PASSES)} or none"
+        )
     if not 0 <= options.min_person_height < 1:
         raise ValueError(
             f"min_person_height must be a fraction of the photo's height in [0, 1), got {options.min_person_height}"

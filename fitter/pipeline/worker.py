@@ -22,7 +22,7 @@ from fitter.fitting import FitTargets, fit_keypoints, prior_mean_pose
 from fitter.fitting.quality import facing_conflicts
 from fitter.init import StartInputs, make_initializer, resolve_initializer_name
 from fitter.keypoints import keypoint_names
-from fitter.pipeline.jobs import FitOptions, ImageJob, hands_body_model, is_finished, prepare_image
+from fitter.pipeline.jobs import TILE_GRID, FitOptions, ImageJob, hands_body_model, is_finished, prepare_image
 from fitter.pipeline.outputs import write_outputs
 from fitter.result import FitResult
 
@@ -68,8 +68,11 @@ class FitWorker:
         if options.keypoints is None:
             from fitter.detect import HandFaceDetector, PeopleDetector
 
+            passes = options.detect_passes
             self.detector = PeopleDetector(max_people=options.max_people + 2,  # a few more: some are skipped
-                                           min_detection_confidence=options.detection_confidence)  # fmt: skip
+                                           min_detection_confidence=options.detection_confidence,
+                                           refine="refine" in passes, hide_found="hide" in passes,
+                                           tiles=TILE_GRID if "tiles" in passes else 1)  # fmt: skip
             self.hand_detector = HandFaceDetector() if self.hands else None
 
     def close(self) -> None:
