@@ -20,6 +20,18 @@ FINGERS = ("index", "middle", "pinky", "ring", "thumb")  # MANO / smplx order
 HAND_JOINT_NAMES = [f"{side}_{finger}{k}" for side in ("left", "right") for finger in FINGERS for k in (1, 2, 3)]
 
 
+# Thumb flexion axes as blends of "palmward" (thumb direction x palm normal: bends the thumb out
+# of the palm plane, to the palm side) and "across" (the palm normal: sweeps it within the palm
+# plane towards the little finger), per thumb joint (CMC, MCP, IP). The CMC mostly lifts the
+# thumb in front of the palm (palmar abduction / opposition) while turning it across; the MCP
+# and IP flex in a plane about 90 deg from the fingers' (the thumb nail faces sideways), i.e.
+# across the palm. With these, a fist (`curl_hand_pose`) lays the thumb tip on the middle
+# phalanges of the index / middle fingers (2-4 cm from them; 7 cm with the previous axes, whose
+# MCP / IP bent the thumb straight down, away from the fingers).
+THUMB_PALMWARD = (1.5, 0.0, 0.0)
+THUMB_ACROSS = (0.5, 1.0, 1.0)
+
+
 def finger_joint_ids(model, side: str, finger: str) -> list[int]:
     """Full-model joint indices (3,) of `finger` ("index", ..., "thumb") on `side` ("left"/"right")."""
     base = int(model.hand_joint_ids[0 if side == "left" else 15])
@@ -36,9 +48,9 @@ def flexion_axes(model) -> Tensor:
     rest: a positive rotation about it curls the finger towards the palm.
 
     Fingers: axis = finger direction x palm normal (the palm normal points out of the palm,
-    from the wrist and the index / pinky knuckles). Thumb: its base (thumb1) swings it across
-    the palm (about the palm normal, tilted a little towards flexion), thumb2 / thumb3 flex
-    palmward like the fingers.
+    from the wrist and the index / pinky knuckles). Thumb: its base (thumb1) lifts it palmward
+    and a little across the palm, thumb2 / thumb3 flex across the palm (THUMB_PALMWARD /
+    THUMB_ACROSS).
     """
     J = _rest_joints(model)
     axes = []
@@ -59,8 +71,8 @@ def flexion_axes(model) -> Tensor:
                 if finger == "thumb":
                     axis = torch.linalg.cross(direction, normal)
                     axis = axis / axis.norm()
-                    if k == 0:  # the base (CMC) swings the thumb across the palm, a little palmward
-                        axis = 0.4 * axis + (-1.0 if side == "left" else 1.0) * normal
+                    across = (-1.0 if side == "left" else 1.0) * normal
+                    axis = THUMB_PALMWARD[k] * axis + THUMB_ACROSS[k] * across
                 else:
                     axis = torch.linalg.cross(direction, normal)
                 axes.append(axis / axis.norm())
