@@ -37,3 +37,72 @@ def test_thumb_of_a_fist_folds_over_the_fingers(hands_model: BodyModel, side: st
     fist = thumb_to_middle_phalanges(_hand_points(hands_model, curl_hand_pose(hands_model, 1.05)))
     assert rest > 0.08  # the flat hand's thumb is well away from the fingers
     assert fist < 0.03  # the fist's thumb tip lies on the index / middle middle phalanges
+
+
+def test_landmark_and_joint_fast_paths_pose_the_fingers(hands_model: BodyModel) -> None:
+    from fitter.keypoints import keypoint_skin
+
+    gen = torch.Generator().manual_seed(4)
+    inputs = {"betas": torch.randn(2, 10, generator=gen), "body_pose": 0.2 * torch.randn(2, 69, generator=gen),
+              "global_orient": torch.randn(2, 3, generator=gen), "transl": torch.randn(2, 3, generator=gen)}  # fmt: skip
+    hand_pose = 0.4 * torch.randn(2, 90, generator=gen)
+    reg, skin = keypoint_skin(hands_model, "coco17+hands42")
+    with torch.no_grad():
+        full = hands_model(**inputs, hand_pose=hand_pose)
+        _, points = hands_model.pose_landmarks(skin, **inputs, hand_pose=hand_pose)
+        fast = hands_model.forward_joints(**inputs, vertex_ids=reg.vertex_ids, hand_pose=hand_pose)
+    torch.testing.assert_close(points, reg.from_vertices(full.joints, full.vertices), atol=1e-5, rtol=0)
+    torch.testing.assert_close(fast.points, full.vertices[:, reg.vertex_ids], atol=1e-5, rtol=0)
+    assert not torch.allclose(points, hands_model.pose_landmarks(skin, **inputs)[1], atol=1e-3)
+    pose = hand_pose.clone().requires_grad_(True)  # the fused op passes gradients on to the hand pose
+    hands_model.pose_landmarks(skin, **inputs, hand_pose=pose)[1].sum().backward()
+    assert pose.grad is not None and pose.grad.abs().sum() > 0
+
+
+def test_finger_limits_penalise_a_backwards_finger_not_a_curl(hands_model: BodyModel) -> None:
+    from fitter.body.hands import flexion_axes, hand_joint_frames
+    from priors.finger_limits import finger_limit_angles, finger_limit_penalty
+
+    frames = hand_joint_frames(hands_model)
+    fingers = [j for j in range(30) if j % 15 < 12]
+    curl = curl_hand_pose(hands_model, 1.4, fingers) + curl_hand_pose(hands_model, 0.8, [12, 13, 14, 27, 28, 29])
+    expected = torch.tensor([1.4 if j % 15 < 12 else 0.8 for j in range(30)])  # a firm fist: 80 deg, thumb 46
+    assert torch.allclose(finger_limit_angles(curl, frames)[0, :, 0], expected, atol=1e-5)
+    assert float(finger_limit_penalty(curl, frames)[0]) == 0.0
+    assert float(finger_limit_penalty(torch.zeros(1, 90), frames)[0]) == 0.0  # the flat hand
+    axes = flexion_axes(hands_model)
+    backwards = torch.zeros(30, 3)
+    backwards[16] = -1.0 * axes[16]  # right index PIP bent 57 deg backwards
+    hyper = torch.zeros(30, 3)
+    hyper[15] = -0.9 * axes[15]  # right index MCP hyperextended 52 deg (limit 30)
+    twisted = torch.zeros(30, 3)
+    twisted[4] = 0.7 * frames[4, 2]  # left middle PIP twisted 40 deg about its bone
+    for pose, excess in ((backwards, 1.0), (hyper, 0.9 - 0.5236), (twisted, 0.7 - 0.1745)):
+        assert float(finger_limit_penalty(pose.reshape(1, 90), frames)[0]) == pytest.approx(excess**2, rel=1e-3)
+
+
+def test_sampled_finger_poses_lie_inside_the_limits(hands_model: BodyModel) -> None:
+    from fitter.body.hands import hand_joint_frames
+    from priors.finger_limits import finger_limit_angles, finger_limit_bounds, finger_limit_penalty, sample_finger_poses
+
+    frames = hand_joint_frames(hands_model)
+    poses = sample_finger_poses(64, frames, torch.Generator().manual_seed(0))
+    assert torch.all(finger_limit_penalty(poses, frames) < 1e-10)
+    angles = finger_limit_angles(poses, frames)
+    lower, upper = finger_limit_bounds()
+    spread = (angles.amax(0) - angles.amin(0)) / (upper - lower)
+    assert torch.all(spread > 0.7)  # the draws cover the ranges
+
+
+def test_lifter_sees_the_same_points_with_hands_added() -> None:
+    import numpy as np
+
+    from fitter.regressors.lifter import lifter_points
+
+    names = keypoint_names("coco17") + ["smpl_left_wrist", "smpl_right_wrist", "left_hand", "right_hand"]
+    kp = torch.as_tensor(np.random.default_rng(0).uniform(0, 500, size=(2, 17 + 42, 3)), dtype=torch.float32)
+    with_hands = lifter_points(kp, "coco17+hands42", names)
+    body = lifter_points(kp[:, :17], "coco17", names)
+    torch.testing.assert_close(with_hands, body, atol=0, rtol=0)  # hand wrists do not fill the SMPL wrist slots
+    smpl_wrists = lifter_points(kp[:, 17:], "hands42", names)[:, 17:19]  # alone, they still stand in
+    torch.testing.assert_close(smpl_wrists, kp[:, [17, 38]], atol=0, rtol=0)

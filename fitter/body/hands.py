@@ -14,11 +14,22 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["FINGERS", "HAND_JOINT_NAMES", "flexion_axes", "curl_hand_pose", "finger_joint_ids"]
+__all__ = [
+    "FINGERS",
+    "HAND_JOINT_NAMES",
+    "RELAXED_CURL",
+    "flexion_axes",
+    "curl_hand_pose",
+    "finger_joint_ids",
+    "hand_joint_frames",
+    "relaxed_hand_pose",
+]
 
 FINGERS = ("index", "middle", "pinky", "ring", "thumb")  # MANO / smplx order
 HAND_JOINT_NAMES = [f"{side}_{finger}{k}" for side in ("left", "right") for finger in FINGERS for k in (1, 2, 3)]
 
+
+RELAXED_CURL = 0.25  # radians of flexion per joint of the relaxed hand (the hand prior's mean)
 
 # Thumb flexion axes as blends of "palmward" (thumb direction x palm normal: bends the thumb out
 # of the palm plane, to the palm side) and "across" (the palm normal: sweeps it within the palm
@@ -86,3 +97,31 @@ def curl_hand_pose(model, angle: float = 1.05, joints: list[int] | None = None) 
     mask = torch.zeros(30, 1)
     mask[list(range(30)) if joints is None else joints] = 1.0
     return (axes * angle * mask).reshape(1, 90)
+
+
+def hand_joint_frames(model) -> Tensor:
+    """(30,3,3) per hand joint (hand-pose order) the rows (flexion axis, abduction axis, bone
+    axis), an orthonormal right-handed frame in the model frame at rest (= the joint's local
+    frame at rest). bone: from the joint to its child (tips: along the last bone); flexion:
+    `flexion_axes` made perpendicular to the bone; abduction = bone x flexion (for a finger the
+    palm normal, sideways motion of the finger). A rotation vector's components in this frame
+    (`frames @ u`) are the joint's flexion, abduction and twist angles."""
+    J = _rest_joints(model)
+    flex = flexion_axes(model)
+    rows = []
+    for side in ("left", "right"):
+        for finger in FINGERS:
+            ids = finger_joint_ids(model, side, finger)
+            for k, j in enumerate(ids):
+                child = J[ids[k + 1]] if k < 2 else 2 * J[j] - J[ids[k - 1]]
+                bone = (child - J[j]) / (child - J[j]).norm()
+                f = flex[len(rows)]
+                f = f - (f @ bone) * bone
+                f = f / f.norm()
+                rows.append(torch.stack([f, torch.linalg.cross(bone, f), bone]))
+    return torch.stack(rows)
+
+
+def relaxed_hand_pose(model) -> Tensor:
+    """(1,90) the relaxed, slightly curled hand: every joint flexed by RELAXED_CURL radians."""
+    return curl_hand_pose(model, RELAXED_CURL)
