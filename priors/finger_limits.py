@@ -116,10 +116,12 @@ def hand_l2_prior(hand_pose: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
 
 
 def sample_finger_poses(n: int, frames: torch.Tensor, generator: torch.Generator | None = None,
-                        scale: float = 1.0) -> torch.Tensor:  # fmt: skip
+                        scale: float = 1.0, side_scale: float = 1.0) -> torch.Tensor:  # fmt: skip
     """(n,90) axis-angle hand poses with every joint's flexion, abduction and twist drawn
-    uniformly inside `scale` x its range (scale < 1 shrinks the ranges towards zero)."""
+    uniformly inside its range, shrunk towards zero by `scale` (all three angles) and further
+    by `side_scale` (abduction and twist: mostly model slack rather than real finger motion)."""
     lower, upper = finger_limit_bounds(torch.float32)
     draw = torch.rand(n, 30, 3, generator=generator)
-    angles = scale * (lower + (upper - lower) * draw)
+    shrink = scale * torch.tensor([1.0, side_scale, side_scale])
+    angles = shrink * (lower + (upper - lower) * draw)
     return torch.einsum("jab,nja->njb", frames.float(), angles).reshape(n, 90)

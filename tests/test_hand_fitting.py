@@ -4,6 +4,7 @@ thumb of `curl_hand_pose`'s fist."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -106,3 +107,42 @@ def test_lifter_sees_the_same_points_with_hands_added() -> None:
     torch.testing.assert_close(with_hands, body, atol=0, rtol=0)  # hand wrists do not fill the SMPL wrist slots
     smpl_wrists = lifter_points(kp[:, 17:], "hands42", names)[:, 17:19]  # alone, they still stand in
     torch.testing.assert_close(smpl_wrists, kp[:, [17, 38]], atol=0, rtol=0)
+
+
+# ------------------------------------------------------------------------------ fitting
+
+
+def _fit(model: BodyModel, case: dict, keypoints=None, keypoint_set: str = "coco17+hands42", **kwargs):
+    from fitter.fitting import fit_keypoints
+
+    kp = case["keypoints"] if keypoints is None else keypoints
+    return fit_keypoints(kp, keypoint_set, image_size=case["image_size"], focal_length=case["focal"],
+                         body_model=model, **kwargs)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def hand_cases(hands_model: BodyModel) -> dict:
+    from fitter.synthetic import sample_hand_cases
+
+    return sample_hand_cases(hands_model, 2, "coco17", seed=7, side_scale=0.3, image_size=(1125, 1500))
+
+
+def test_body_only_sets_fit_no_hands(hands_model: BodyModel, hand_cases: dict) -> None:
+    result = _fit(hands_model, hand_cases, hand_cases["keypoints"][:, :17], "coco17", config="fast")
+    assert result.hand_pose is None and "hand_prior" not in result.losses
+    hands_only_on_anny = _fit(load_body_model("anny"), hand_cases, config="fast")  # no fingers to fit
+    assert hands_only_on_anny.hand_pose is None
+
+
+def test_missing_hands_keep_the_relaxed_prior_pose(hands_model: BodyModel, hand_cases: dict) -> None:
+    from fitter.body.hands import relaxed_hand_pose
+
+    kp = hand_cases["keypoints"].copy()
+    kp[0, 17:38, 2] = 0.0  # person 0: left hand unseen
+    kp[1, 17:, 2] = 0.0  # person 1: no hands at all
+    result = _fit(hands_model, hand_cases, kp, config="fast")
+    relaxed = relaxed_hand_pose(hands_model)[0].numpy()
+    assert result.hand_pose.shape == (2, 90)
+    np.testing.assert_allclose(result.hand_pose[0, :45], relaxed[:45], atol=1e-6)
+    np.testing.assert_allclose(result.hand_pose[1], relaxed, atol=1e-6)
+    assert np.abs(result.hand_pose[0, 45:] - relaxed[45:]).max() > 0.1  # the seen right hand moved

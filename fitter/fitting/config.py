@@ -48,6 +48,21 @@ class FitConfig:
     # two-person renders (benchmarks/people.py) the order was right without it, it gained 1 cm
     # of depth and doubled the time
     depth_order_weight: float = 0.0
+    # Hands (models with finger joints and keypoints with hands42 points; see losses.hand_terms):
+    # x the hands42 keypoint weights. A hand spans ~5 % of the person's height, so a finger joint's
+    # pixels move little per radian; the factor keeps the fingers' data term well above the priors
+    hand_keypoint_weight: float = 1.0
+    finger_limit_weight: float = 10.0  # x the finger joint-limit penalty (rad^2 outside the limits), as the body's
+    hand_prior_weight: float = 0.3  # x squared distance (rad^2) of the hand pose to the relaxed hand (weak curl prior)
+    hand_lr_scale: float = 3.0  # the hand pose's Adam step is this x the stage's (fingers travel up to 1.5 rad)
+    # Levenberg-Marquardt steps on the fingers and arms, the rest of the body held
+    # (fitting.hand_solve): after the camera stage, from the relaxed hand and from fists of
+    # `hand_start_curls` radians (each hand keeps its best), and again after the body stages
+    # (the fingers meet the final arms). Adam alone needed ~200 iterations for the fingers.
+    hand_solve_iters: int = 10
+    hand_start_curls: tuple[float, ...] = (0.8,)
+    hand_polish_iters: int = 5
+    hand_arm_weight: float = 1.0  # x the arm joints' change (rad) in those steps, a residual beside the keypoints
     restart_poses: tuple[str, ...] = ("bent_legs",)  # alternative starts for restartable items (fitter.body.poses)
     name: str = "custom"
 
