@@ -95,18 +95,19 @@ def test_sampled_finger_poses_lie_inside_the_limits(hands_model: BodyModel) -> N
     assert torch.all(spread > 0.7)  # the draws cover the ranges
 
 
-def test_lifter_sees_the_same_points_with_hands_added() -> None:
-    import numpy as np
-
+@pytest.mark.parametrize("body_set", ["coco17", "smpl24"])
+def test_lifter_sees_the_same_points_with_hands_added(body_set: str) -> None:
     from fitter.regressors.lifter import lifter_points
 
     names = keypoint_names("coco17") + ["smpl_left_wrist", "smpl_right_wrist", "left_hand", "right_hand"]
-    kp = torch.as_tensor(np.random.default_rng(0).uniform(0, 500, size=(2, 17 + 42, 3)), dtype=torch.float32)
-    with_hands = lifter_points(kp, "coco17+hands42", names)
-    body = lifter_points(kp[:, :17], "coco17", names)
-    torch.testing.assert_close(with_hands, body, atol=0, rtol=0)  # hand wrists do not fill the SMPL wrist slots
-    smpl_wrists = lifter_points(kp[:, 17:], "hands42", names)[:, 17:19]  # alone, they still stand in
-    torch.testing.assert_close(smpl_wrists, kp[:, [17, 38]], atol=0, rtol=0)
+    k = len(keypoint_names(body_set))
+    kp = torch.as_tensor(np.random.default_rng(0).uniform(0, 500, size=(2, k + 42, 3)), dtype=torch.float32)
+    with_hands = lifter_points(kp, f"{body_set}+hands42", names)
+    body = lifter_points(kp[:, :k], body_set, names)
+    torch.testing.assert_close(with_hands, body, atol=0, rtol=0)  # hand wrists fill no other wrist slot
+    kp = kp[:, -42:]
+    smpl_wrists = lifter_points(kp, "hands42", names)[:, 17:19]  # alone, they still stand in
+    torch.testing.assert_close(smpl_wrists, kp[:, [0, 21]], atol=0, rtol=0)
 
 
 # ------------------------------------------------------------------------------ fitting
@@ -146,3 +147,49 @@ def test_missing_hands_keep_the_relaxed_prior_pose(hands_model: BodyModel, hand_
     np.testing.assert_allclose(result.hand_pose[0, :45], relaxed[:45], atol=1e-6)
     np.testing.assert_allclose(result.hand_pose[1], relaxed, atol=1e-6)
     assert np.abs(result.hand_pose[0, 45:] - relaxed[45:]).max() > 0.1  # the seen right hand moved
+
+
+def _finger_error_deg(fitted: np.ndarray, truth: np.ndarray) -> float:
+    """Mean geodesic angle (degrees) between fitted and true local finger rotations."""
+    from fitter.geometry import rotation_angle_between
+
+    a, b = (torch.as_tensor(p, dtype=torch.float32).reshape(-1, 3) for p in (fitted, truth))
+    return float(np.degrees(rotation_angle_between(a, b).mean()))
+
+
+def test_photo_sized_case_recovers_the_fingers(hands_model: BodyModel, hand_cases: dict) -> None:
+    result = _fit(hands_model, hand_cases)
+    flat_error = _finger_error_deg(np.zeros_like(result.hand_pose), hand_cases["hand_pose"])
+    error = _finger_error_deg(result.hand_pose, hand_cases["hand_pose"])
+    hand_px = np.linalg.norm(result.keypoints_2d_fit[:, 17:] - hand_cases["keypoints"][:, 17:, :2], axis=-1).mean()
+    assert flat_error > 25.0  # the true fingers are far from flat
+    assert error < 16.0 and hand_px < 2.5
+
+
+@pytest.mark.parametrize("kind", ["smplh", "smplx"])
+def test_smplh_and_smplx_files_fit_hands(hands_model: BodyModel, kind: str, tmp_path) -> None:
+    from model_files import skeleton_model_arrays, write_model_npz
+
+    from fitter.body.hands import finger_joint_ids
+    from fitter.synthetic import sample_hand_cases
+
+    rest = (hands_model.J_regressor @ hands_model.v_template).numpy()
+    dirs = hands_model.J_shapedirs.numpy()
+    tips = {}  # anny-hands' fingertip vertices, on the distal joints
+    for side in ("left", "right"):
+        for finger in ("thumb", "index", "middle", "ring", "pinky"):
+            vid = hands_model.landmark_vertex_ids[f"{side}_{finger}_tip"]
+            joint = finger_joint_ids(hands_model, side, finger)[2]
+            tips[side[0] + finger] = (hands_model.v_template[vid].numpy(), hands_model.shapedirs[vid].numpy(), joint)
+    arrays = skeleton_model_arrays(rest, dirs, kind, tips)
+    model = load_body_model(write_model_npz(arrays, tmp_path / f"{kind}.npz", compressed=True))
+    assert model.hand_joint_ids.tolist() == list(range(22, 52) if kind == "smplh" else range(25, 55))
+    cases = sample_hand_cases(model, 2, "smpl24", seed=3, side_scale=0.3, image_size=(1125, 1500))
+    result = _fit(model, cases, keypoint_set="smpl24+hands42")
+    assert result.hand_pose is not None and result.hand_pose.shape == (2, 90)
+    seen = result.keypoints[..., 2] * np.asarray(keypoint_regressor(model, "smpl24+hands42").quality) > 0
+    hand_px = np.linalg.norm(result.keypoints_2d_fit - cases["keypoints"][..., :2], axis=-1)[:, 24:][seen[:, 24:]]
+    assert hand_px.mean() < 3.0
+    assert _finger_error_deg(result.hand_pose, cases["hand_pose"]) < 0.6 * _finger_error_deg(
+        np.zeros_like(result.hand_pose), cases["hand_pose"]
+    )

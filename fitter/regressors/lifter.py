@@ -65,9 +65,10 @@ def union_point_names(sets: tuple[str, ...] | list[str] = LIFTER_INPUT_SETS) -> 
 def _slot_sources(keypoint_set: str, point_names: tuple[str, ...]) -> tuple[int, ...]:
     """For every lifter slot, the index of the set's point that fills it (-1: none): the point
     of the same name, else a point standing in for it (`canonical_name`, e.g. an SMPL hip joint
-    for a lifter that only knows COCO's hips) unless the set has the slot's own point, or has
-    the slot's canonical point itself in that point's own slot (then the stand-in would only
-    repeat it: "coco17+hands42"'s hand wrists must not fill the SMPL wrist slots)."""
+    for a lifter that only knows COCO's hips) unless the set has the slot's own point, or already
+    feeds the same canonical point through a point with a slot of its own (then the stand-in
+    would only repeat it: "coco17+hands42"'s or "smpl24+hands42"'s hand wrists must not fill
+    the other wrist slots, an input pattern the lifter never saw)."""
     names = keypoint_names(keypoint_set)
     exact = {n: i for i, n in enumerate(names)}
     alias = {}
@@ -75,13 +76,15 @@ def _slot_sources(keypoint_set: str, point_names: tuple[str, ...]) -> tuple[int,
         if n not in point_names:  # a point without its own slot may stand in for its canonical name
             alias.setdefault(canonical_name(n), i)
 
+    # canonical names the set already feeds through points that have slots of their own
+    slotted = {canonical_name(n) for n in names if n in point_names}
+
     def source(n: str) -> int:
         if n in exact:
             return exact[n]
-        canonical = canonical_name(n)
-        if canonical != n and canonical in exact and canonical in point_names:
+        if canonical_name(n) in slotted:
             return -1
-        return alias.get(canonical, alias.get(n, -1))
+        return alias.get(canonical_name(n), alias.get(n, -1))
 
     return tuple(source(n) for n in point_names)
 
