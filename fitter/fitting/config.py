@@ -54,7 +54,6 @@ class FitConfig:
     hand_keypoint_weight: float = 1.0
     finger_limit_weight: float = 10.0  # x the finger joint-limit penalty (rad^2 outside the limits), as the body's
     hand_prior_weight: float = 0.3  # x squared distance (rad^2) of the hand pose to the relaxed hand (weak curl prior)
-    hand_lr_scale: float = 3.0  # the hand pose's Adam step is this x the stage's (fingers travel up to 1.5 rad)
     # Levenberg-Marquardt steps on the fingers and arms, the rest of the body held
     # (fitting.hand_solve): after the camera stage, from the relaxed hand and from fists of
     # `hand_start_curls` radians (each hand keeps its best), and again after the body stages

@@ -38,7 +38,7 @@ def _keypoint_residuals(problem: Problem, params: Params, x: Tensor, config: Fit
     B = len(problem)
     S = x.shape[0] // B
     rep = lambda t: t.repeat_interleave(S, 0)  # noqa: E731
-    pose = rep(params.pose.detach()).clone()
+    pose = rep(params.body_pose.detach()).clone()
     pose[:, ARM] = pose[:, ARM] + x[:, 90:]
     hands = x[:, :90] * rep(params.hands_free) + rep(params.hand_start) * (1.0 - rep(params.hands_free))
     root = rep(params.orient_delta.detach())

@@ -29,7 +29,7 @@ __all__ = ["camera_loss", "body_terms", "hand_terms", "silhouette_terms"]
 
 def camera_loss(problem: Problem, params: Params, start_transl: Tensor, config: FitConfig) -> Tensor:
     """(B,) torso reprojection (all points for items without a seen torso point) + depth regulariser."""
-    _, _, proj = problem.points(params.betas, params.pose, params.orient_delta, params.transl,
+    _, _, proj = problem.points(params.betas, params.body_pose, params.orient_delta, params.transl,
                                 orient_base=params.orient_start, hand_pose=params.hands)  # fmt: skip
     w = problem.weights * problem.torso_mask
     w = torch.where(w.sum(1, keepdim=True) > 0, w, problem.weights)
@@ -41,13 +41,13 @@ def body_terms(problem: Problem, params: Params, prior_set, config: FitConfig, p
                shape_weight: float, pairs: Tensor | None = None) -> dict[str, Tensor]:  # fmt: skip
     """Per-item (B,) terms of a body stage at the given pose / shape prior weights; pairs (P,2):
     items of one photo (`scene_pairs`) whose bodies must not interpenetrate."""
-    joints, pts3d, proj = problem.points(params.betas, params.pose, params.orient_delta, params.transl,
+    joints, pts3d, proj = problem.points(params.betas, params.body_pose, params.orient_delta, params.transl,
                                     orient_base=params.orient_start, hand_pose=params.hands)  # fmt: skip
     weights = problem.weights
     if problem.hand_mask is not None:
         weights = weights * (1.0 + (config.hand_keypoint_weight - 1.0) * problem.hand_mask)
     terms = {"reprojection": reprojection_term(proj, problem.target, weights, problem.scale, config.sigma)}
-    prior = prior_set(params.pose, params.betas)
+    prior = prior_set(params.body_pose, params.betas)
     terms["angle"] = config.angle_prior_weight**2 * prior["angle"]
     terms["shape"] = shape_weight**2 * prior["shape"]
     if "joint_limits" in prior:  # with the GMM too (as bounds: zero inside the limits)
@@ -57,11 +57,11 @@ def body_terms(problem: Problem, params: Params, prior_set, config: FitConfig, p
     else:
         terms["pose"] = (config.pose_l2_scale * pose_weight) ** 2 * prior["pose_l2"]
     if problem.pose_anchor is not None and config.anchor_weight > 0:
-        offset = (params.pose - problem.pose_anchor).pow(2)
-        if params.wrist_delta is not None:  # the hand keypoints, not the start, set the wrists
-            offset = offset[:, : WRISTS.start].sum(-1) + offset[:, WRISTS.stop :].sum(-1)
-        else:
-            offset = offset.sum(-1)
+        offset = (params.body_pose - problem.pose_anchor).pow(2)
+        if params.hand_pose is not None:  # a seen hand's keypoints, not the start, set its wrist
+            held = 1.0 - params.hands_free[:, [0, 45]].repeat_interleave(3, dim=1)  # (B,6) left, right
+            offset = torch.cat([offset[:, : WRISTS.start], offset[:, WRISTS] * held, offset[:, WRISTS.stop :]], dim=1)
+        offset = offset.sum(-1)
         terms["anchor"] = config.anchor_weight**2 * problem.anchored * offset
     if problem.landmarks3d is not None and config.landmarks3d_weight > 0:
         terms["landmarks3d"] = config.landmarks3d_weight * landmarks3d_term(
@@ -92,7 +92,7 @@ def silhouette_terms(problem: Problem, params: Params, sil: SilhouetteTargets, p
     their part's visible mask); like: a (B,) tensor of the output's dtype and device."""
     items, vids = sil.items, sil.vertex_ids
     hands = None if params.hand_pose is None else params.hands[items]
-    points = problem.model.forward_joints(params.betas[items], params.pose[items], params.global_orient[items],
+    points = problem.model.forward_joints(params.betas[items], params.body_pose[items], params.global_orient[items],
                                           params.transl[items], vids, hand_pose=hands).points  # fmt: skip
     proj = perspective_project(points, problem.focal[items], problem.center[items]) * sil.scale[:, None, None]
     target = sil.target

@@ -17,11 +17,8 @@ class Params(torch.nn.Module):
     as a small rotation `orient_delta` (axis-angle, camera frame) applied on top of the start's:
     R = R(delta) R_start, which keeps the optimiser away from axis-angle's wrap-around at
     |theta| = pi (upright bodies sit there). When the fit poses the fingers: hand_pose (B,90)
-    axis-angle (fitter.body.hands layout) and wrist_delta (B,6), the two wrists' rotation
-    vectors added to body_pose's (the hand keypoints turn the wrists far from a start that
-    never saw them: a separate parameter can take larger steps), hands_free (B,90) 1 where the
-    hand pose is fitted (see `hands`); else both None (no parameters).
-    Losses read the body pose as `pose` (body_pose itself without hands)."""
+    axis-angle (fitter.body.hands layout) and hands_free (B,90), 1 where the hand pose is
+    fitted (losses read `hands`); else hand_pose is None (no parameter)."""
 
     def __init__(self, betas: Tensor, body_pose: Tensor, global_orient: Tensor, transl: Tensor,
                  hand_pose: Tensor | None = None, hands_free: Tensor | None = None) -> None:  # fmt: skip
@@ -31,7 +28,6 @@ class Params(torch.nn.Module):
         self.orient_delta = torch.nn.Parameter(torch.zeros_like(global_orient))
         self.transl = torch.nn.Parameter(transl.clone())
         self.hand_pose = None if hand_pose is None else torch.nn.Parameter(hand_pose.clone())
-        self.wrist_delta = None if hand_pose is None else torch.nn.Parameter(body_pose.new_zeros(len(body_pose), 6))
         self.register_buffer("orient_start", axis_angle_to_matrix(global_orient.detach()))
         if hand_pose is not None:
             self.register_buffer("hand_start", hand_pose.detach().clone())
@@ -46,21 +42,13 @@ class Params(torch.nn.Module):
         return self.hand_pose * self.hands_free + self.hand_start * (1.0 - self.hands_free)
 
     @property
-    def pose(self) -> Tensor:
-        """(B,69) the body pose in use: body_pose, plus wrist_delta at the wrists when fitted."""
-        if self.wrist_delta is None:
-            return self.body_pose
-        return torch.cat([self.body_pose[:, :WRISTS.start], self.body_pose[:, WRISTS] + self.wrist_delta,
-                          self.body_pose[:, WRISTS.stop :]], dim=1)  # fmt: skip
-
-    @property
     def global_orient(self) -> Tensor:
         """(B,1,3,3) rotation matrices."""
         return (axis_angle_to_matrix(self.orient_delta) @ self.orient_start)[:, None]
 
     def values(self) -> dict[str, Tensor]:
         """Detached betas, body_pose, transl, global_orient (B,3) axis-angle (and hand_pose when fitted)."""
-        out = {"betas": self.betas.detach(), "body_pose": self.pose.detach(), "transl": self.transl.detach()}
+        out = {"betas": self.betas.detach(), "body_pose": self.body_pose.detach(), "transl": self.transl.detach()}
         if self.hand_pose is not None:
             out["hand_pose"] = self.hands.detach()
         out["global_orient"] = matrix_to_axis_angle(self.global_orient[:, 0]).detach()

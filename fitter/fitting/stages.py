@@ -26,26 +26,21 @@ __all__ = ["fit_batch", "run_stage", "LR_FINAL_FRACTION"]
 LR_FINAL_FRACTION = 0.1  # Adam's step decays (cosine) to this fraction of the stage's step size
 SILHOUETTE_LR_SCALE = 0.5  # the silhouette stage takes smaller steps
 BODY = ["betas", "body_pose", "orient_delta", "transl"]
-HANDS = ["hand_pose", "wrist_delta"]  # free beside BODY when the fit poses the fingers
 
 
-def run_stage(params: Params, free: list[str], loss_fn: Callable[[], Tensor], iters: int, lr: float,
-              lr_scales: dict[str, float] | None = None) -> None:  # fmt: skip
+def run_stage(params: Params, free: list[str], loss_fn: Callable[[], Tensor], iters: int, lr: float) -> None:
     """`iters` Adam steps on the parameters named in `free` (the others are frozen), minimising
-    the sum over items of loss_fn() (B,); the step decays from lr to LR_FINAL_FRACTION x lr;
-    lr_scales: parameters (of `free`) whose step is that many times the others'."""
-    lr_scales = {n: f for n, f in (lr_scales or {}).items() if n in free}
+    the sum over items of loss_fn() (B,); the step decays from lr to LR_FINAL_FRACTION x lr."""
+    tensors = [getattr(params, n) for n in free]
     for name, p in params.named_parameters():
         p.requires_grad_(name in free)
     if iters <= 0:
         return
-    groups = [{"params": [getattr(params, n) for n in free if n not in lr_scales], "scale": 1.0}]
-    groups += [{"params": [getattr(params, n)], "scale": f} for n, f in lr_scales.items()]
-    opt = torch.optim.Adam(groups, lr=lr)
+    opt = torch.optim.Adam(tensors, lr=lr)
     for it in range(iters):
         frac = LR_FINAL_FRACTION + (1 - LR_FINAL_FRACTION) * 0.5 * (1 + math.cos(math.pi * it / max(1, iters - 1)))
         for group in opt.param_groups:
-            group["lr"] = lr * frac * group["scale"]
+            group["lr"] = lr * frac
         opt.zero_grad(set_to_none=True)
         loss_fn().sum().backward()
         opt.step()
@@ -60,7 +55,7 @@ def _part_visibility(problem: Problem, params: Params, sil: SilhouetteTargets) -
     items, rows = sil.items, sil.parts.rows
     with torch.no_grad():
         hands = None if params.hand_pose is None else params.hands[items][rows]
-        out = problem.model(params.betas[items][rows], params.pose[items][rows],
+        out = problem.model(params.betas[items][rows], params.body_pose[items][rows],
                             params.global_orient[items][rows], params.transl[items][rows], hand_pose=hands)  # fmt: skip
         scale = sil.scale[rows]  # at the working resolution, like the masks
         res = SILHOUETTE_RESOLUTION
@@ -78,8 +73,7 @@ def fit_batch(problem: Problem, start: dict[str, Tensor], prior_set, config: Fit
     params = Params(start["betas"], start["body_pose"], start["global_orient"], start["transl"], start.get("hand_pose"),
                     hands_free)  # fmt: skip
     lr = config.lr * lr_scale
-    free = BODY + (HANDS if params.hand_pose is not None else [])
-    scales = {"hand_pose": config.hand_lr_scale, "wrist_delta": config.hand_lr_scale}
+    free = BODY + (["hand_pose"] if params.hand_pose is not None else [])
     start_transl = start["transl"].detach()
     run_stage(params, ["orient_delta", "transl"], lambda: camera_loss(problem, params, start_transl, config),
               config.camera_iters, lr)  # fmt: skip
@@ -96,7 +90,7 @@ def fit_batch(problem: Problem, start: dict[str, Tensor], prior_set, config: Fit
 
     solve_hands(problem, params, config, config.hand_solve_iters, config.hand_start_curls)  # no-op without hands
     for iters, pose_w, shape_w in zip(config.stage_iters, config.pose_prior_weights, config.shape_prior_weights):
-        run_stage(params, free, body_loss(pose_w, shape_w), iters, lr, scales)
+        run_stage(params, free, body_loss(pose_w, shape_w), iters, lr)
     solve_hands(problem, params, config, config.hand_polish_iters)  # the fingers meet the final arms
     final = body_loss(config.pose_prior_weights[-1], config.shape_prior_weights[-1])
     if silhouettes is not None and config.silhouette_iters > 0:
@@ -109,7 +103,7 @@ def fit_batch(problem: Problem, start: dict[str, Tensor], prior_set, config: Fit
             terms.update(extra)
             return keypoint_part + sum(extra.values())
 
-        run_stage(params, free, final_with_silhouette, config.silhouette_iters, lr * SILHOUETTE_LR_SCALE, scales)
+        run_stage(params, free, final_with_silhouette, config.silhouette_iters, lr * SILHOUETTE_LR_SCALE)
     else:
         final_with_silhouette = final
     with torch.no_grad():
