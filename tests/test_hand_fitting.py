@@ -193,3 +193,30 @@ def test_smplh_and_smplx_files_fit_hands(hands_model: BodyModel, kind: str, tmp_
     assert _finger_error_deg(result.hand_pose, cases["hand_pose"]) < 0.6 * _finger_error_deg(
         np.zeros_like(result.hand_pose), cases["hand_pose"]
     )
+
+
+def test_hand_solve_jacobian_matches_finite_differences(hands_model: BodyModel, hand_cases: dict) -> None:
+    from fitter.fitting import fit_config
+    from fitter.fitting.hand_solve import NUM, _descendants, _jacobian, _keypoint_residuals, _solve_joints
+    from fitter.fitting.params import Params
+    from fitter.fitting.problem import Problem
+
+    model = load_body_model("anny-hands").double()
+    t = {k: torch.as_tensor(hand_cases[k]).double() for k in ("betas", "body_pose", "global_orient", "transl",
+                                                              "hand_pose", "keypoints", "focal")}  # fmt: skip
+    centre = torch.as_tensor(hand_cases["image_size"] / 2).double().expand(2, 2)
+    problem = Problem.build(model, "coco17+hands42", t["keypoints"], t["focal"], centre)
+    params = Params(t["betas"], t["body_pose"], t["global_orient"], t["transl"], 0.7 * t["hand_pose"],
+                    problem.seen_hands()).double()  # fmt: skip
+    config = fit_config("default")
+    x = torch.cat([params.hand_pose.detach(), 0.1 * torch.randn(2, NUM - 90, generator=torch.Generator().manual_seed(1),
+                                                                  dtype=torch.float64)], dim=1)  # fmt: skip
+    below = problem.skin.gather[None] * _descendants(model, _solve_joints(model))[:, problem.skin.pair_joint][:, None]
+    residual, jac = _jacobian(problem, params, x, config, below)
+    base = _keypoint_residuals(problem, params, x, config)
+    torch.testing.assert_close(residual, base, atol=1e-9, rtol=0)
+    eps = 1e-6
+    steps = eps * torch.eye(NUM, dtype=torch.float64)
+    numeric = torch.stack([(_keypoint_residuals(problem, params, x + steps[i], config) - base) / eps
+                           for i in range(NUM)], dim=-1)  # fmt: skip
+    assert (jac - numeric).abs().max() < 1e-3 * numeric.abs().max()

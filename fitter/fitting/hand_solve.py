@@ -4,10 +4,10 @@ Adam moves every finger joint by about one step size per iteration, and a finger
 1.5 rad from the relaxed start: it needed ~200 iterations to settle. The hand problem is small
 (114 values per person: hand_pose (90) and the collars, shoulders, elbows and wrists (24),
 which place the hands) and nearly least squares, so a few
-Gauss-Newton steps settle it instead. The Jacobian of the keypoints is taken by forward
-differences in one batched posing call (B x 115 bodies); the curl prior, the finger limits and
-a pull of the arm joints to where they were enter as residuals (linear; the limits' rows
-switch on outside the ranges).
+Gauss-Newton steps settle it instead. The Jacobian of the keypoints is written out (`_jacobian`:
+one forward kinematics pass, each joint turning the keypoints below it; it matches forward
+differences); the curl prior, the finger limits and a pull of the arm joints to where they
+were enter as residuals (linear; the limits' rows switch on outside the ranges).
 The Geman-McClure weights are left out (residuals of a converging fit sit far inside its sigma).
 """
 
@@ -20,12 +20,11 @@ from fitter.body.hands import curl_hand_pose
 from fitter.fitting.config import FitConfig
 from fitter.fitting.params import Params
 from fitter.fitting.problem import Problem
-from fitter.geometry import perspective_project
+from fitter.geometry import axis_angle_to_matrix, perspective_project
 from priors.finger_limits import finger_limit_angles, finger_limit_bounds
 
 __all__ = ["solve_hands"]
 
-STEP = 2e-3  # radians: forward-difference step
 DAMPING = 1e-2  # initial Levenberg-Marquardt damping, x the mean of the normal matrix's diagonal
 ARM_JOINTS = (13, 14, 16, 17, 18, 19, 20, 21)  # SMPL collars, shoulders, elbows, wrists
 LEFT_ARM = (13, 16, 18, 20)
@@ -51,8 +50,85 @@ def _keypoint_residuals(problem: Problem, params: Params, x: Tensor, config: Fit
     return ((proj - rep(problem.target)) * scale[..., None]).flatten(1)
 
 
-def _prior_residuals(problem: Problem, x: Tensor, config: FitConfig) -> tuple[Tensor, Tensor]:
-    """Curl prior, finger-limit and arm-change residuals (B,180+A) and their Jacobian (B,180+A,NUM)."""
+def _skew(v: Tensor) -> Tensor:
+    """(...,3,B) vectors -> (...,3,3,B) cross-product matrices."""
+    x, y, z = v.unbind(-2)
+    zero = torch.zeros_like(x)
+    return torch.stack([torch.stack([zero, -z, y], -2), torch.stack([z, zero, -x], -2),
+                        torch.stack([-y, x, zero], -2)], -3)  # fmt: skip
+
+
+def _right_jacobian(u: Tensor) -> Tensor:
+    """(...,3,B) rotation vectors -> (...,3,3,B) right Jacobians of SO(3): R(u + d) ~ R(u) R(J_r(u) d)."""
+    theta_sq = (u * u).sum(-2, keepdim=True).clamp_min(1e-12)  # (...,1,B)
+    theta = theta_sq.sqrt()
+    a = torch.where(theta > 1e-4, (1.0 - torch.cos(theta)) / theta_sq, 0.5 - theta_sq / 24.0)
+    b = torch.where(theta > 1e-4, (theta - torch.sin(theta)) / (theta_sq * theta), 1.0 / 6.0 - theta_sq / 120.0)
+    k = _skew(u)
+    eye = torch.eye(3, dtype=u.dtype, device=u.device)[..., None]
+    return eye - a[..., None, :] * k + b[..., None, :] * torch.einsum("...ijb,...jkb->...ikb", k, k)
+
+
+def _descendants(model, joints: Tensor) -> Tensor:
+    """(len(joints), J) 1.0 where a full-model joint is one of `joints` or hangs below it."""
+    parents = model.parents.tolist()
+    below = torch.zeros(len(parents), len(parents), dtype=model.v_template.dtype)
+    for j in range(len(parents)):
+        k = j
+        while k >= 0:  # every ancestor of j (and j itself) has j below it
+            below[k, j] = 1.0
+            k = parents[k]
+    return below[joints.cpu()].to(model.v_template.device)
+
+
+def _solve_joints(model) -> Tensor:
+    """(38,) the full-model joints of x's values in order: the 30 finger joints, then ARM_JOINTS."""
+    return torch.cat([model.hand_joint_ids, model.body_to_full[list(ARM_JOINTS)]])
+
+
+def _jacobian(problem: Problem, params: Params, x: Tensor, config: FitConfig, below: Tensor) -> tuple[Tensor, Tensor]:
+    """Keypoint residuals (B,2K) at x (B,NUM) and their Jacobian (B,2K,NUM), in closed form: a
+    change d of joint j's rotation vector u turns everything below j about the world axis
+    G_j J_r(u) d through the joint's position (G_j its world rotation, J_r the right Jacobian).
+    below (38,K,P): the skin's pair blends (gather) of the pairs each of x's joints moves."""
+    model, skin = problem.model, problem.skin
+    B = x.shape[0]
+    pose = params.body_pose.detach().clone()
+    pose[:, ARM] = pose[:, ARM] + x[:, 90:]
+    hands = x[:, :90] * params.hands_free + params.hand_start * (1.0 - params.hands_free)
+    root = (axis_angle_to_matrix(params.orient_delta.detach()) @ params.orient_start)[:, None]
+    rotations = model._local_rotations(pose, root, B, hands)
+    world = model._world_transforms(params.betas.detach(), rotations, params.transl.detach())  # (J+1,4,4,B)
+    num_pairs = skin.pair_joint.shape[0]
+    offsets = torch.addmm(skin.offset_template, skin.offset_shapedirs, params.betas.detach().T).view(num_pairs, 4, B)
+    selected = world[:, :3].index_select(0, skin.pair_joint)  # (P,3,4,B)
+    pairs = (selected * offsets[:, None]).sum(2)  # (P,3,B): R b + a t per pair
+    points = torch.einsum("kp,pcb->kcb", skin.gather, pairs)  # (K,3,B) camera frame
+    joints = _solve_joints(model)
+    moved = torch.einsum("jkp,pcb->jkcb", below, pairs)  # (38,K,3,B)
+    weight = torch.einsum("jkp,pb->jkb", below, offsets[:, 3])  # (38,K,B)
+    centre = world[joints, :3, 3]  # (38,3,B)
+    lever = moved - weight[:, :, None] * centre[:, None]  # (38,K,3,B)
+    local = torch.cat([hands.T.reshape(30, 3, B), pose.T.reshape(23, 3, B)[[j - 1 for j in ARM_JOINTS]]])
+    axes = torch.einsum("jikb,jklb->jilb", world[joints, :3, :3], _right_jacobian(local))  # (38,3,3,B)
+    # d point / d u_jc = axes[j,:,c] x lever[j,k]
+    d_points = torch.linalg.cross(axes.permute(0, 2, 3, 1)[:, :, None], lever.permute(0, 1, 3, 2)[:, None], dim=-1)
+    # (38,3c,K,B,3) -> pixels: f / Z (dX - X/Z dZ, dY - Y/Z dZ)
+    X = points.permute(0, 2, 1)  # (K,B,3)
+    z = X[..., 2:3]
+    focal = problem.focal[None, :, None]
+    proj = focal * X[..., :2] / z + problem.center[None]
+    d_proj = focal / z * (d_points[..., :2] - X[..., :2] / z * d_points[..., 2:3])  # (38,3,K,B,2)
+    weights = problem.weights * (1.0 + (config.hand_keypoint_weight - 1.0) * problem.hand_mask)
+    factor = (problem.scale[:, None] * weights).T[..., None]  # (K,B,1)
+    residual = ((proj - problem.target.permute(1, 0, 2)) * factor).permute(1, 0, 2).reshape(B, -1)
+    jac = (d_proj * factor).permute(3, 2, 4, 0, 1).reshape(B, -1, NUM)
+    return residual, jac
+
+
+def _prior_residuals(problem: Problem, x: Tensor, config: FitConfig,
+                     jacobian: bool = True) -> tuple[Tensor, Tensor | None]:  # fmt: skip
+    """Curl prior, finger-limit and arm-change residuals (B,180+A) and their Jacobian (B,180+A,NUM) (or None)."""
     B = x.shape[0]
     frames = problem.hand_frames
     prior = config.hand_prior_weight * (x[:, :90] - problem.hand_mean)
@@ -62,12 +138,15 @@ def _prior_residuals(problem: Problem, x: Tensor, config: FitConfig) -> tuple[Te
     outside = (excess != 0).to(x.dtype)  # (B,30,3)
     limits = config.finger_limit_weight * excess.reshape(B, 90)
     arm = config.hand_arm_weight * x[:, 90:]
+    residuals = torch.cat([prior, limits, arm], dim=1)
+    if not jacobian:
+        return residuals, None
     jac = x.new_zeros(B, 180 + len(ARM), NUM)
     jac[:, :90, :90] = config.hand_prior_weight * torch.eye(90, dtype=x.dtype, device=x.device)
     block = torch.einsum("bja,jac->bjac", outside * config.finger_limit_weight, frames)  # (B,30,3,3)
     jac[:, 90:180, :90] = _block_diag(block)
     jac[:, 180:, 90:] = config.hand_arm_weight * torch.eye(len(ARM), dtype=x.dtype, device=x.device)
-    return torch.cat([prior, limits, arm], dim=1), jac
+    return residuals, jac
 
 
 def _block_diag(blocks: Tensor) -> Tensor:
@@ -88,22 +167,10 @@ def _side_columns(dtype: torch.dtype, device) -> Tensor:
     return cols
 
 
-def _paired_columns(device) -> tuple[Tensor, Tensor]:
-    """(P,), (P,) columns of x: each left value and its right twin (hand pose, arm joints)."""
-    left = list(range(45))
-    right = list(range(45, 90))
-    for i, joint in enumerate(ARM_JOINTS):
-        if joint in LEFT_ARM:
-            twin = ARM_JOINTS.index(joint + 1)
-            left += [90 + 3 * i + c for c in range(3)]
-            right += [90 + 3 * twin + c for c in range(3)]
-    return torch.tensor(left, device=device), torch.tensor(right, device=device)
-
-
 def _side_costs(problem: Problem, params: Params, x: Tensor, config: FitConfig) -> Tensor:
     """(B,2) the cost of each hand: its keypoints' squared residuals, its priors and its arm's change."""
     r = _keypoint_residuals(problem, params, x, config).pow(2)  # (B,2K)
-    p, _ = _prior_residuals(problem, x, config)
+    p, _ = _prior_residuals(problem, x, config, jacobian=False)
     cols = _side_columns(x.dtype, x.device)
     rows = torch.cat([cols[:, :90], cols[:, :90], cols[:, 90:]], dim=1)  # prior, limits, arm rows
     return r @ problem.hand_sides.repeat_interleave(2, dim=1).T + p.pow(2) @ rows.T
@@ -118,26 +185,14 @@ def _levenberg_marquardt(problem: Problem, params: Params, config: FitConfig, x:
 
     def cost(x_: Tensor) -> Tensor:
         r = _keypoint_residuals(problem, params, x_, config)
-        p, _ = _prior_residuals(problem, x_, config)
+        p, _ = _prior_residuals(problem, x_, config, jacobian=False)
         return r.pow(2).sum(1) + p.pow(2).sum(1)
 
-    # The two sides share no value and (nearly) no keypoint: one probe moves a left value and its
-    # right twin, and each keypoint's change is credited to the value of its own side.
-    left, right = _paired_columns(x.device)
-    probe_dirs = x.new_zeros(len(left), NUM)
-    probe_dirs[torch.arange(len(left)), left] = STEP
-    probe_dirs[torch.arange(len(left)), right] = STEP
-    side_rows = torch.tensor([[n.startswith(side) for n in problem.names] for side in ("left_", "right_")],
-                             dtype=dt, device=dev).repeat_interleave(2, dim=1)  # (2,2K)  # fmt: skip
+    joints = _solve_joints(problem.model)
+    below = problem.skin.gather[None] * _descendants(problem.model, joints)[:, problem.skin.pair_joint][:, None]
     current = cost(x)
     for _ in range(iters):
-        probes = torch.cat([x[:, None], x[:, None] + probe_dirs], dim=1)
-        r_all = _keypoint_residuals(problem, params, probes.reshape(-1, NUM), config).view(B, len(left) + 1, -1)
-        r0 = r_all[:, 0]
-        diff = (r_all[:, 1:] - r0[:, None]) / STEP  # (B,P,2K)
-        jac = x.new_zeros(B, r0.shape[1], NUM)
-        jac[:, :, left] = (diff * side_rows[0]).transpose(1, 2)
-        jac[:, :, right] = (diff * side_rows[1]).transpose(1, 2)
+        r0, jac = _jacobian(problem, params, x, config, below)
         jac = jac * free[:, None]  # (B,2K,NUM)
         p0, pjac = _prior_residuals(problem, x, config)
         pjac = pjac * free[:, None]
