@@ -73,7 +73,6 @@ def fit_batch(problem: Problem, start: dict[str, Tensor], prior_set, config: Fit
     params = Params(start["betas"], start["body_pose"], start["global_orient"], start["transl"], start.get("hand_pose"),
                     hands_free)  # fmt: skip
     lr = config.lr * lr_scale
-    free = BODY + (["hand_pose"] if params.hand_pose is not None else [])
     start_transl = start["transl"].detach()
     run_stage(params, ["orient_delta", "transl"], lambda: camera_loss(problem, params, start_transl, config),
               config.camera_iters, lr)  # fmt: skip
@@ -90,7 +89,7 @@ def fit_batch(problem: Problem, start: dict[str, Tensor], prior_set, config: Fit
 
     solve_hands(problem, params, config, config.hand_solve_iters, config.hand_start_curls)  # no-op without hands
     for iters, pose_w, shape_w in zip(config.stage_iters, config.pose_prior_weights, config.shape_prior_weights):
-        run_stage(params, free, body_loss(pose_w, shape_w), iters, lr)
+        run_stage(params, BODY, body_loss(pose_w, shape_w), iters, lr)
     solve_hands(problem, params, config, config.hand_polish_iters)  # the fingers meet the final arms
     final = body_loss(config.pose_prior_weights[-1], config.shape_prior_weights[-1])
     if silhouettes is not None and config.silhouette_iters > 0:
@@ -103,7 +102,7 @@ def fit_batch(problem: Problem, start: dict[str, Tensor], prior_set, config: Fit
             terms.update(extra)
             return keypoint_part + sum(extra.values())
 
-        run_stage(params, free, final_with_silhouette, config.silhouette_iters, lr * SILHOUETTE_LR_SCALE)
+        run_stage(params, BODY, final_with_silhouette, config.silhouette_iters, lr * SILHOUETTE_LR_SCALE)
     else:
         final_with_silhouette = final
     with torch.no_grad():
