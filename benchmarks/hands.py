@@ -15,7 +15,8 @@ Columns: hand size (px, the longer side of a hand's keypoint box, mean); finger 
 (deg, mean geodesic angle between fitted and true local rotations of all 30 finger joints);
 hand 2D (px, mean distance of the fitted hand keypoints to the given ones: with noise, to the
 noisy ones); hand PA-MPJPE (mm, the 21 points of each hand Procrustes-aligned per hand, scale
-included, mean over hands); body 2D (px). Times: the whole batch (`--n` people) with hands and
+included, mean over hands); body 2D (px). Times, CPU seconds of this process (one torch
+thread; the wall clock of a shared machine drifts with other jobs): the whole batch (`--n` people) with hands and
 body-only (the `--body-set` keypoints alone, same model and cases), and single-person fits
 (mean over `--singles` people fitted one at a time), with their ratio.
 Tuning used seeds 100 / 101 (6 people each); report another seed.

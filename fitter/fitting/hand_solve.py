@@ -13,6 +13,8 @@ The Geman-McClure weights are left out (residuals of a converging fit sit far in
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+
 import torch
 from torch import Tensor
 
@@ -32,22 +34,51 @@ ARM = torch.tensor([3 * (j - 1) + c for j in ARM_JOINTS for c in range(3)])  # t
 NUM = 90 + len(ARM)  # hand-pose values + arm values
 
 
-def _keypoint_residuals(problem: Problem, params: Params, x: Tensor, config: FitConfig) -> Tensor:
-    """(M,2K) weighted keypoint residuals (crop units) for M = B x S candidates x (B*S, 96)."""
-    B = len(problem)
-    S = x.shape[0] // B
-    rep = lambda t: t.repeat_interleave(S, 0)  # noqa: E731
-    pose = rep(params.body_pose.detach()).clone()
-    pose[:, ARM] = pose[:, ARM] + x[:, 90:]
-    hands = x[:, :90] * rep(params.hands_free) + rep(params.hand_start) * (1.0 - rep(params.hands_free))
-    root = rep(params.orient_delta.detach())
-    _, points = problem.model.pose_landmarks(problem.skin, rep(params.betas.detach()), pose, root,
-                                             rep(params.transl.detach()), orient_base=rep(params.orient_start),
-                                             hand_pose=hands)  # fmt: skip
-    proj = perspective_project(points, rep(problem.focal), rep(problem.center))
+@dataclass
+class _Held:
+    """What a solve holds, per item: betas (B,NB), body_pose (B,69) (its arm values are the
+    solve's base), transl (B,3), orient_delta (B,3) and orient_start (B,3,3) (Params' root),
+    hand_start (B,90) and hands_free (B,90) (unseen hands keep hand_start)."""
+
+    betas: Tensor
+    body_pose: Tensor
+    transl: Tensor
+    orient_delta: Tensor
+    orient_start: Tensor
+    hand_start: Tensor
+    hands_free: Tensor
+
+    @classmethod
+    def of(cls, params: Params) -> "_Held":
+        return cls(*(getattr(params, f.name).detach() for f in fields(cls)))
+
+    def tiled(self, n: int) -> "_Held":
+        """The items repeated n times (item i of copy c at row c B + i)."""
+        return _Held(
+            *(getattr(self, f.name).repeat(n, *([1] * (getattr(self, f.name).ndim - 1))) for f in fields(self))
+        )
+
+    def hands(self, x: Tensor) -> Tensor:
+        return x[:, :90] * self.hands_free + self.hand_start * (1.0 - self.hands_free)
+
+    def pose(self, x: Tensor) -> Tensor:
+        pose = self.body_pose.clone()
+        pose[:, ARM] = pose[:, ARM] + x[:, 90:]
+        return pose
+
+
+def _keypoint_residuals(problem: Problem, held: _Held, x: Tensor, config: FitConfig) -> Tensor:
+    """(B,2K) weighted keypoint residuals (crop units) at x (B,NUM)."""
+    _, points = problem.model.pose_landmarks(problem.skin, held.betas, held.pose(x), held.orient_delta, held.transl,
+                                             orient_base=held.orient_start, hand_pose=held.hands(x))  # fmt: skip
+    proj = perspective_project(points, problem.focal, problem.center)
+    return ((proj - problem.target) * _point_factors(problem, config)[..., None]).flatten(1)
+
+
+def _point_factors(problem: Problem, config: FitConfig) -> Tensor:
+    """(B,K) crop scale x keypoint weight (hand points x hand_keypoint_weight)."""
     weights = problem.weights * (1.0 + (config.hand_keypoint_weight - 1.0) * problem.hand_mask)
-    scale = (rep(problem.scale) * rep(weights).T).T  # (M,K)
-    return ((proj - rep(problem.target)) * scale[..., None]).flatten(1)
+    return problem.scale[:, None] * weights
 
 
 def _skew(v: Tensor) -> Tensor:
@@ -86,21 +117,19 @@ def _solve_joints(model) -> Tensor:
     return torch.cat([model.hand_joint_ids, model.body_to_full[list(ARM_JOINTS)]])
 
 
-def _jacobian(problem: Problem, params: Params, x: Tensor, config: FitConfig, below: Tensor) -> tuple[Tensor, Tensor]:
+def _jacobian(problem: Problem, held: _Held, x: Tensor, config: FitConfig, below: Tensor) -> tuple[Tensor, Tensor]:
     """Keypoint residuals (B,2K) at x (B,NUM) and their Jacobian (B,2K,NUM), in closed form: a
     change d of joint j's rotation vector u turns everything below j about the world axis
     G_j J_r(u) d through the joint's position (G_j its world rotation, J_r the right Jacobian).
     below (38,K,P): the skin's pair blends (gather) of the pairs each of x's joints moves."""
     model, skin = problem.model, problem.skin
     B = x.shape[0]
-    pose = params.body_pose.detach().clone()
-    pose[:, ARM] = pose[:, ARM] + x[:, 90:]
-    hands = x[:, :90] * params.hands_free + params.hand_start * (1.0 - params.hands_free)
-    root = (axis_angle_to_matrix(params.orient_delta.detach()) @ params.orient_start)[:, None]
+    pose, hands = held.pose(x), held.hands(x)
+    root = (axis_angle_to_matrix(held.orient_delta) @ held.orient_start)[:, None]
     rotations = model._local_rotations(pose, root, B, hands)
-    world = model._world_transforms(params.betas.detach(), rotations, params.transl.detach())  # (J+1,4,4,B)
+    world = model._world_transforms(held.betas, rotations, held.transl)  # (J+1,4,4,B)
     num_pairs = skin.pair_joint.shape[0]
-    offsets = torch.addmm(skin.offset_template, skin.offset_shapedirs, params.betas.detach().T).view(num_pairs, 4, B)
+    offsets = torch.addmm(skin.offset_template, skin.offset_shapedirs, held.betas.T).view(num_pairs, 4, B)
     selected = world[:, :3].index_select(0, skin.pair_joint)  # (P,3,4,B)
     pairs = (selected * offsets[:, None]).sum(2)  # (P,3,B): R b + a t per pair
     points = torch.einsum("kp,pcb->kcb", skin.gather, pairs)  # (K,3,B) camera frame
@@ -119,8 +148,7 @@ def _jacobian(problem: Problem, params: Params, x: Tensor, config: FitConfig, be
     focal = problem.focal[None, :, None]
     proj = focal * X[..., :2] / z + problem.center[None]
     d_proj = focal / z * (d_points[..., :2] - X[..., :2] / z * d_points[..., 2:3])  # (38,3,K,B,2)
-    weights = problem.weights * (1.0 + (config.hand_keypoint_weight - 1.0) * problem.hand_mask)
-    factor = (problem.scale[:, None] * weights).T[..., None]  # (K,B,1)
+    factor = _point_factors(problem, config).T[..., None]  # (K,B,1)
     residual = ((proj - problem.target.permute(1, 0, 2)) * factor).permute(1, 0, 2).reshape(B, -1)
     jac = (d_proj * factor).permute(3, 2, 4, 0, 1).reshape(B, -1, NUM)
     return residual, jac
@@ -167,16 +195,16 @@ def _side_columns(dtype: torch.dtype, device) -> Tensor:
     return cols
 
 
-def _side_costs(problem: Problem, params: Params, x: Tensor, config: FitConfig) -> Tensor:
+def _side_costs(problem: Problem, held: _Held, x: Tensor, config: FitConfig) -> Tensor:
     """(B,2) the cost of each hand: its keypoints' squared residuals, its priors and its arm's change."""
-    r = _keypoint_residuals(problem, params, x, config).pow(2)  # (B,2K)
+    r = _keypoint_residuals(problem, held, x, config).pow(2)  # (B,2K)
     p, _ = _prior_residuals(problem, x, config, jacobian=False)
     cols = _side_columns(x.dtype, x.device)
     rows = torch.cat([cols[:, :90], cols[:, :90], cols[:, 90:]], dim=1)  # prior, limits, arm rows
     return r @ problem.hand_sides.repeat_interleave(2, dim=1).T + p.pow(2) @ rows.T
 
 
-def _levenberg_marquardt(problem: Problem, params: Params, config: FitConfig, x: Tensor, free: Tensor,
+def _levenberg_marquardt(problem: Problem, held: _Held, config: FitConfig, x: Tensor, free: Tensor,
                          iters: int) -> Tensor:  # fmt: skip
     """x (B,NUM) after `iters` damped Gauss-Newton steps (values where free is 0 held)."""
     B, dev, dt = x.shape[0], x.device, x.dtype
@@ -184,7 +212,7 @@ def _levenberg_marquardt(problem: Problem, params: Params, config: FitConfig, x:
     eye = torch.eye(NUM, dtype=dt, device=dev)
 
     def cost(x_: Tensor) -> Tensor:
-        r = _keypoint_residuals(problem, params, x_, config)
+        r = _keypoint_residuals(problem, held, x_, config)
         p, _ = _prior_residuals(problem, x_, config, jacobian=False)
         return r.pow(2).sum(1) + p.pow(2).sum(1)
 
@@ -192,7 +220,7 @@ def _levenberg_marquardt(problem: Problem, params: Params, config: FitConfig, x:
     below = problem.skin.gather[None] * _descendants(problem.model, joints)[:, problem.skin.pair_joint][:, None]
     current = cost(x)
     for _ in range(iters):
-        r0, jac = _jacobian(problem, params, x, config, below)
+        r0, jac = _jacobian(problem, held, x, config, below)
         jac = jac * free[:, None]  # (B,2K,NUM)
         p0, pjac = _prior_residuals(problem, x, config)
         pjac = pjac * free[:, None]
@@ -221,25 +249,28 @@ def solve_hands(problem: Problem, params: Params, config: FitConfig, iters: int,
     """`iters` Levenberg-Marquardt steps on params.hand_pose and the arm joints of
     params.body_pose (in place), the rest held; each item keeps a step only if it lowers its
     cost; hands without keypoints (params.hands_free 0) do not move. start_curls: radians;
-    the solve is also run from fists of these curls (`curl_hand_pose`), and each hand keeps the
-    start whose result costs least (2D keypoints do not tell a finger bent towards the camera
-    from one bent away: from the relaxed start, curled fingers often settle bent backwards)."""
+    the solve also runs from fists of these curls (`curl_hand_pose`; all starts in one batch),
+    and each hand keeps the start whose result costs least (2D keypoints do not tell a finger
+    bent towards the camera from one bent away: from the relaxed start, curled fingers often
+    settle bent backwards)."""
     if iters <= 0 or params.hand_pose is None:
         return
     B, dev, dt = len(problem), problem.target.device, problem.target.dtype
-    free = torch.cat([params.hands_free, torch.ones(B, len(ARM), dtype=dt, device=dev)], dim=1)
-    arm = params.hand_pose.new_zeros(B, len(ARM))
-    x = _levenberg_marquardt(problem, params, config, torch.cat([params.hand_pose.detach(), arm], dim=1), free, iters)
-    if start_curls:
-        cols = _side_columns(dt, dev)
-        best = _side_costs(problem, params, x, config)
-        for curl in start_curls:
-            fist = curl_hand_pose(problem.model, curl).to(x).expand(B, -1)
-            hands = fist * params.hands_free + params.hand_pose.detach() * (1.0 - params.hands_free)
-            other = _levenberg_marquardt(problem, params, config, torch.cat([hands, arm], dim=1), free, iters)
-            costs = _side_costs(problem, params, other, config)
-            take = (costs < best).to(dt)  # (B,2)
-            x = x + (take @ cols) * (other - x)  # per side (the sides share no value)
-            best = torch.minimum(costs, best)
-    params.hand_pose.copy_(x[:, :90])
-    params.body_pose[:, ARM] += x[:, 90:]
+    n = 1 + len(start_curls)
+    held = _Held.of(params)
+    starts = [params.hand_pose.detach()] + [curl_hand_pose(problem.model, c).to(held.hand_start).expand(B, -1)
+                                            for c in start_curls]  # fmt: skip
+    x = torch.cat([torch.cat([held.hands(h), h.new_zeros(B, len(ARM))], 1) for h in starts])  # (nB,NUM)
+    free = torch.cat([params.hands_free, torch.ones(B, len(ARM), dtype=dt, device=dev)], dim=1).repeat(n, 1)
+    tiled = problem if n == 1 else problem.index(torch.arange(B, device=dev).repeat(n))
+    held_n = held.tiled(n)
+    x = _levenberg_marquardt(tiled, held_n, config, x, free, iters).view(n, B, NUM)
+    if n > 1:
+        costs = _side_costs(tiled, held_n, x.reshape(n * B, NUM), config).view(n, B, 2)
+        pick = costs.argmin(0)  # (B,2) the best start per hand
+        cols = _side_columns(dt, dev)  # (2,NUM)
+        chosen = x[pick[:, 0], torch.arange(B)] * cols[0] + x[pick[:, 1], torch.arange(B)] * cols[1]
+    else:
+        chosen = x[0]
+    params.hand_pose.copy_(chosen[:, :90])
+    params.body_pose[:, ARM] += chosen[:, 90:]
