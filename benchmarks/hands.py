@@ -55,14 +55,15 @@ def metrics(model: BodyModel, case: dict, result, keypoints: np.ndarray, keypoin
     angle = rotation_angle_between(torch.as_tensor(result.hand_pose).reshape(-1, 3),
                                    torch.as_tensor(case["hand_pose"]).reshape(-1, 3))  # fmt: skip
     err2d = np.linalg.norm(result.keypoints_2d_fit - keypoints[..., :2], axis=-1)
+    err2d = np.where(keypoints[..., 2] > 0, err2d, np.nan)  # points the model lacks (confidence 0) left out
     fitted = torch.as_tensor(hand_points_3d(model, result, keypoint_set)).reshape(-1, 21, 3)
     truth = torch.as_tensor(case["points3d"][:, -42:]).reshape(-1, 21, 3)
     aligned = procrustes_align(fitted, truth)
     pa = (aligned - truth).norm(dim=-1).mean().item() * 1000
     hands = case["keypoints"][:, k:, :2].reshape(-1, 21, 2)
     size = np.ptp(hands, axis=1).max(-1).mean()
-    return {"size": float(size), "angle": float(np.degrees(angle.mean())), "hand2d": float(err2d[:, k:].mean()),
-            "pa": pa, "body2d": float(err2d[:, :k].mean())}  # fmt: skip
+    return {"size": float(size), "angle": float(np.degrees(angle.mean())), "hand2d": float(np.nanmean(err2d[:, k:])),
+            "pa": pa, "body2d": float(np.nanmean(err2d[:, :k]))}  # fmt: skip
 
 
 def timed(fn) -> tuple[float, object]:

@@ -181,7 +181,8 @@ def sample_hand_cases(model: BodyModel, n: int, body_set: str = "coco17", seed: 
     image height (drawn per case), kept only when every point lies inside the image.
 
     Returns numpy arrays betas, body_pose, global_orient, transl (camera frame, metres),
-    hand_pose (n,90), keypoints (n,K,3) of `body_set`+hands42 (clean px + confidence 1),
+    hand_pose (n,90), keypoints (n,K,3) of `body_set`+hands42 (clean px + confidence: 1, or 0
+    for points the model lacks),
     points3d (n,K,3) the same points in the camera frame (metres), focal (n,) px, image_size (2,)."""
     from fitter.body.hands import hand_joint_frames
     from priors.finger_limits import sample_finger_poses
@@ -213,11 +214,12 @@ def sample_hand_cases(model: BodyModel, n: int, body_set: str = "coco17", seed: 
                 transl[:, :2] = transl[:, :2] - mid * transl[:, 2:] / bodies["focal"][:, None]
             points = rel + transl[:, None]
             px = perspective_project(points, bodies["focal"], center)
-        inside = ((px[..., 0] > 0) & (px[..., 0] < width) & (px[..., 1] > 0) & (px[..., 1] < height)).all(1)
+        known = reg.quality > 0  # points the model has (others, e.g. anny's mouth corners, get confidence 0)
+        inside = ((px[..., 0] > 0) & (px[..., 0] < width) & (px[..., 1] > 0) & (px[..., 1] < height))[:, known].all(1)
         keep = torch.nonzero(inside).flatten()[: n - count]
         drawn = {k: bodies[k] for k in ("betas", "body_pose", "global_orient", "focal")}
         drawn |= {"transl": transl, "hand_pose": hand_pose, "points3d": points,
-                  "keypoints": torch.cat([px, torch.ones_like(px[..., :1])], dim=-1)}  # fmt: skip
+                  "keypoints": torch.cat([px, known[None, :, None].expand_as(px[..., :1]).to(px)], dim=-1)}  # fmt: skip
         for key, value in drawn.items():
             out.setdefault(key, []).append(value[keep])
         count += len(keep)

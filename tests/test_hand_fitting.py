@@ -221,3 +221,30 @@ def test_hand_solve_jacobian_matches_finite_differences(hands_model: BodyModel, 
     numeric = torch.stack([(_keypoint_residuals(problem, held, x + steps[i], config) - base) / eps
                            for i in range(NUM)], dim=-1)  # fmt: skip
     assert (jac - numeric).abs().max() < 1e-3 * numeric.abs().max()
+
+
+def test_hand_solve_with_points_the_model_lacks(hands_model: BodyModel) -> None:
+    """blazepose33's mouth corners have no point on anny-hands (they project from depth 0)."""
+    from fitter.fitting import fit_config
+    from fitter.fitting.hand_solve import solve_hands
+    from fitter.fitting.params import Params
+    from fitter.fitting.problem import Problem
+    from fitter.synthetic import sample_hand_cases
+
+    case = sample_hand_cases(hands_model, 2, "blazepose33", seed=5, side_scale=0.3, image_size=(1125, 1500))
+    assert case["keypoints"][0, keypoint_names("blazepose33").index("mouth_left"), 2] == 0.0
+    t = {k: torch.as_tensor(case[k]) for k in ("betas", "body_pose", "global_orient", "transl", "keypoints", "focal")}
+    centre = torch.as_tensor(case["image_size"] / 2, dtype=torch.float32).expand(2, 2)
+    problem = Problem.build(hands_model, "blazepose33+hands42", t["keypoints"], t["focal"], centre)
+    params = Params(t["betas"], t["body_pose"], t["global_orient"], t["transl"], problem.hand_mean.expand(2, -1),
+                    problem.seen_hands())  # fmt: skip
+
+    def hand_px() -> float:
+        with torch.no_grad():
+            _, _, proj = problem.points(params.betas, params.body_pose, params.orient_delta, params.transl,
+                                        orient_base=params.orient_start, hand_pose=params.hands)  # fmt: skip
+        return float((proj - t["keypoints"][..., :2])[:, 33:].norm(dim=-1).mean())
+
+    before = hand_px()
+    solve_hands(problem, params, fit_config("default"), 10, (0.8,))
+    assert before > 5.0 and hand_px() < 2.0

@@ -27,6 +27,7 @@ from priors.finger_limits import finger_limit_angles, finger_limit_bounds
 
 __all__ = ["solve_hands"]
 
+EPS_DEPTH = 1e-6  # metres: depths clamped as fitter.geometry.perspective_project does
 DAMPING = 1e-2  # initial Levenberg-Marquardt damping, x the mean of the normal matrix's diagonal
 ARM_JOINTS = (13, 14, 16, 17, 18, 19, 20, 21)  # SMPL collars, shoulders, elbows, wrists
 LEFT_ARM = (13, 16, 18, 20)
@@ -144,10 +145,11 @@ def _jacobian(problem: Problem, held: _Held, x: Tensor, config: FitConfig, below
     d_points = torch.linalg.cross(axes.permute(0, 2, 3, 1)[:, :, None], lever.permute(0, 1, 3, 2)[:, None], dim=-1)
     # (38,3c,K,B,3) -> pixels: f / Z (dX - X/Z dZ, dY - Y/Z dZ)
     X = points.permute(0, 2, 1)  # (K,B,3)
-    z = X[..., 2:3]
+    z = X[..., 2:3].clamp(min=EPS_DEPTH)  # as perspective_project (points the model lacks sit at 0)
     focal = problem.focal[None, :, None]
     proj = focal * X[..., :2] / z + problem.center[None]
     d_proj = focal / z * (d_points[..., :2] - X[..., :2] / z * d_points[..., 2:3])  # (38,3,K,B,2)
+    d_proj = d_proj * (X[..., 2:3] > EPS_DEPTH)  # the clamp's derivative
     factor = _point_factors(problem, config).T[..., None]  # (K,B,1)
     residual = ((proj - problem.target.permute(1, 0, 2)) * factor).permute(1, 0, 2).reshape(B, -1)
     jac = (d_proj * factor).permute(3, 2, 4, 0, 1).reshape(B, -1, NUM)
