@@ -197,7 +197,7 @@ def test_smplh_and_smplx_files_fit_hands(hands_model: BodyModel, kind: str, tmp_
 
 def test_hand_solve_jacobian_matches_finite_differences(hands_model: BodyModel, hand_cases: dict) -> None:
     from fitter.fitting import fit_config
-    from fitter.fitting.hand_solve import NUM, _descendants, _Held, _jacobian, _keypoint_residuals, _solve_joints
+    from fitter.fitting.hand_solve import NUM, _Held, _jacobian, _keypoint_residuals, _Turns
     from fitter.fitting.params import Params
     from fitter.fitting.problem import Problem
 
@@ -211,9 +211,9 @@ def test_hand_solve_jacobian_matches_finite_differences(hands_model: BodyModel, 
     config = fit_config("default")
     x = torch.cat([params.hand_pose.detach(), 0.1 * torch.randn(2, NUM - 90, generator=torch.Generator().manual_seed(1),
                                                                   dtype=torch.float64)], dim=1)  # fmt: skip
-    below = problem.skin.gather[None] * _descendants(model, _solve_joints(model))[:, problem.skin.pair_joint][:, None]
+    turns = _Turns.of(problem)
     held = _Held.of(params)
-    residual, jac = _jacobian(problem, held, x, config, below)
+    residual, jac = _jacobian(problem, held, x, config, turns)
     base = _keypoint_residuals(problem, held, x, config)
     torch.testing.assert_close(residual, base, atol=1e-9, rtol=0)
     eps = 1e-6

@@ -118,11 +118,36 @@ def _solve_joints(model) -> Tensor:
     return torch.cat([model.hand_joint_ids, model.body_to_full[list(ARM_JOINTS)]])
 
 
-def _jacobian(problem: Problem, held: _Held, x: Tensor, config: FitConfig, below: Tensor) -> tuple[Tensor, Tensor]:
+@dataclass
+class _Turns:
+    """Which keypoints each of x's joints turns: pairs (M,) of (joint row j into _solve_joints,
+    keypoint k) with anything below j in k, and blend (M,P) the skin pairs of k below j."""
+
+    joint: Tensor
+    point: Tensor
+    blend: Tensor
+
+    @classmethod
+    def of(cls, problem: Problem) -> "_Turns":
+        skin = problem.skin
+        below = _descendants(problem.model, _solve_joints(problem.model))[:, skin.pair_joint]  # (38,P)
+        blends = skin.gather[None] * below[:, None]  # (38,K,P)
+        joint, point = torch.nonzero(blends.abs().sum(-1) > 0, as_tuple=True)
+        return cls(joint, point, blends[joint, point])
+
+
+def _cross(a: Tensor, b: Tensor) -> Tensor:
+    """Cross product over dim -2 of (...,3,B) tensors (broadcast)."""
+    a1, a2, a3 = a.unbind(-2)
+    b1, b2, b3 = b.unbind(-2)
+    return torch.stack([a2 * b3 - a3 * b2, a3 * b1 - a1 * b3, a1 * b2 - a2 * b1], dim=-2)
+
+
+def _jacobian(problem: Problem, held: _Held, x: Tensor, config: FitConfig, turns: _Turns) -> tuple[Tensor, Tensor]:
     """Keypoint residuals (B,2K) at x (B,NUM) and their Jacobian (B,2K,NUM), in closed form: a
     change d of joint j's rotation vector u turns everything below j about the world axis
-    G_j J_r(u) d through the joint's position (G_j its world rotation, J_r the right Jacobian).
-    below (38,K,P): the skin's pair blends (gather) of the pairs each of x's joints moves."""
+    G_j J_r(u) d through the joint's position (G_j its world rotation, J_r the right Jacobian);
+    only the (joint, keypoint) pairs of `turns` are non-zero."""
     model, skin = problem.model, problem.skin
     B = x.shape[0]
     pose, hands = held.pose(x), held.hands(x)
@@ -133,27 +158,27 @@ def _jacobian(problem: Problem, held: _Held, x: Tensor, config: FitConfig, below
     offsets = torch.addmm(skin.offset_template, skin.offset_shapedirs, held.betas.T).view(num_pairs, 4, B)
     selected = world[:, :3].index_select(0, skin.pair_joint)  # (P,3,4,B)
     pairs = (selected * offsets[:, None]).sum(2)  # (P,3,B): R b + a t per pair
-    points = torch.einsum("kp,pcb->kcb", skin.gather, pairs)  # (K,3,B) camera frame
+    points = torch.mm(skin.gather, pairs.view(num_pairs, -1)).view(-1, 3, B)  # (K,3,B) camera frame
     joints = _solve_joints(model)
-    moved = torch.einsum("jkp,pcb->jkcb", below, pairs)  # (38,K,3,B)
-    weight = torch.einsum("jkp,pb->jkb", below, offsets[:, 3])  # (38,K,B)
-    centre = world[joints, :3, 3]  # (38,3,B)
-    lever = moved - weight[:, :, None] * centre[:, None]  # (38,K,3,B)
+    blended = torch.cat([pairs, offsets[:, 3:]], dim=1).view(num_pairs, -1)  # (P,4B): R b + a t, and a
+    moved = torch.mm(turns.blend, blended).view(-1, 4, B)  # (M,4,B): the part of keypoint k joint j turns
+    lever = moved[:, :3] - moved[:, 3:] * world[joints, :3, 3][turns.joint]  # (M,3,B) from the joint
     local = torch.cat([hands.T.reshape(30, 3, B), pose.T.reshape(23, 3, B)[[j - 1 for j in ARM_JOINTS]]])
-    axes = torch.einsum("jikb,jklb->jilb", world[joints, :3, :3], _right_jacobian(local))  # (38,3,3,B)
-    # d point / d u_jc = axes[j,:,c] x lever[j,k]
-    d_points = torch.linalg.cross(axes.permute(0, 2, 3, 1)[:, :, None], lever.permute(0, 1, 3, 2)[:, None], dim=-1)
-    # (38,3c,K,B,3) -> pixels: f / Z (dX - X/Z dZ, dY - Y/Z dZ)
-    X = points.permute(0, 2, 1)  # (K,B,3)
-    z = X[..., 2:3].clamp(min=EPS_DEPTH)  # as perspective_project (points the model lacks sit at 0)
-    focal = problem.focal[None, :, None]
-    proj = focal * X[..., :2] / z + problem.center[None]
-    d_proj = focal / z * (d_points[..., :2] - X[..., :2] / z * d_points[..., 2:3])  # (38,3,K,B,2)
-    d_proj = d_proj * (X[..., 2:3] > EPS_DEPTH)  # the clamp's derivative
-    factor = _point_factors(problem, config).T[..., None]  # (K,B,1)
-    residual = ((proj - problem.target.permute(1, 0, 2)) * factor).permute(1, 0, 2).reshape(B, -1)
-    jac = (d_proj * factor).permute(3, 2, 4, 0, 1).reshape(B, -1, NUM)
-    return residual, jac
+    axes = torch.einsum("jikb,jklb->jilb", world[joints, :3, :3], _right_jacobian(local))  # (38,3,3c,B)
+    d_points = _cross(axes[turns.joint].transpose(1, 2), lever[:, None])  # (M,3c,3,B): axis_c x lever
+    X = points[turns.point]  # (M,3,B)
+    z = X[:, 2:3].clamp(min=EPS_DEPTH)  # as perspective_project (points the model lacks sit at 0)
+    focal = problem.focal[None, None]
+    d_proj = focal / z[:, None] * (d_points[:, :, :2] - X[:, None, :2] / z[:, None] * d_points[:, :, 2:3])
+    d_proj = d_proj * (X[:, None, 2:3] > EPS_DEPTH)  # (M,3c,2,B); the clamp's derivative
+    factor = _point_factors(problem, config)  # (B,K)
+    z_all = points[:, 2:3].clamp(min=EPS_DEPTH)
+    proj = (focal * points[:, :2] / z_all).permute(2, 0, 1) + problem.center[:, None]  # (B,K,2)
+    residual = ((proj - problem.target) * factor[..., None]).reshape(B, -1)
+    K = points.shape[0]
+    jac = x.new_zeros(B, K, 2, len(joints), 3)
+    jac[:, turns.point, :, turns.joint, :] = (d_proj * factor.T[turns.point][:, None, None]).permute(0, 3, 2, 1)
+    return residual, jac.view(B, 2 * K, NUM)
 
 
 def _prior_residuals(problem: Problem, x: Tensor, config: FitConfig,
@@ -218,11 +243,10 @@ def _levenberg_marquardt(problem: Problem, held: _Held, config: FitConfig, x: Te
         p, _ = _prior_residuals(problem, x_, config, jacobian=False)
         return r.pow(2).sum(1) + p.pow(2).sum(1)
 
-    joints = _solve_joints(problem.model)
-    below = problem.skin.gather[None] * _descendants(problem.model, joints)[:, problem.skin.pair_joint][:, None]
+    turns = _Turns.of(problem)
     current = cost(x)
     for _ in range(iters):
-        r0, jac = _jacobian(problem, held, x, config, below)
+        r0, jac = _jacobian(problem, held, x, config, turns)
         jac = jac * free[:, None]  # (B,2K,NUM)
         p0, pjac = _prior_residuals(problem, x, config)
         pjac = pjac * free[:, None]
@@ -233,7 +257,8 @@ def _levenberg_marquardt(problem: Problem, held: _Held, config: FitConfig, x: Te
         base = x
         for _attempt in range(3):  # raise the damping of the items whose step did not pay off
             system = normal + (damping * diag)[:, None, None] * eye + (1.0 - free)[:, :, None] * eye
-            candidate = base - torch.linalg.solve(system, grad)[..., 0] * free
+            lower, _ = torch.linalg.cholesky_ex(system)  # damped normal equations: positive definite
+            candidate = base - torch.cholesky_solve(grad, lower)[..., 0] * free
             new = cost(candidate)
             better = (new < current) & ~done
             x = torch.where(better[:, None], candidate, x)
