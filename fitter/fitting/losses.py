@@ -38,9 +38,11 @@ def camera_loss(problem: Problem, params: Params, start_transl: Tensor, config: 
 
 
 def body_terms(problem: Problem, params: Params, prior_set, config: FitConfig, pose_weight: float,
-               shape_weight: float, pairs: Tensor | None = None) -> dict[str, Tensor]:  # fmt: skip
+               shape_weight: float, pairs: Tensor | None = None, with_hands: bool = True) -> dict[str, Tensor]:  # fmt: skip
     """Per-item (B,) terms of a body stage at the given pose / shape prior weights; pairs (P,2):
-    items of one photo (`scene_pairs`) whose bodies must not interpenetrate."""
+    items of one photo (`scene_pairs`) whose bodies must not interpenetrate; with_hands: add
+    the finger priors (`hand_terms`) when the fit poses the fingers (the Adam stages leave
+    them out: the hand pose is held there, they are constants)."""
     joints, pts3d, proj = problem.points(params.betas, params.body_pose, params.orient_delta, params.transl,
                                     orient_base=params.orient_start, hand_pose=params.hands)  # fmt: skip
     weights = problem.weights
@@ -69,7 +71,7 @@ def body_terms(problem: Problem, params: Params, prior_set, config: FitConfig, p
         )
     if pairs is not None and config.penetration_weight > 0:
         terms["penetration"] = config.penetration_weight * penetration_term(joints, pairs)
-    if params.hand_pose is not None:
+    if params.hand_pose is not None and with_hands:
         terms.update(hand_terms(problem, params.hands, config))
     return terms
 

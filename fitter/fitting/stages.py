@@ -79,17 +79,17 @@ def fit_batch(problem: Problem, start: dict[str, Tensor], prior_set, config: Fit
     terms: dict[str, Tensor] = {}
     pairs = scene_pairs(problem.scene, problem.person)
 
-    def body_loss(pose_weight: float, shape_weight: float) -> Callable[[], Tensor]:
+    def body_loss(pose_weight: float, shape_weight: float, with_hands: bool = True) -> Callable[[], Tensor]:
         def loss() -> Tensor:
             terms.clear()
-            terms.update(body_terms(problem, params, prior_set, config, pose_weight, shape_weight, pairs))
+            terms.update(body_terms(problem, params, prior_set, config, pose_weight, shape_weight, pairs, with_hands))
             return sum(terms.values())
 
         return loss
 
     solve_hands(problem, params, config, config.hand_solve_iters, config.hand_start_curls)  # no-op without hands
     for iters, pose_w, shape_w in zip(config.stage_iters, config.pose_prior_weights, config.shape_prior_weights):
-        run_stage(params, BODY, body_loss(pose_w, shape_w), iters, lr)
+        run_stage(params, BODY, body_loss(pose_w, shape_w, with_hands=False), iters, lr)
     solve_hands(problem, params, config, config.hand_polish_iters)  # the fingers meet the final arms
     final = body_loss(config.pose_prior_weights[-1], config.shape_prior_weights[-1])
     if silhouettes is not None and config.silhouette_iters > 0:
