@@ -181,27 +181,37 @@ def _jacobian(problem: Problem, held: _Held, x: Tensor, config: FitConfig, turns
     return residual, jac.view(B, 2 * K, NUM)
 
 
-def _prior_residuals(problem: Problem, x: Tensor, config: FitConfig,
-                     jacobian: bool = True) -> tuple[Tensor, Tensor | None]:  # fmt: skip
-    """Curl prior, finger-limit and arm-change residuals (B,180+A) and their Jacobian (B,180+A,NUM) (or None)."""
-    B = x.shape[0]
-    frames = problem.hand_frames
+def _prior_residuals(problem: Problem, x: Tensor, config: FitConfig) -> Tensor:
+    """(B,180+A) curl prior, finger-limit and arm-change residuals at x (B,NUM)."""
     prior = config.hand_prior_weight * (x[:, :90] - problem.hand_mean)
-    angles = finger_limit_angles(x[:, :90], frames)  # (B,30,3)
-    lower, upper = finger_limit_bounds(x.dtype, x.device)
-    excess = angles - torch.maximum(torch.minimum(angles, upper), lower)
-    outside = (excess != 0).to(x.dtype)  # (B,30,3)
-    limits = config.finger_limit_weight * excess.reshape(B, 90)
+    limits = config.finger_limit_weight * _limit_excess(problem, x).flatten(1)
     arm = config.hand_arm_weight * x[:, 90:]
-    residuals = torch.cat([prior, limits, arm], dim=1)
-    if not jacobian:
-        return residuals, None
-    jac = x.new_zeros(B, 180 + len(ARM), NUM)
-    jac[:, :90, :90] = config.hand_prior_weight * torch.eye(90, dtype=x.dtype, device=x.device)
-    block = torch.einsum("bja,jac->bjac", outside * config.finger_limit_weight, frames)  # (B,30,3,3)
-    jac[:, 90:180, :90] = _block_diag(block)
-    jac[:, 180:, 90:] = config.hand_arm_weight * torch.eye(len(ARM), dtype=x.dtype, device=x.device)
-    return residuals, jac
+    return torch.cat([prior, limits, arm], dim=1)
+
+
+def _limit_excess(problem: Problem, x: Tensor) -> Tensor:
+    """(B,30,3) radians each finger joint's flexion / abduction / twist lies outside its range."""
+    angles = finger_limit_angles(x[:, :90], problem.hand_frames)
+    lower, upper = finger_limit_bounds(x.dtype, x.device)
+    return angles - torch.maximum(torch.minimum(angles, upper), lower)
+
+
+def _prior_normal(problem: Problem, x: Tensor, config: FitConfig) -> tuple[Tensor, Tensor]:
+    """The prior residuals' Gauss-Newton normal matrix (B,NUM,NUM) and gradient (B,NUM), in
+    closed form: the curl prior and the arm pull are diagonal; a joint outside its finger range
+    adds w^2 F^T D F on its 3x3 block (F its limit frame, D the angles outside)."""
+    B = x.shape[0]
+    frames = problem.hand_frames  # (30,3,3)
+    excess = _limit_excess(problem, x)  # (B,30,3)
+    outside = (excess != 0).to(x.dtype)
+    w_prior, w_limit, w_arm = config.hand_prior_weight**2, config.finger_limit_weight**2, config.hand_arm_weight**2
+    diagonal = torch.cat([x.new_full((90,), w_prior), x.new_full((len(ARM),), w_arm)])
+    normal = torch.diag_embed(diagonal.expand(B, -1)).clone()
+    blocks = w_limit * torch.einsum("jai,bja,jak->bjik", frames, outside, frames)  # (B,30,3,3)
+    normal[:, :90, :90] += _block_diag(blocks)
+    limit_grad = w_limit * torch.einsum("jai,bja->bji", frames, excess).reshape(B, 90)
+    grad = torch.cat([w_prior * (x[:, :90] - problem.hand_mean) + limit_grad, w_arm * x[:, 90:]], dim=1)
+    return normal, grad
 
 
 def _block_diag(blocks: Tensor) -> Tensor:
@@ -225,7 +235,7 @@ def _side_columns(dtype: torch.dtype, device) -> Tensor:
 def _side_costs(problem: Problem, held: _Held, x: Tensor, config: FitConfig) -> Tensor:
     """(B,2) the cost of each hand: its keypoints' squared residuals, its priors and its arm's change."""
     r = _keypoint_residuals(problem, held, x, config).pow(2)  # (B,2K)
-    p, _ = _prior_residuals(problem, x, config, jacobian=False)
+    p = _prior_residuals(problem, x, config)
     cols = _side_columns(x.dtype, x.device)
     rows = torch.cat([cols[:, :90], cols[:, :90], cols[:, 90:]], dim=1)  # prior, limits, arm rows
     return r @ problem.hand_sides.repeat_interleave(2, dim=1).T + p.pow(2) @ rows.T
@@ -236,29 +246,39 @@ def _levenberg_marquardt(problem: Problem, held: _Held, config: FitConfig, x: Te
     """x (B,NUM) after `iters` damped Gauss-Newton steps (values where free is 0 held)."""
     B, dev, dt = x.shape[0], x.device, x.dtype
     damping = torch.full((B,), DAMPING, dtype=dt, device=dev)
-    eye = torch.eye(NUM, dtype=dt, device=dev)
 
     def cost(x_: Tensor) -> Tensor:
         r = _keypoint_residuals(problem, held, x_, config)
-        p, _ = _prior_residuals(problem, x_, config, jacobian=False)
+        p = _prior_residuals(problem, x_, config)
         return r.pow(2).sum(1) + p.pow(2).sum(1)
 
     turns = _Turns.of(problem)
+    # The two sides share no value and no keypoint: their normal equations are solved apart
+    # (two 57-value systems instead of one of 114).
+    sides = [torch.nonzero(c).flatten() for c in _side_columns(dt, dev)]
+    side_eye = torch.eye(len(sides[0]), dtype=dt, device=dev)
     current = cost(x)
     for _ in range(iters):
         r0, jac = _jacobian(problem, held, x, config, turns)
         jac = jac * free[:, None]  # (B,2K,NUM)
-        p0, pjac = _prior_residuals(problem, x, config)
-        pjac = pjac * free[:, None]
-        normal = jac.transpose(1, 2) @ jac + pjac.transpose(1, 2) @ pjac
-        grad = jac.transpose(1, 2) @ r0[..., None] + pjac.transpose(1, 2) @ p0[..., None]
-        diag = normal.diagonal(dim1=1, dim2=2).mean(1).clamp(min=1e-9)
+        p_normal, p_grad = _prior_normal(problem, x, config)
+        mask = free[:, :, None] * free[:, None, :]
+        normal = torch.stack([jac[:, :, c].transpose(1, 2) @ jac[:, :, c] + (p_normal * mask)[:, c][:, :, c]
+                              for c in sides])  # (2,B,S,S)  # fmt: skip
+        grad = (jac.transpose(1, 2) @ r0[..., None])[..., 0] + p_grad * free
+        grad = torch.stack([grad[:, c] for c in sides])[..., None]  # (2,B,S,1)
+        held_out = torch.stack([1.0 - free[:, c] for c in sides])  # (2,B,S)
+        diag = normal.diagonal(dim1=-2, dim2=-1).mean((0, 2)).clamp(min=1e-9)  # (B,)
         done = torch.zeros(B, dtype=torch.bool, device=dev)
         base = x
         for _attempt in range(3):  # raise the damping of the items whose step did not pay off
-            system = normal + (damping * diag)[:, None, None] * eye + (1.0 - free)[:, :, None] * eye
+            system = normal + (damping * diag)[None, :, None, None] * side_eye + held_out[..., None] * side_eye
             lower, _ = torch.linalg.cholesky_ex(system)  # damped normal equations: positive definite
-            candidate = base - torch.cholesky_solve(grad, lower)[..., 0] * free
+            steps = torch.cholesky_solve(grad, lower)[..., 0]  # (2,B,S)
+            step = x.new_zeros(B, NUM)
+            for c, side_step in zip(sides, steps):
+                step[:, c] = side_step
+            candidate = base - step * free
             new = cost(candidate)
             better = (new < current) & ~done
             x = torch.where(better[:, None], candidate, x)
