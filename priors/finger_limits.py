@@ -36,6 +36,7 @@ __all__ = [
     "FingerRange",
     "finger_limit_angles",
     "finger_limit_bounds",
+    "finger_limit_excess",
     "finger_limit_penalty",
     "hand_l2_prior",
     "sample_finger_poses",
@@ -102,12 +103,17 @@ def finger_limit_angles(hand_pose: torch.Tensor, frames: torch.Tensor) -> torch.
     return torch.einsum("jab,njb->nja", frames.to(hand_pose), hand_pose.reshape(-1, 30, 3))
 
 
-def finger_limit_penalty(hand_pose: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-    """Finger joint-limit prior: hand_pose (B,90) axis-angle -> (B,), radians^2 (zero inside the ranges)."""
+def finger_limit_excess(hand_pose: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    """(B,30,3) radians by which each joint's flexion / abduction / twist lies outside its range
+    (negative below it, positive above, 0 inside); hand_pose (B,90), frames (30,3,3)."""
     angles = finger_limit_angles(hand_pose, frames)
     lower, upper = finger_limit_bounds(angles.dtype, angles.device)
-    excess = angles - torch.maximum(torch.minimum(angles, upper), lower)
-    return excess.pow(2).sum((1, 2))
+    return angles - torch.maximum(torch.minimum(angles, upper), lower)
+
+
+def finger_limit_penalty(hand_pose: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    """Finger joint-limit prior: hand_pose (B,90) axis-angle -> (B,), radians^2 (zero inside the ranges)."""
+    return finger_limit_excess(hand_pose, frames).pow(2).sum((1, 2))
 
 
 def hand_l2_prior(hand_pose: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:

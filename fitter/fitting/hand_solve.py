@@ -23,7 +23,7 @@ from fitter.fitting.config import FitConfig
 from fitter.fitting.params import Params
 from fitter.fitting.problem import Problem
 from fitter.geometry import axis_angle_to_matrix, perspective_project
-from priors.finger_limits import finger_limit_angles, finger_limit_bounds
+from priors.finger_limits import finger_limit_excess
 
 __all__ = ["solve_hands"]
 
@@ -184,16 +184,9 @@ def _jacobian(problem: Problem, held: _Held, x: Tensor, config: FitConfig, turns
 def _prior_residuals(problem: Problem, x: Tensor, config: FitConfig) -> Tensor:
     """(B,180+A) curl prior, finger-limit and arm-change residuals at x (B,NUM)."""
     prior = config.hand_prior_weight * (x[:, :90] - problem.hand_mean)
-    limits = config.finger_limit_weight * _limit_excess(problem, x).flatten(1)
+    limits = config.finger_limit_weight * finger_limit_excess(x[:, :90], problem.hand_frames).flatten(1)
     arm = config.hand_arm_weight * x[:, 90:]
     return torch.cat([prior, limits, arm], dim=1)
-
-
-def _limit_excess(problem: Problem, x: Tensor) -> Tensor:
-    """(B,30,3) radians each finger joint's flexion / abduction / twist lies outside its range."""
-    angles = finger_limit_angles(x[:, :90], problem.hand_frames)
-    lower, upper = finger_limit_bounds(x.dtype, x.device)
-    return angles - torch.maximum(torch.minimum(angles, upper), lower)
 
 
 def _prior_normal(problem: Problem, x: Tensor, config: FitConfig) -> tuple[Tensor, Tensor]:
@@ -202,7 +195,7 @@ def _prior_normal(problem: Problem, x: Tensor, config: FitConfig) -> tuple[Tenso
     adds w^2 F^T D F on its 3x3 block (F its limit frame, D the angles outside)."""
     B = x.shape[0]
     frames = problem.hand_frames  # (30,3,3)
-    excess = _limit_excess(problem, x)  # (B,30,3)
+    excess = finger_limit_excess(x[:, :90], problem.hand_frames)  # (B,30,3)
     outside = (excess != 0).to(x.dtype)
     w_prior, w_limit, w_arm = config.hand_prior_weight**2, config.finger_limit_weight**2, config.hand_arm_weight**2
     diagonal = torch.cat([x.new_full((90,), w_prior), x.new_full((len(ARM),), w_arm)])
