@@ -34,7 +34,7 @@ from fitter.body.poses import mean_body_pose
 from fitter.geometry import axis_angle_to_matrix, matrix_to_axis_angle, perspective_project, procrustes_align
 from fitter.keypoints import keypoint_regressor
 
-__all__ = ["sample_bodies", "sample_cases", "joint_errors", "mix_pose_parts", "POSE_PARTS"]
+__all__ = ["sample_bodies", "sample_cases", "sample_hand_cases", "joint_errors", "mix_pose_parts", "POSE_PARTS"]
 
 # SMPL joints (1..23) of the body parts that `mix_pose_parts` exchanges between poses.
 POSE_PARTS = {
@@ -193,6 +193,62 @@ def mix_pose_parts(poses: Tensor, n: int, generator: torch.Generator, fraction: 
         index = [j - 1 for j in joints]
         out[:, index] = torch.where(mixed[:, None, None], donor[:, index], out[:, index])
     return out.view(n, 69)
+
+
+def sample_hand_cases(model: BodyModel, n: int, body_set: str = "coco17", seed: int = 0,
+                      image_size: tuple[int, int] = (1125, 1500), person_fraction: tuple[float, float] = (0.6, 0.9),
+                      pose_scale: float = 0.5, finger_scale: float = 1.0, side_scale: float = 1.0,
+                      max_yaw_deg: float = 180.0) -> dict:  # fmt: skip
+    """n whole-body cases for a model with finger joints (anny-hands, SMPL-H/X): bodies as
+    `sample_cases` (10 betas, joint-limit poses shrunk by pose_scale), finger poses drawn inside
+    the finger limits shrunk by finger_scale / side_scale (priors.finger_limits.sample_finger_poses), each person
+    placed at the image centre at a depth where their keypoints span a `person_fraction` of the
+    image height (drawn per case), kept only when every point lies inside the image.
+
+    Returns numpy arrays betas, body_pose, global_orient, transl (camera frame, metres),
+    hand_pose (n,90), keypoints (n,K,3) of `body_set`+hands42 (clean px + confidence: 1, or 0
+    for points the model lacks),
+    points3d (n,K,3) the same points in the camera frame (metres), focal (n,) px, image_size (2,)."""
+    from fitter.body.hands import hand_joint_frames
+    from priors.finger_limits import sample_finger_poses
+
+    keypoint_set = f"{body_set}+hands42"
+    reg = keypoint_regressor(model, keypoint_set)
+    width, height = image_size
+    center = torch.tensor([width / 2, height / 2])
+    g = torch.Generator().manual_seed(seed)
+    frames = hand_joint_frames(model)
+    out: dict[str, list[Tensor]] = {}
+    count = 0
+    while count < n:
+        m = 2 * n
+        bodies = _draw(model, m, g, 10, 2.5, pose_scale, None, None, max_yaw_deg, 10.0, (24.0, 85.0), (3.0, 3.0),
+                       image_size, 0.0)  # fmt: skip
+        hand_pose = sample_finger_poses(m, frames, g, finger_scale, side_scale)
+        fraction = person_fraction[0] + (person_fraction[1] - person_fraction[0]) * torch.rand(m, generator=g)
+        with torch.no_grad():
+            o = model(bodies["betas"], bodies["body_pose"], bodies["global_orient"], None, hand_pose=hand_pose)
+            rel = reg.from_vertices(o.joints, o.vertices)  # (m,K,3) relative to the model's origin
+            transl = bodies["transl"].clone()
+            for _ in range(3):  # depth for the wanted height, then centre the box
+                px = perspective_project(rel + transl[:, None], bodies["focal"], center)
+                span = px[..., 1].amax(1) - px[..., 1].amin(1)
+                transl[:, 2] = transl[:, 2] * span / (fraction * height)
+                px = perspective_project(rel + transl[:, None], bodies["focal"], center)
+                mid = (px.amax(1) + px.amin(1)) / 2 - center
+                transl[:, :2] = transl[:, :2] - mid * transl[:, 2:] / bodies["focal"][:, None]
+            points = rel + transl[:, None]
+            px = perspective_project(points, bodies["focal"], center)
+        known = reg.quality > 0  # points the model has (others, e.g. anny's mouth corners, get confidence 0)
+        inside = ((px[..., 0] > 0) & (px[..., 0] < width) & (px[..., 1] > 0) & (px[..., 1] < height))[:, known].all(1)
+        keep = torch.nonzero(inside).flatten()[: n - count]
+        drawn = {k: bodies[k] for k in ("betas", "body_pose", "global_orient", "focal")}
+        drawn |= {"transl": transl, "hand_pose": hand_pose, "points3d": points,
+                  "keypoints": torch.cat([px, known[None, :, None].expand_as(px[..., :1]).to(px)], dim=-1)}  # fmt: skip
+        for key, value in drawn.items():
+            out.setdefault(key, []).append(value[keep])
+        count += len(keep)
+    return {k: torch.cat(v).numpy() for k, v in out.items()} | {"image_size": np.array(image_size)}
 
 
 def joint_errors(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

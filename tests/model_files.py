@@ -253,3 +253,62 @@ def body_like_smpl_arrays(seed: int = 0) -> dict[str, np.ndarray]:
         "kintree_table": np.array([[ROOT_PARENT] + SMPL_PARENTS[1:], list(range(24))], dtype=np.int64),
         "f": faces,
     }
+
+
+def skeleton_model_arrays(rest_joints: np.ndarray, joint_shapedirs: np.ndarray, model_type: str,
+                          tips: dict[str, tuple[np.ndarray, np.ndarray, int]], seed: int = 0) -> dict[str, np.ndarray]:  # fmt: skip
+    """A stick-figure SMPL-H (52 joints, 6,890 vertices) or SMPL-X (55 joints, 10,475 vertices)
+    model file's arrays built on a given SMPL-H skeleton (e.g. anny-hands'): rest_joints (52,3)
+    metres, joint_shapedirs (52,3,10); tips: smplx fingertip key ("lindex", ...) -> (position
+    (3,), shape directions (3,10), SMPL-H joint it rides on). Vertex j sits on joint j, skinned
+    rigidly to it, and J_regressor picks it (exact joints at any pose); the fingertip vertices
+    (smplx's ids) sit at the tips; all other vertices on the pelvis. SMPL-X's jaw / eyes (22-24)
+    are put on the head, its expression directions and landmark arrays are zeros / random.
+    Hands: identity PCA, zero mean (flat)."""
+    from smplx.vertex_ids import vertex_ids
+
+    rng = np.random.default_rng(seed)
+    tip_joint = {
+        key: joint + (3 if model_type == "smplx" and joint >= 22 else 0) for key, (_, _, joint) in tips.items()
+    }
+    if model_type == "smplx":  # insert jaw, left eye, right eye (parents: head) before the hands
+        head = rest_joints[15]
+        extra = np.stack([head + [0.0, -0.06, 0.06], head + [0.03, 0.03, 0.08], head + [-0.03, 0.03, 0.08]])
+        rest_joints = np.concatenate([rest_joints[:22], extra, rest_joints[22:]])
+        extra_dirs = np.repeat(joint_shapedirs[15:16], 3, axis=0)
+        joint_shapedirs = np.concatenate([joint_shapedirs[:22], extra_dirs, joint_shapedirs[22:]])
+        joint_shapedirs = np.concatenate([joint_shapedirs, np.zeros_like(joint_shapedirs)], axis=2)  # + expression
+    num_joints = NUM_JOINTS[model_type]
+    assert rest_joints.shape == (num_joints, 3)
+    V = 10475 if model_type == "smplx" else 6890
+    owner = np.zeros(V, dtype=np.int64)
+    owner[:num_joints] = np.arange(num_joints)
+    v_template = rest_joints[owner].copy()
+    shapedirs = joint_shapedirs[owner].copy()
+    for key, (position, directions, _) in tips.items():
+        vid = vertex_ids[model_type][key]
+        owner[vid] = tip_joint[key]
+        v_template[vid] = position
+        shapedirs[vid, :, : directions.shape[1]] = directions
+    faces = np.stack([rng.choice(num_joints, size=3, replace=False) for _ in range(100)]).astype(np.int64)
+    parents = model_parents(model_type)
+    J_regressor = np.zeros((num_joints, V))
+    J_regressor[np.arange(num_joints), np.arange(num_joints)] = 1.0
+    arrays = {
+        "v_template": v_template,
+        "shapedirs": shapedirs,
+        "posedirs": np.zeros((V, 3, 9 * (num_joints - 1))),
+        "J_regressor": J_regressor,
+        "weights": np.eye(num_joints)[owner],
+        "kintree_table": np.array([[ROOT_PARENT] + parents[1:], list(range(num_joints))], dtype=np.int64),
+        "f": faces,
+    }
+    for side in "lr":
+        arrays[f"hands_components{side}"] = np.eye(45)
+        arrays[f"hands_mean{side}"] = np.zeros(45)
+    if model_type == "smplx":
+        arrays["lmk_faces_idx"] = rng.integers(0, len(faces), size=51).astype(np.int64)
+        arrays["lmk_bary_coords"] = rng.dirichlet(np.ones(3), size=51)
+        arrays["dynamic_lmk_faces_idx"] = rng.integers(0, len(faces), size=(79, 17)).astype(np.int64)
+        arrays["dynamic_lmk_bary_coords"] = rng.dirichlet(np.ones(3), size=(79, 17))
+    return {k: (a.astype(np.float32) if a.dtype.kind == "f" else a) for k, a in arrays.items()}

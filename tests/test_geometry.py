@@ -151,3 +151,12 @@ def test_crop_cam_to_full_translation_hand_computed_and_inverse() -> None:
     full = crop_cam_to_full_translation(cams, centers, sizes, sizes_img, focals)
     back = translation_to_crop_cam(full, centers, sizes, sizes_img, focals)
     torch.testing.assert_close(back, cams, atol=1e-4, rtol=1e-4)
+
+
+def test_rotation_angle_between_known_values() -> None:
+    from fitter.geometry import rotation_angle_between
+
+    a = torch.tensor([[0.3, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 3.0]])
+    b = torch.tensor([[0.8, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, -3.0]])
+    expected = torch.tensor([0.5, 0.0, 2 * math.acos(math.cos(0.5) ** 2), 2 * math.pi - 6.0])  # quaternion products
+    torch.testing.assert_close(rotation_angle_between(a, b), expected, atol=2e-3, rtol=0)

@@ -86,7 +86,6 @@ def test_several_people_are_fitted_with_hands(fitted: Path) -> None:
 
 
 @needs_eval
-@pytest.mark.xfail(strict=True, reason="fit_keypoints fits hand poses only on the hands-fit branch (issue 14)")
 def test_fit_with_hands_writes_hand_poses(fitted: Path) -> None:
     npz = np.load(fitted / f"{ONE_HAND.stem}.npz")
     sidecar = json.loads((fitted / f"{ONE_HAND.stem}.json").read_text())

@@ -14,10 +14,33 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["FINGERS", "HAND_JOINT_NAMES", "flexion_axes", "curl_hand_pose", "finger_joint_ids"]
+__all__ = [
+    "FINGERS",
+    "HAND_JOINT_NAMES",
+    "RELAXED_CURL",
+    "flexion_axes",
+    "curl_hand_pose",
+    "finger_joint_ids",
+    "hand_joint_frames",
+    "relaxed_hand_pose",
+]
 
 FINGERS = ("index", "middle", "pinky", "ring", "thumb")  # MANO / smplx order
 HAND_JOINT_NAMES = [f"{side}_{finger}{k}" for side in ("left", "right") for finger in FINGERS for k in (1, 2, 3)]
+
+
+RELAXED_CURL = 0.25  # radians of flexion per joint of the relaxed hand (the hand prior's mean)
+
+# Thumb flexion axes as blends of "palmward" (thumb direction x palm normal: bends the thumb out
+# of the palm plane, to the palm side) and "across" (the palm normal: sweeps it within the palm
+# plane towards the little finger), per thumb joint (CMC, MCP, IP). The CMC mostly lifts the
+# thumb in front of the palm (palmar abduction / opposition) while turning it across; the MCP
+# and IP flex in a plane about 90 deg from the fingers' (the thumb nail faces sideways), i.e.
+# across the palm. With these, a fist (`curl_hand_pose`) lays the thumb tip on the middle
+# phalanges of the index / middle fingers (2-4 cm from them; 7 cm with the previous axes, whose
+# MCP / IP bent the thumb straight down, away from the fingers).
+THUMB_PALMWARD = (1.5, 0.0, 0.0)
+THUMB_ACROSS = (0.5, 1.0, 1.0)
 
 
 def finger_joint_ids(model, side: str, finger: str) -> list[int]:
@@ -36,9 +59,9 @@ def flexion_axes(model) -> Tensor:
     rest: a positive rotation about it curls the finger towards the palm.
 
     Fingers: axis = finger direction x palm normal (the palm normal points out of the palm,
-    from the wrist and the index / pinky knuckles). Thumb: its base (thumb1) swings it across
-    the palm (about the palm normal, tilted a little towards flexion), thumb2 / thumb3 flex
-    palmward like the fingers.
+    from the wrist and the index / pinky knuckles). Thumb: its base (thumb1) lifts it palmward
+    and a little across the palm, thumb2 / thumb3 flex across the palm (THUMB_PALMWARD /
+    THUMB_ACROSS).
     """
     J = _rest_joints(model)
     axes = []
@@ -59,8 +82,8 @@ def flexion_axes(model) -> Tensor:
                 if finger == "thumb":
                     axis = torch.linalg.cross(direction, normal)
                     axis = axis / axis.norm()
-                    if k == 0:  # the base (CMC) swings the thumb across the palm, a little palmward
-                        axis = 0.4 * axis + (-1.0 if side == "left" else 1.0) * normal
+                    across = (-1.0 if side == "left" else 1.0) * normal
+                    axis = THUMB_PALMWARD[k] * axis + THUMB_ACROSS[k] * across
                 else:
                     axis = torch.linalg.cross(direction, normal)
                 axes.append(axis / axis.norm())
@@ -74,3 +97,31 @@ def curl_hand_pose(model, angle: float = 1.05, joints: list[int] | None = None) 
     mask = torch.zeros(30, 1)
     mask[list(range(30)) if joints is None else joints] = 1.0
     return (axes * angle * mask).reshape(1, 90)
+
+
+def hand_joint_frames(model) -> Tensor:
+    """(30,3,3) per hand joint (hand-pose order) the rows (flexion axis, abduction axis, bone
+    axis), an orthonormal right-handed frame in the model frame at rest (= the joint's local
+    frame at rest). bone: from the joint to its child (tips: along the last bone); flexion:
+    `flexion_axes` made perpendicular to the bone; abduction = bone x flexion (for a finger the
+    palm normal, sideways motion of the finger). A rotation vector's components in this frame
+    (`frames @ u`) are the joint's flexion, abduction and twist angles."""
+    J = _rest_joints(model)
+    flex = flexion_axes(model)
+    rows = []
+    for side in ("left", "right"):
+        for finger in FINGERS:
+            ids = finger_joint_ids(model, side, finger)
+            for k, j in enumerate(ids):
+                child = J[ids[k + 1]] if k < 2 else 2 * J[j] - J[ids[k - 1]]
+                bone = (child - J[j]) / (child - J[j]).norm()
+                f = flex[len(rows)]
+                f = f - (f @ bone) * bone
+                f = f / f.norm()
+                rows.append(torch.stack([f, torch.linalg.cross(bone, f), bone]))
+    return torch.stack(rows)
+
+
+def relaxed_hand_pose(model) -> Tensor:
+    """(1,90) the relaxed, slightly curled hand: every joint flexed by RELAXED_CURL radians."""
+    return curl_hand_pose(model, RELAXED_CURL)

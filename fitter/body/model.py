@@ -322,9 +322,21 @@ class BodyModel(nn.Module):
         coefficients = torch.cat([betas, expression.expand(betas.shape[0], -1)], -1)
         return coefficients, torch.cat([self.shapedirs, self.expr_dirs], -1)
 
-    def _local_rotations(self, body_pose: Tensor | None, global_orient: Tensor | None, bsz: int) -> Tensor:
+    def _local_rotations(self, body_pose: Tensor | None, global_orient: Tensor | None, bsz: int,
+                         hand_pose: Tensor | None = None) -> Tensor:  # fmt: skip
         """Full-model local rotations plus the identity slot, joint first, batch innermost:
-        (J+1,3,3,B) (possibly a strided view)."""
+        (J+1,3,3,B) (possibly a strided view); hand_pose (B,90) or (B,30,3,3) replaces the
+        finger joints' rest rotations."""
+        rotations = self._smpl_local_rotations(body_pose, global_orient, bsz)
+        if hand_pose is None:
+            return rotations
+        if self.hand_joint_ids.numel() != 30:
+            raise ValueError(f"hand_pose given, but body model {self.name!r} has no finger joints")
+        hands = _to_rotmats(hand_pose, 30).to(rotations.dtype).permute(1, 2, 3, 0)  # (30,3,3,B)
+        return rotations.index_copy(0, self.hand_joint_ids, hands)
+
+    def _smpl_local_rotations(self, body_pose: Tensor | None, global_orient: Tensor | None, bsz: int) -> Tensor:
+        """`_local_rotations` without hands: the model's rest rotations where SMPL's pose has none."""
         dev, dt = self.v_template.device, self.v_template.dtype
         if body_pose is None:
             body_pose = torch.zeros(bsz, 69, device=dev, dtype=dt)
@@ -402,17 +414,18 @@ class BodyModel(nn.Module):
         global_orient: Tensor | None = None,
         transl: Tensor | None = None,
         vertex_ids: "Tensor | VertexSubset | None" = None,
+        hand_pose: Tensor | None = None,
     ) -> BodyOutput:
         """Fast path: pose the SMPL-24 joints and only the vertices `vertex_ids` (P,) (or a
         prepared `vertex_subset(ids)`, when the same vertices are posed repeatedly).
 
         Same result as `forward(...)` restricted to those joints/vertices, at a fraction of
-        the cost (no full-mesh skinning); used for keypoint-only fitting. Rest hands and jaw,
-        neutral expression.
+        the cost (no full-mesh skinning); used for keypoint-only fitting. hand_pose: as for
+        `forward`; rest jaw, neutral expression.
         """
-        bsz = self._batch_size(betas, body_pose, global_orient, transl)
+        bsz = self._batch_size(betas, body_pose, global_orient, transl, hand_pose)
         betas = self._betas(betas, bsz)
-        rotations = self._local_rotations(body_pose, global_orient, bsz)
+        rotations = self._local_rotations(body_pose, global_orient, bsz, hand_pose)
         world = self._world_transforms(betas, rotations, transl)
         joints = _smpl_positions(world, self._fast)
         points = None
@@ -489,6 +502,7 @@ class BodyModel(nn.Module):
         global_orient: Tensor | None = None,
         transl: Tensor | None = None,
         orient_base: Tensor | None = None,
+        hand_pose: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Fastest path: SMPL-24 joints (B,24,3) and pre-skinned landmarks (B,K,3), metres.
 
@@ -496,6 +510,8 @@ class BodyModel(nn.Module):
         (B,3): the root rotation is then R(global_orient) @ orient_base (a residual rotation on
         top of a fixed start, composed inside the fused op instead of by the caller). The
         landmarks include SMPL-joint blends when the skin was built with joint_weights.
+        hand_pose (B,90) or (B,30,3,3), models with finger joints only: as for `forward`
+        (the fused op then takes the ready rotations; autograd reaches hand_pose through them).
         Rodrigues, forward kinematics and skinning run as one autograd node with a
         hand-written backward (PyTorch's per-op cost rules at small batches).
         """
@@ -513,12 +529,17 @@ class BodyModel(nn.Module):
                     f"orient_base must be (B,3,3) = ({bsz},3,3) with global_orient (B,3) axis-angle; got "
                     f"{tuple(orient_base.shape)} and {tuple(global_orient.shape)}"
                 )
-        if self._smpl_is_full and body_pose.ndim == 2 and (vector_root or global_orient.shape[-2:] == (3, 3)):
+        if (
+            hand_pose is None
+            and self._smpl_is_full
+            and body_pose.ndim == 2
+            and (vector_root or global_orient.shape[-2:] == (3, 3))
+        ):
             root = global_orient if vector_root else global_orient.reshape(bsz, 3, 3)
             return _PosedPoints.apply(body_pose, root, orient_base, None, betas, transl, self._fast, skin)
         if orient_base is not None:
             global_orient = (axis_angle_to_matrix(global_orient) @ orient_base)[:, None]
-        rotations = self._local_rotations(body_pose, global_orient, bsz)
+        rotations = self._local_rotations(body_pose, global_orient, bsz, hand_pose)
         return _PosedPoints.apply(None, None, None, rotations, betas, transl, self._fast, skin)
 
     def extra_repr(self) -> str:

@@ -13,6 +13,8 @@ class FitConfig:
 
     The defaults are the "default" preset: start from the keypoint lifter, a camera stage, then
     one stage at SMPLify's final prior weights with the pose held near the lifter's (anchor).
+    With finger joints and hands42 keypoints the fingers and arms are also solved
+    (Levenberg-Marquardt) before and after the body stages.
     The pose prior is the shipped CMU GMM (priors.default_prior_terms) with the joint limits as
     bounds; its weight (gmm_scale), the joint-limit, angle and anchor weights were tuned on
     synthetic bodies posed by the CMU train subjects (benchmarks/synthetic.py --pose-source train).
@@ -48,6 +50,26 @@ class FitConfig:
     # two-person renders (benchmarks/people.py) the order was right without it, it gained 1 cm
     # of depth and doubled the time
     depth_order_weight: float = 0.0
+    # Hands (models with finger joints and keypoints with hands42 points; losses.hand_terms,
+    # fitting.hand_solve). x the hands42 keypoints' weights (squared in the loss, like all
+    # weights). A hand spans ~8 % of the person's height; its points get the body points' weight
+    # per point and already outnumber them (42 vs 17-33); 2 and 3 pulled the arms away from the
+    # body points (body 2D error x1.5) without better fingers (synthetic tuning, seeds 100/101)
+    hand_keypoint_weight: float = 1.0
+    finger_limit_weight: float = 10.0  # x the finger joint-limit penalty (rad^2 outside the limits), as the body's
+    # x distance (rad) of the hand pose to the relaxed hand (weak curl prior; squared in the loss):
+    # 0.1-1.0 changed the finger error by < 0.3 deg on clean keypoints; it holds unseen fingers
+    hand_prior_weight: float = 0.3
+    # Levenberg-Marquardt steps on the fingers and arms, the rest of the body held
+    # (fitting.hand_solve): after the camera stage, from the relaxed hand and from fists of
+    # `hand_start_curls` radians (each hand keeps its best), and again after the body stages
+    # (the fingers meet the final arms). Adam alone needed ~200 iterations for the fingers, so
+    # the Adam body stages leave the hand pose alone. Curled starts: from the relaxed hand alone,
+    # curled fingers often settled bent backwards (2D cannot tell): 24 -> 14 deg finger error.
+    hand_solve_iters: int = 10
+    hand_start_curls: tuple[float, ...] = (0.8,)
+    hand_polish_iters: int = 5
+    hand_arm_weight: float = 1.0  # x the arm joints' change (rad) in those steps, a residual beside the keypoints
     restart_poses: tuple[str, ...] = ("bent_legs",)  # alternative starts for restartable items (fitter.body.poses)
     name: str = "custom"
 

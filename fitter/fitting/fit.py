@@ -54,6 +54,8 @@ def _start_parameters(problem: Problem, start: Start, yaw: Tensor) -> dict[str, 
     global_orient = matrix_to_axis_angle(axis_angle_to_matrix(start.global_orient) @ axis_angle_to_matrix(turn))
     params = {"betas": betas, "body_pose": start.body_pose, "global_orient": global_orient}
     params["transl"] = start.transl if start.transl is not None else _translation(problem, params)
+    if problem.fits_hands:  # fingers start relaxed (the curl prior's mean)
+        params["hand_pose"] = problem.hand_mean.expand(B, -1).clone()
     return params
 
 
@@ -248,7 +250,11 @@ def _fit(keypoints, keypoint_set, image_size, focal_length, body_model, start, c
         status[i] = "failed: fewer than 2 keypoints with confidence > 0; nothing to fit"
     with torch.no_grad():
         joints, _, proj = problem.points(
-            params["betas"], params["body_pose"], params["global_orient"], params["transl"]
+            params["betas"],
+            params["body_pose"],
+            params["global_orient"],
+            params["transl"],
+            hand_pose=params.get("hand_pose"),
         )
     used = (problem.weights > 0).float()
     err = ((proj - problem.target).norm(dim=-1) * used).sum(1) / used.sum(1).clamp(min=1)
@@ -282,4 +288,5 @@ def _fit(keypoints, keypoint_set, image_size, focal_length, body_model, start, c
         image_size=camera.image_size, joints=np_(joints), reprojection_error_px=np_(err), keypoints=kp_np,
         keypoints_2d_fit=np_(proj), keypoint_set=keypoint_set, status=status,
         losses={k: np_(v) for k, v in terms.items()}, info=info, body_model=model,
+        hand_pose=np_(params["hand_pose"]) if "hand_pose" in params else None,
     )  # fmt: skip

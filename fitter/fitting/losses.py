@@ -2,7 +2,8 @@
 
 Camera stage: reprojection of the torso points + a depth regulariser. Body stages:
 reprojection (Geman-McClure, 224 px crop units), angle prior, shape prior, pose prior (GMM, or
-joint limits + weak L2), the anchor to a trusted start's pose, 3D landmarks when given.
+joint limits + weak L2), the anchor to a trusted start's pose, 3D landmarks when given; with
+fitted fingers also the finger joint limits and the weak curl prior (`hand_terms`).
 Silhouette stage: the body terms + chamfer distance between the projected mesh and the person
 mask (+ per-part masks, hidden vertices left out). People of one photo: no interpenetration
 (body stages) and depth order (silhouette stage), fitter.fitting.scene.
@@ -14,21 +15,22 @@ import torch
 from torch import Tensor
 
 from fitter.fitting.config import FitConfig
-from fitter.fitting.params import Params
+from fitter.fitting.params import WRISTS, Params
 from fitter.fitting.problem import Problem
 from fitter.fitting.scene import depth_order_term, penetration_term
 from fitter.fitting.silhouettes import SilhouetteTargets
 from fitter.geometry import perspective_project
 from fitter.objectives import depth_term, landmarks3d_term, reprojection_term
 from fitter.objectives.silhouette import part_silhouette_loss, silhouette_chamfer_loss
+from priors.finger_limits import finger_limit_penalty, hand_l2_prior
 
-__all__ = ["camera_loss", "body_terms", "silhouette_terms"]
+__all__ = ["camera_loss", "body_terms", "hand_terms", "silhouette_terms"]
 
 
 def camera_loss(problem: Problem, params: Params, start_transl: Tensor, config: FitConfig) -> Tensor:
     """(B,) torso reprojection (all points for items without a seen torso point) + depth regulariser."""
     _, _, proj = problem.points(params.betas, params.body_pose, params.orient_delta, params.transl,
-                                orient_base=params.orient_start)  # fmt: skip
+                                orient_base=params.orient_start, hand_pose=params.hands)  # fmt: skip
     w = problem.weights * problem.torso_mask
     w = torch.where(w.sum(1, keepdim=True) > 0, w, problem.weights)
     data = reprojection_term(proj, problem.target, w, problem.scale, config.sigma)
@@ -36,12 +38,17 @@ def camera_loss(problem: Problem, params: Params, start_transl: Tensor, config: 
 
 
 def body_terms(problem: Problem, params: Params, prior_set, config: FitConfig, pose_weight: float,
-               shape_weight: float, pairs: Tensor | None = None) -> dict[str, Tensor]:  # fmt: skip
+               shape_weight: float, pairs: Tensor | None = None, with_hands: bool = True) -> dict[str, Tensor]:  # fmt: skip
     """Per-item (B,) terms of a body stage at the given pose / shape prior weights; pairs (P,2):
-    items of one photo (`scene_pairs`) whose bodies must not interpenetrate."""
+    items of one photo (`scene_pairs`) whose bodies must not interpenetrate; with_hands: add
+    the finger priors (`hand_terms`) when the fit poses the fingers (the Adam stages leave
+    them out: the hand pose is held there, they are constants)."""
     joints, pts3d, proj = problem.points(params.betas, params.body_pose, params.orient_delta, params.transl,
-                                    orient_base=params.orient_start)  # fmt: skip
-    terms = {"reprojection": reprojection_term(proj, problem.target, problem.weights, problem.scale, config.sigma)}
+                                    orient_base=params.orient_start, hand_pose=params.hands)  # fmt: skip
+    weights = problem.weights
+    if problem.hand_mask is not None:
+        weights = weights * (1.0 + (config.hand_keypoint_weight - 1.0) * problem.hand_mask)
+    terms = {"reprojection": reprojection_term(proj, problem.target, weights, problem.scale, config.sigma)}
     prior = prior_set(params.body_pose, params.betas)
     terms["angle"] = config.angle_prior_weight**2 * prior["angle"]
     terms["shape"] = shape_weight**2 * prior["shape"]
@@ -52,7 +59,11 @@ def body_terms(problem: Problem, params: Params, prior_set, config: FitConfig, p
     else:
         terms["pose"] = (config.pose_l2_scale * pose_weight) ** 2 * prior["pose_l2"]
     if problem.pose_anchor is not None and config.anchor_weight > 0:
-        offset = (params.body_pose - problem.pose_anchor).pow(2).sum(-1)
+        offset = (params.body_pose - problem.pose_anchor).pow(2)
+        if params.hand_pose is not None:  # a seen hand's keypoints, not the start, set its wrist
+            held = 1.0 - params.hands_free[:, [0, 45]].repeat_interleave(3, dim=1)  # (B,6) left, right
+            offset = torch.cat([offset[:, : WRISTS.start], offset[:, WRISTS] * held, offset[:, WRISTS.stop :]], dim=1)
+        offset = offset.sum(-1)
         terms["anchor"] = config.anchor_weight**2 * problem.anchored * offset
     if problem.landmarks3d is not None and config.landmarks3d_weight > 0:
         terms["landmarks3d"] = config.landmarks3d_weight * landmarks3d_term(
@@ -60,7 +71,19 @@ def body_terms(problem: Problem, params: Params, prior_set, config: FitConfig, p
         )
     if pairs is not None and config.penetration_weight > 0:
         terms["penetration"] = config.penetration_weight * penetration_term(joints, pairs)
+    if params.hand_pose is not None and with_hands:
+        terms.update(hand_terms(problem, params.hands, config))
     return terms
+
+
+def hand_terms(problem: Problem, hand_pose: Tensor, config: FitConfig) -> dict[str, Tensor]:
+    """(B,) the finger priors of hand_pose (B,90): "finger_limits" (anatomical ranges,
+    priors.finger_limits; rad^2 outside them) and "hand_prior" (L2 pull to the relaxed hand, rad^2),
+    so fingers without keypoints stay relaxed."""
+    return {
+        "finger_limits": config.finger_limit_weight**2 * finger_limit_penalty(hand_pose, problem.hand_frames),
+        "hand_prior": config.hand_prior_weight**2 * hand_l2_prior(hand_pose, problem.hand_mean),
+    }
 
 
 def silhouette_terms(problem: Problem, params: Params, sil: SilhouetteTargets, part_visibility: Tensor | None,
@@ -70,8 +93,9 @@ def silhouette_terms(problem: Problem, params: Params, sil: SilhouetteTargets, p
     which silhouette vertices of the part items are visible (hidden ones are not pulled into
     their part's visible mask); like: a (B,) tensor of the output's dtype and device."""
     items, vids = sil.items, sil.vertex_ids
+    hands = None if params.hand_pose is None else params.hands[items]
     points = problem.model.forward_joints(params.betas[items], params.body_pose[items], params.global_orient[items],
-                                          params.transl[items], vids).points  # fmt: skip
+                                          params.transl[items], vids, hand_pose=hands).points  # fmt: skip
     proj = perspective_project(points, problem.focal[items], problem.center[items]) * sil.scale[:, None, None]
     target = sil.target
     term = silhouette_chamfer_loss(proj, target.dist_maps, target.boundary_points, target.boundary_valid)

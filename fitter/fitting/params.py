@@ -7,22 +7,39 @@ from torch import Tensor
 
 from fitter.geometry import axis_angle_to_matrix, matrix_to_axis_angle
 
-__all__ = ["Params"]
+__all__ = ["Params", "WRISTS"]
+
+WRISTS = slice(57, 63)  # body_pose values of SMPL joints 20, 21 (left / right wrist)
 
 
 class Params(torch.nn.Module):
     """betas (B,NB), body_pose (B,69) axis-angle, transl (B,3) metres, and the global orientation
     as a small rotation `orient_delta` (axis-angle, camera frame) applied on top of the start's:
     R = R(delta) R_start, which keeps the optimiser away from axis-angle's wrap-around at
-    |theta| = pi (upright bodies sit there)."""
+    |theta| = pi (upright bodies sit there). When the fit poses the fingers: hand_pose (B,90)
+    axis-angle (fitter.body.hands layout) and hands_free (B,90), 1 where the hand pose is
+    fitted (losses read `hands`); else hand_pose is None (no parameter)."""
 
-    def __init__(self, betas: Tensor, body_pose: Tensor, global_orient: Tensor, transl: Tensor) -> None:
+    def __init__(self, betas: Tensor, body_pose: Tensor, global_orient: Tensor, transl: Tensor,
+                 hand_pose: Tensor | None = None, hands_free: Tensor | None = None) -> None:  # fmt: skip
         super().__init__()
         self.betas = torch.nn.Parameter(betas.clone())
         self.body_pose = torch.nn.Parameter(body_pose.clone())
         self.orient_delta = torch.nn.Parameter(torch.zeros_like(global_orient))
         self.transl = torch.nn.Parameter(transl.clone())
+        self.hand_pose = None if hand_pose is None else torch.nn.Parameter(hand_pose.clone())
         self.register_buffer("orient_start", axis_angle_to_matrix(global_orient.detach()))
+        if hand_pose is not None:
+            self.register_buffer("hand_start", hand_pose.detach().clone())
+            self.register_buffer("hands_free", torch.ones_like(hand_pose) if hands_free is None else hands_free)
+
+    @property
+    def hands(self) -> Tensor | None:
+        """(B,90) the hand pose in use: hand_pose where hands_free is 1, the start's where 0 (a
+        hand without keypoints keeps its start, whatever else would move it), or None."""
+        if self.hand_pose is None:
+            return None
+        return self.hand_pose * self.hands_free + self.hand_start * (1.0 - self.hands_free)
 
     @property
     def global_orient(self) -> Tensor:
@@ -30,7 +47,9 @@ class Params(torch.nn.Module):
         return (axis_angle_to_matrix(self.orient_delta) @ self.orient_start)[:, None]
 
     def values(self) -> dict[str, Tensor]:
-        """Detached betas, body_pose, transl and global_orient (B,3) axis-angle."""
-        out = {k: getattr(self, k).detach() for k in ("betas", "body_pose", "transl")}
+        """Detached betas, body_pose, transl, global_orient (B,3) axis-angle (and hand_pose when fitted)."""
+        out = {"betas": self.betas.detach(), "body_pose": self.body_pose.detach(), "transl": self.transl.detach()}
+        if self.hand_pose is not None:
+            out["hand_pose"] = self.hands.detach()
         out["global_orient"] = matrix_to_axis_angle(self.global_orient[:, 0]).detach()
         return out

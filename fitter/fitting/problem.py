@@ -11,6 +11,7 @@ from numpy.typing import ArrayLike
 from torch import Tensor
 
 from fitter.body import BodyModel
+from fitter.body.hands import hand_joint_frames, relaxed_hand_pose
 from fitter.body.model import LandmarkSkin
 from fitter.geometry import perspective_project, visible_box
 from fitter.keypoints import keypoint_names, keypoint_skin
@@ -20,6 +21,20 @@ __all__ = ["Problem", "FitTargets", "validate_keypoints", "TORSO"]
 
 TORSO = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
 CROP_SIZE = 224.0  # residuals are measured in a person crop of this many pixels (SPIN's units)
+
+
+def _hand_fields(model: BodyModel, names: list[str], like: Tensor) -> dict[str, Tensor | None]:
+    """Problem's hand_mask / hand_sides / hand_frames / hand_mean: set when the model has finger joints and
+    `names` include hands42 points, else None."""
+    hand_names = set(keypoint_names("hands42"))
+    mask = torch.tensor([n in hand_names for n in names], dtype=like.dtype, device=like.device)
+    if model.hand_joint_ids.numel() != 30 or not bool(mask.any()):
+        return {"hand_mask": None, "hand_sides": None, "hand_frames": None, "hand_mean": None}
+    sides = torch.tensor([[n in hand_names and n.startswith(side) for n in names] for side in ("left_", "right_")],
+                         dtype=like.dtype, device=like.device)  # fmt: skip
+    frames = hand_joint_frames(model).to(like)
+    return {"hand_mask": mask, "hand_sides": sides, "hand_frames": frames,
+            "hand_mean": relaxed_hand_pose(model).to(like)}  # fmt: skip
 
 
 def validate_keypoints(keypoints, keypoint_set: str) -> np.ndarray:
@@ -72,6 +87,11 @@ class Problem:
     masks / part_masks / ignore_masks: per item a person mask (H,W) bool, body-part masks
     (P,H,W) bool and the mask of what hides the person, or None; scene (B,) long or None: items
     of one photo; person (B,) long: the original person of each item (flip-test copies share it).
+    Hands (only when the model has finger joints and the set has hands42 points, else None):
+    hand_mask (K,) 1 on the hands42 points; hand_sides (2,K) 1 on the left / right hand's
+    points; hand_frames (30,3,3) the finger joints' limit frames
+    (fitter.body.hands.hand_joint_frames); hand_mean (1,90) the relaxed hand (the curl
+    prior's mean and the fit's start).
     """
 
     model: BodyModel
@@ -94,6 +114,10 @@ class Problem:
     ignore_masks: list = field(default_factory=list)
     scene: Tensor | None = None
     person: Tensor | None = None
+    hand_mask: Tensor | None = None
+    hand_sides: Tensor | None = None
+    hand_frames: Tensor | None = None
+    hand_mean: Tensor | None = None
 
     PER_ITEM = ("target", "confidence", "weights", "focal", "center", "scale", "landmarks3d", "landmarks3d_weights",
                 "pose_anchor", "anchored", "scene", "person")  # fmt: skip
@@ -136,7 +160,7 @@ class Problem:
                    target=keypoints[..., :2], confidence=keypoints[..., 2], weights=keypoints[..., 2] * regressor.quality[None],
                    focal=focal, center=center, scale=CROP_SIZE / size, landmarks3d=lm3d, landmarks3d_weights=lm3d_weights,
                    masks=masks, part_masks=part_masks, ignore_masks=per_item["ignore_masks"], scene=scene,
-                   person=torch.arange(n, device=keypoints.device))  # fmt: skip
+                   person=torch.arange(n, device=keypoints.device), **_hand_fields(model, regressor.names, keypoints))  # fmt: skip
 
     def __len__(self) -> int:
         return int(self.target.shape[0])
@@ -152,12 +176,23 @@ class Problem:
         lists = {name: [getattr(self, name)[i] for i in host] for name in ("masks", "part_masks", "ignore_masks")}
         return replace(self, **picked, **lists)
 
+    @property
+    def fits_hands(self) -> bool:
+        """Whether the fit poses the fingers (the model has them and the keypoints carry hands42)."""
+        return self.hand_mask is not None
+
+    def seen_hands(self) -> Tensor:
+        """(B,90) 1.0 on the hand-pose values of hands with any keypoint seen (confidence > 0), else 0."""
+        seen = (self.confidence[:, None, :] * self.hand_sides).sum(-1) > 0  # (B,2)
+        return seen.to(self.confidence.dtype).repeat_interleave(45, dim=1)
+
     def points(self, betas: Tensor, body_pose: Tensor, global_orient: Tensor, transl: Tensor | None,
-               orient_base: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+               orient_base: Tensor | None = None, hand_pose: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
         """SMPL joints (B,24,3) and keypoints (B,K,3) in the camera frame (metres), and the
-        keypoints' pixels (B,K,2). orient_base: see BodyModel.pose_landmarks."""
+        keypoints' pixels (B,K,2). orient_base: see BodyModel.pose_landmarks; hand_pose (B,90)
+        or None (the model's rest hands)."""
         joints, pts3d = self.model.pose_landmarks(
-            self.skin, betas, body_pose, global_orient, transl, orient_base=orient_base
+            self.skin, betas, body_pose, global_orient, transl, orient_base=orient_base, hand_pose=hand_pose
         )
         return joints, pts3d, perspective_project(pts3d, self.focal, self.center)
 

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from fitter.fitting.config import FitConfig
+from fitter.fitting.hand_solve import solve_hands
 from fitter.fitting.losses import body_terms, camera_loss, silhouette_terms
 from fitter.fitting.params import Params
 from fitter.fitting.problem import Problem
@@ -53,8 +54,9 @@ def _part_visibility(problem: Problem, params: Params, sil: SilhouetteTargets) -
 
     items, rows = sil.items, sil.parts.rows
     with torch.no_grad():
+        hands = None if params.hand_pose is None else params.hands[items][rows]
         out = problem.model(params.betas[items][rows], params.body_pose[items][rows],
-                            params.global_orient[items][rows], params.transl[items][rows])  # fmt: skip
+                            params.global_orient[items][rows], params.transl[items][rows], hand_pose=hands)  # fmt: skip
         scale = sil.scale[rows]  # at the working resolution, like the masks
         res = SILHOUETTE_RESOLUTION
         visible = vertex_visibility(out.vertices, problem.model.faces, problem.focal[items][rows] * scale,
@@ -64,9 +66,12 @@ def _part_visibility(problem: Problem, params: Params, sil: SilhouetteTargets) -
 
 def fit_batch(problem: Problem, start: dict[str, Tensor], prior_set, config: FitConfig, silhouettes: SilhouetteTargets | None,
               lr_scale: float = 1.0) -> tuple[dict[str, Tensor], dict[str, Tensor]]:  # fmt: skip
-    """All stages for one batch from `start` (betas, body_pose, global_orient, transl; (B,...));
+    """All stages for one batch from `start` (betas, body_pose, global_orient, transl, and
+    hand_pose when the fit poses the fingers; (B,...));
     returns the final parameters and the per-item (B,) loss terms (with "total")."""
-    params = Params(start["betas"], start["body_pose"], start["global_orient"], start["transl"])
+    hands_free = problem.seen_hands() if problem.fits_hands else None
+    params = Params(start["betas"], start["body_pose"], start["global_orient"], start["transl"], start.get("hand_pose"),
+                    hands_free)  # fmt: skip
     lr = config.lr * lr_scale
     start_transl = start["transl"].detach()
     run_stage(params, ["orient_delta", "transl"], lambda: camera_loss(problem, params, start_transl, config),
@@ -74,16 +79,18 @@ def fit_batch(problem: Problem, start: dict[str, Tensor], prior_set, config: Fit
     terms: dict[str, Tensor] = {}
     pairs = scene_pairs(problem.scene, problem.person)
 
-    def body_loss(pose_weight: float, shape_weight: float) -> Callable[[], Tensor]:
+    def body_loss(pose_weight: float, shape_weight: float, with_hands: bool = True) -> Callable[[], Tensor]:
         def loss() -> Tensor:
             terms.clear()
-            terms.update(body_terms(problem, params, prior_set, config, pose_weight, shape_weight, pairs))
+            terms.update(body_terms(problem, params, prior_set, config, pose_weight, shape_weight, pairs, with_hands))
             return sum(terms.values())
 
         return loss
 
+    solve_hands(problem, params, config, config.hand_solve_iters, config.hand_start_curls)  # no-op without hands
     for iters, pose_w, shape_w in zip(config.stage_iters, config.pose_prior_weights, config.shape_prior_weights):
-        run_stage(params, BODY, body_loss(pose_w, shape_w), iters, lr)
+        run_stage(params, BODY, body_loss(pose_w, shape_w, with_hands=False), iters, lr)
+    solve_hands(problem, params, config, config.hand_polish_iters)  # the fingers meet the final arms
     final = body_loss(config.pose_prior_weights[-1], config.shape_prior_weights[-1])
     if silhouettes is not None and config.silhouette_iters > 0:
         visibility = _part_visibility(problem, params, silhouettes)

@@ -20,6 +20,7 @@ from fitter.geometry.rotations import (
     rot6d_to_axis_angle,
     rot6d_to_matrix,
     rotation_about,
+    rotation_angle_between,
 )
 from fitter.geometry.translation import least_squares_translation, similar_triangles_translation
 
@@ -31,6 +32,7 @@ __all__ = [
     "rot6d_to_axis_angle",
     "rot6d_to_matrix",
     "rotation_about",
+    "rotation_angle_between",
     "perspective_project",
     "default_focal_length",
     "crop_cam_to_full_translation",

@@ -118,6 +118,14 @@ def matrix_to_axis_angle(matrix: torch.Tensor) -> torch.Tensor:
     return roma.rotmat_to_rotvec(matrix)
 
 
+def rotation_angle_between(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Geodesic angle (...,) radians in [0, pi] between rotations given as (..., 3) rotation
+    vectors: the angle of R(a)^T R(b), from its trace (clamped against rounding)."""
+    relative = axis_angle_to_matrix(a).transpose(-1, -2) @ axis_angle_to_matrix(b)
+    cos = (relative.diagonal(dim1=-2, dim2=-1).sum(-1) - 1.0) / 2.0
+    return torch.acos(cos.clamp(-1.0, 1.0))
+
+
 def rot6d_to_matrix(rot6d: torch.Tensor) -> torch.Tensor:
     """(..., 6) -> (..., 3, 3), the convention of Zhou et al. used by HMR/SPIN/CLIFF/PARE.
 

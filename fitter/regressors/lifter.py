@@ -65,14 +65,28 @@ def union_point_names(sets: tuple[str, ...] | list[str] = LIFTER_INPUT_SETS) -> 
 def _slot_sources(keypoint_set: str, point_names: tuple[str, ...]) -> tuple[int, ...]:
     """For every lifter slot, the index of the set's point that fills it (-1: none): the point
     of the same name, else a point standing in for it (`canonical_name`, e.g. an SMPL hip joint
-    for a lifter that only knows COCO's hips) unless the set has the slot's own point."""
+    for a lifter that only knows COCO's hips) unless the set has the slot's own point, or already
+    feeds the same canonical point through a point with a slot of its own (then the stand-in
+    would only repeat it: "coco17+hands42"'s or "smpl24+hands42"'s hand wrists must not fill
+    the other wrist slots, an input pattern the lifter never saw)."""
     names = keypoint_names(keypoint_set)
     exact = {n: i for i, n in enumerate(names)}
     alias = {}
     for i, n in enumerate(names):
         if n not in point_names:  # a point without its own slot may stand in for its canonical name
             alias.setdefault(canonical_name(n), i)
-    return tuple(exact.get(n, alias.get(canonical_name(n), alias.get(n, -1))) for n in point_names)
+
+    # canonical names the set already feeds through points that have slots of their own
+    slotted = {canonical_name(n) for n in names if n in point_names}
+
+    def source(n: str) -> int:
+        if n in exact:
+            return exact[n]
+        if canonical_name(n) in slotted:
+            return -1
+        return alias.get(canonical_name(n), alias.get(n, -1))
+
+    return tuple(source(n) for n in point_names)
 
 
 def lifter_points(keypoints: Tensor, keypoint_set: str, point_names: list[str] | tuple[str, ...]) -> Tensor:
