@@ -164,6 +164,11 @@ def test_photo_sized_case_recovers_the_fingers(hands_model: BodyModel, hand_case
     hand_px = np.linalg.norm(result.keypoints_2d_fit[:, 17:] - hand_cases["keypoints"][:, 17:, :2], axis=-1).mean()
     assert flat_error > 25.0  # the true fingers are far from flat
     assert error < 16.0 and hand_px < 2.5
+    # the pipeline's reprojection of a result (overlays, benchmarks) poses the fitted fingers too
+    from fitter.pipeline import project_keypoint_set
+
+    projected = project_keypoint_set(result, hands_model, "hands42")
+    np.testing.assert_allclose(projected, result.keypoints_2d_fit[:, 17:], atol=0.05)
 
 
 @pytest.mark.parametrize("kind", ["smplh", "smplx"])

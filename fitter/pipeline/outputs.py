@@ -131,15 +131,18 @@ def _write_scene(job: ImageJob, result: FitResult, vertices: np.ndarray, faces: 
 
 
 def project_keypoint_set(result: FitResult, model: BodyModel, keypoint_set: str, device: str = "cpu") -> np.ndarray:
-    """(N,K,2) pixels: the fitted model's points of `keypoint_set` projected with the fit's camera."""
+    """(N,K,2) pixels: the fitted model's points of `keypoint_set` (fingers, jaw and expression
+    included where fitted) projected with the fit's camera."""
     from fitter.geometry import perspective_project
 
     reg = keypoint_regressor(model.to(device), keypoint_set)
     args = [
         torch.as_tensor(getattr(result, k), device=device) for k in ("betas", "body_pose", "global_orient", "transl")
     ]
+    extra = {k: torch.as_tensor(getattr(result, k), device=device)
+             for k in ("hand_pose", "jaw_pose", "expression") if getattr(result, k) is not None}  # fmt: skip
     with torch.no_grad():
-        out = model(*args)
+        out = model(*args, **extra)
         pts = reg.from_vertices(out.joints, out.vertices)
         px = perspective_project(pts, torch.as_tensor(result.focal_length, device=device),
                                  torch.as_tensor(result.principal_point, device=device))  # fmt: skip
