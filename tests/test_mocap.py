@@ -6,6 +6,7 @@ calibration on these files)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -219,3 +220,31 @@ def test_dedup_drops_daz_copies_of_31_joint_trials(cmu_dir):
     assert {"01_01", "16_01", "16_02", "06_07", "13_26", "14_12"} <= named and len(named) == 35
     daz = load_source(cmu_dir / FILES["daz43"])
     assert len(set(trial_names(daz, matches)) & named) == 33  # 32 matched sequences + 01_01
+
+
+def test_hinge_twist_moves_sideways_elbow_bends_into_the_shoulder(anny_model):
+    """An elbow bent about z (sideways: what position-driven IK produced for 70 % of CMU frames)
+    becomes a hinge bend about y with the shoulder twisted; joints stay where they were; a real
+    hinge bend and a nearly straight arm are left alone."""
+    from fitter.geometry import axis_angle_to_matrix, matrix_to_axis_angle
+    from fitter.mocap.retarget import hinge_twist
+    from priors.joint_limits import joint_limit_angles
+
+    pose = torch.zeros(3, 24, 3)
+    pose[:, 16] = torch.tensor([0.3, -0.2, -1.0])  # left shoulder: arm down and a little forward
+    pose[0, 18] = torch.tensor([0.0, 0.0, 0.7])  # sideways bend (z), 40 deg
+    pose[1, 18] = torch.tensor([0.0, -0.9, 0.0])  # a true hinge flexion (-y)
+    pose[2, 18] = torch.tensor([0.0, 0.0, 0.03])  # nearly straight
+    local = axis_angle_to_matrix(pose)
+    with torch.no_grad():
+        rest = anny_model.forward_joints(betas=torch.zeros(1, 10)).joints[0]
+        fixed = hinge_twist(local, rest)
+        before = anny_model.forward_joints(body_pose=local[:, 1:], global_orient=local[:, :1]).joints
+        after = anny_model.forward_joints(body_pose=fixed[:, 1:], global_orient=fixed[:, :1]).joints
+    assert (before - after).norm(dim=-1).max() < 1e-5  # every joint in place
+    angles = joint_limit_angles(matrix_to_axis_angle(fixed[:, 1:]).reshape(3, 69)).reshape(3, 23, 3)
+    assert abs(float(angles[0, 17, 2])) < math.radians(11)  # sideways bend within the allowed 10 deg
+    assert float(angles[0, 17, 1]) < -math.radians(30)  # the rest became flexion (-y for the left elbow)
+    shoulder_turn = (local[0, 16].transpose(0, 1) @ fixed[0, 16]).trace()
+    assert shoulder_turn < 2.9  # the shoulder took the twist (angle > ~15 deg)
+    torch.testing.assert_close(fixed[1:], local[1:], atol=1e-4, rtol=0)  # hinge bend, straight arm: unchanged
