@@ -312,3 +312,69 @@ def skeleton_model_arrays(rest_joints: np.ndarray, joint_shapedirs: np.ndarray, 
         arrays["dynamic_lmk_faces_idx"] = rng.integers(0, len(faces), size=(79, 17)).astype(np.int64)
         arrays["dynamic_lmk_bary_coords"] = rng.dirichlet(np.ones(3), size=(79, 17))
     return {k: (a.astype(np.float32) if a.dtype.kind == "f" else a) for k, a in arrays.items()}
+
+
+# face51 points (iBUG-68 points 18-68, face51 order) of a stick-figure face, relative to the head
+# joint (metres; model frame: x to the subject's left, y up, z forward), and which are on the
+# lower lip (skinned to the jaw; the mouth corners half to it).
+_BROW = [(0.055, 0.062, 0.080), (0.045, 0.068, 0.088), (0.034, 0.070, 0.094), (0.023, 0.069, 0.098),
+         (0.011, 0.066, 0.100)]  # fmt: skip
+_EYE = [(0.044, 0.044, 0.085), (0.036, 0.048, 0.088), (0.026, 0.048, 0.090), (0.018, 0.044, 0.090),
+        (0.026, 0.040, 0.090), (0.036, 0.040, 0.088)]  # right eye, iBUG order (outer corner first), |x|  # fmt: skip
+FACE_POINTS = np.array(
+    [(-x, y, z) for x, y, z in _BROW] + [(x, y, z) for x, y, z in reversed(_BROW)]
+    + [(0.0, 0.045, 0.098), (0.0, 0.033, 0.103), (0.0, 0.022, 0.108), (0.0, 0.012, 0.114)]
+    + [(-0.015, -0.002, 0.098), (-0.008, -0.004, 0.102), (0.0, -0.005, 0.104), (0.008, -0.004, 0.102),
+       (0.015, -0.002, 0.098)]
+    + [(-x, y, z) for x, y, z in _EYE] + [(x, y, z) for x, y, z in (_EYE[3], _EYE[2], _EYE[1], _EYE[0], _EYE[5], _EYE[4])]
+    + [(-0.025, -0.045, 0.090), (-0.016, -0.038, 0.096), (-0.006, -0.035, 0.100), (0.0, -0.036, 0.101),
+       (0.006, -0.035, 0.100), (0.016, -0.038, 0.096), (0.025, -0.045, 0.090), (0.016, -0.053, 0.096),
+       (0.007, -0.056, 0.099), (0.0, -0.057, 0.100), (-0.007, -0.056, 0.099), (-0.016, -0.053, 0.096)]
+    + [(-0.020, -0.045, 0.094), (-0.007, -0.043, 0.099), (0.0, -0.043, 0.100), (0.007, -0.043, 0.099),
+       (0.020, -0.045, 0.094), (0.007, -0.047, 0.099), (0.0, -0.047, 0.100), (-0.007, -0.047, 0.099)]
+)  # fmt: skip
+FACE_JAW_SHARE = np.zeros(51)
+FACE_JAW_SHARE[[38, 39, 40, 41, 42, 48, 49, 50]] = 1.0  # lower lip
+FACE_JAW_SHARE[[31, 37, 43, 47]] = 0.5  # mouth corners
+FACE_JAW_OFFSET = np.array([0.0, -0.005, 0.01])  # the jaw joint from the head joint: ~10 cm behind the lower lip
+# smplx's vertex ids of the COCO head points (nose, eyes, ears) and where they go, relative to the head joint
+HEAD_POINTS = {"nose": (0.0, 0.012, 0.112), "leye": (0.03, 0.044, 0.09), "reye": (-0.03, 0.044, 0.09),
+               "lear": (0.074, 0.025, 0.008), "rear": (-0.074, 0.025, 0.008)}  # fmt: skip
+
+
+def add_stick_face(arrays: dict[str, np.ndarray], seed: int = 0, expression_scale: float = 0.003,
+                   first_vertex: int = 1000) -> dict[str, np.ndarray]:  # fmt: skip
+    """A copy of `skeleton_model_arrays(..., "smplx")`'s arrays with a face: the jaw joint moved to
+    FACE_JAW_OFFSET from the head, and each face51 point (FACE_POINTS) the blend of a triangle of
+    three new vertices (ids from first_vertex) within 1 mm of it, skinned to the head (lower
+    lip: to the jaw), moving with the head's shape directions, and with random expression
+    directions (expression_scale metres per coefficient, the same for a point's three
+    vertices); lmk_faces_idx / lmk_bary_coords point at those triangles; smplx's nose, eye and
+    ear vertices (coco17's head points) go to HEAD_POINTS on the head."""
+    from smplx.vertex_ids import vertex_ids
+
+    rng = np.random.default_rng(seed)
+    out = {k: v.copy() for k, v in arrays.items()}
+    head, jaw, num_betas = 15, 22, out["shapedirs"].shape[2] // 2
+    ids = np.arange(first_vertex, first_vertex + 3 * 51).reshape(51, 3)
+    assert not set(ids.ravel()) & set(vertex_ids["smplx"].values()) and out["weights"][ids.ravel(), 0].all()
+    head_rest = out["v_template"][head]
+    out["v_template"][jaw] = head_rest + FACE_JAW_OFFSET
+    expression = rng.normal(scale=expression_scale, size=(51, 3, num_betas))
+    for k in range(51):
+        for v in ids[k]:
+            out["v_template"][v] = head_rest + FACE_POINTS[k] + rng.uniform(-0.001, 0.001, size=3)
+            out["weights"][v] = 0.0
+            out["weights"][v, head] = 1.0 - FACE_JAW_SHARE[k]
+            out["weights"][v, jaw] = FACE_JAW_SHARE[k]
+            out["shapedirs"][v, :, :num_betas] = out["shapedirs"][head, :, :num_betas]
+            out["shapedirs"][v, :, num_betas:] = expression[k]
+    for key, position in HEAD_POINTS.items():  # coco17's head points
+        v = vertex_ids["smplx"][key]
+        out["v_template"][v] = head_rest + np.asarray(position)
+        out["weights"][v] = np.eye(out["weights"].shape[1])[head]
+        out["shapedirs"][v, :, :num_betas] = out["shapedirs"][head, :, :num_betas]
+    out["lmk_faces_idx"] = np.arange(len(out["f"]), len(out["f"]) + 51).astype(np.int64)
+    out["f"] = np.concatenate([out["f"], ids.astype(np.int64)])
+    out["lmk_bary_coords"] = rng.dirichlet(np.ones(3), size=51)
+    return {k: (a.astype(np.float32) if a.dtype.kind == "f" else a) for k, a in out.items()}

@@ -18,7 +18,7 @@ The fast paths (`forward_joints`, `pose_landmarks`) pose with the hand-written e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from smplx.lbs import lbs
@@ -201,6 +201,8 @@ class BodyModel(nn.Module):
         self.register_buffer("rel_template", template.reshape(-1, 1), persistent=False)
         directions = directions.reshape(3 * (num_joints + 1), num_betas + 3)
         self.register_buffer("rel_directions", directions, persistent=False)
+        self.register_buffer("rel_directions_expression", self._expression_directions(parent_ids, is_child),
+                             persistent=False)  # fmt: skip
         homogeneous_row = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=dt, device=dev).reshape(1, 1, 4, 1)
         self.register_buffer("homogeneous_row", homogeneous_row, persistent=False)
         self.register_buffer("zero_rotation", torch.zeros(1, 3, dtype=dt, device=dev), persistent=False)
@@ -228,6 +230,28 @@ class BodyModel(nn.Module):
             smpl_joint_ids=None if self._smpl_joints_are_first else self.smpl_joint_ids,
             num_betas=self.num_betas, num_slots=self.num_full_joints + 1,
         )  # fmt: skip
+        self._fast_expression = None
+        if self.num_expression > 0:  # the same with the expression blend shapes after the betas
+            num = self.num_betas + self.num_expression
+            self._fast_expression = replace(
+                self._fast, rel_directions=self.rel_directions_expression,
+                rel_directions_betas=self.rel_directions_expression[:, :num], num_betas=num,
+            )  # fmt: skip
+
+    def _expression_directions(self, parent_ids: Tensor, is_child: Tensor) -> Tensor:
+        """((J+1)*3, NB+E+3) `rel_directions` with the expression blend shapes' joint offsets
+        (through J_regressor, as smplx) between the betas' and transl's columns; (0,0) without them."""
+        num_joints, num_betas, num_expression = self.num_full_joints, self.num_betas, self.num_expression
+        if num_expression == 0:
+            return self.rel_directions.new_zeros(0, 0)
+        joint_dirs = torch.einsum("jv,vce->jce", self.J_regressor, self.expr_dirs)  # (J,3,E)
+        rel = joint_dirs - is_child[..., None] * joint_dirs[parent_ids]
+        directions = self.rel_directions.new_zeros(num_joints + 1, 3, num_betas + num_expression + 3)
+        plain = self.rel_directions.view(num_joints + 1, 3, num_betas + 3)
+        directions[..., :num_betas] = plain[..., :num_betas]
+        directions[:num_joints, :, num_betas : num_betas + num_expression] = rel
+        directions[..., num_betas + num_expression :] = plain[..., num_betas:]
+        return directions.reshape(3 * (num_joints + 1), -1)
 
     def _apply(self, fn, *args, **kwargs):
         """Module moves/casts (.to, .cuda, .double, ...) also refresh the fast-path references."""
@@ -458,21 +482,30 @@ class BodyModel(nn.Module):
                             weights=self.lbs_weights[ids], posedirs=posedirs)  # fmt: skip
 
     def landmark_skin(
-        self, vertex_ids: Tensor, vertex_weights: Tensor, joint_weights: Tensor | None = None
-    ) -> LandmarkSkin:
+        self, vertex_ids: Tensor, vertex_weights: Tensor, joint_weights: Tensor | None = None,
+        with_expression: bool = False,
+    ) -> LandmarkSkin:  # fmt: skip
         """Pre-skin K landmarks given as blends (K,P) of the vertices `vertex_ids` (P,), plus
         optionally blends (K,24) of the posed SMPL-24 joints (a KeypointRegressor's
-        joint_weights): `pose_landmarks` then returns whole keypoints."""
+        joint_weights): `pose_landmarks` then returns whole keypoints. with_expression (SMPL-X):
+        the offsets also follow the expression blend shapes (columns NB..NB+E), for
+        `pose_face_landmarks`."""
         dev, dt = self.v_template.device, self.v_template.dtype
         ids = vertex_ids.to(dev).long()
         w = vertex_weights.to(device=dev, dtype=dt)
         Wp = self.lbs_weights[ids]  # (P,J)
+        vertex_dirs, joint_dirs = self.shapedirs, self.J_shapedirs
+        if with_expression:
+            if self.num_expression == 0:
+                raise ValueError(f"with_expression, but body model {self.name!r} has no expression blend shapes")
+            vertex_dirs = torch.cat([self.shapedirs, self.expr_dirs], -1)
+            joint_dirs = torch.einsum("jv,vcb->jcb", self.J_regressor, vertex_dirs)
         a = torch.einsum("kp,pj->kj", w, Wp)
         b_template = torch.einsum("kp,pj,pc->kjc", w, Wp, self.v_template[ids])
-        b_shapedirs = torch.einsum("kp,pj,pcb->kjcb", w, Wp, self.shapedirs[ids])
+        b_shapedirs = torch.einsum("kp,pj,pcb->kjcb", w, Wp, vertex_dirs[ids])
         # homogeneous offsets from each joint's rest position: [b - a J_j ; a]
         template = torch.cat([b_template - a[..., None] * self.J_template, a[..., None]], dim=-1)  # (K,J,4)
-        shapedirs = b_shapedirs - a[..., None, None] * self.J_shapedirs  # (K,J,3,NB)
+        shapedirs = b_shapedirs - a[..., None, None] * joint_dirs  # (K,J,3,NB[+E])
         shapedirs = torch.cat([shapedirs, torch.zeros_like(shapedirs[:, :, :1])], dim=2)  # (K,J,4,NB)
         used = a.abs() > 1e-7
         if joint_weights is not None:
@@ -490,7 +523,7 @@ class BodyModel(nn.Module):
         return LandmarkSkin(
             pair_joint=j_idx,
             offset_template=template[k_idx, j_idx].reshape(4 * num_pairs, 1),
-            offset_shapedirs=shapedirs[k_idx, j_idx].reshape(4 * num_pairs, self.num_betas),
+            offset_shapedirs=shapedirs[k_idx, j_idx].reshape(4 * num_pairs, shapedirs.shape[-1]),
             gather=gather,
         )
 
@@ -541,6 +574,43 @@ class BodyModel(nn.Module):
             global_orient = (axis_angle_to_matrix(global_orient) @ orient_base)[:, None]
         rotations = self._local_rotations(body_pose, global_orient, bsz, hand_pose)
         return _PosedPoints.apply(None, None, None, rotations, betas, transl, self._fast, skin)
+
+    def pose_face_landmarks(
+        self,
+        skin: LandmarkSkin,
+        betas: Tensor,
+        body_pose: Tensor,
+        global_orient: Tensor,
+        transl: Tensor | None,
+        jaw_pose: Tensor,
+        expression: Tensor,
+        orient_base: Tensor | None = None,
+        hand_pose: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """`pose_landmarks` with SMPL-X's face: jaw_pose (B,3) axis-angle, the jaw joint's local
+        rotation, and expression (B,<=E) coefficients (zero-padded), which move the landmarks and,
+        through J_regressor, the joints (as smplx). skin: from `landmark_skin(...,
+        with_expression=True)`. Returns SMPL-24 joints (B,24,3) and landmarks (B,K,3), metres;
+        autograd reaches jaw_pose and expression. Pose-corrective blend shapes are left out, as
+        in `pose_landmarks`."""
+        if self._fast_expression is None or self.jaw_joint_id < 0:
+            raise ValueError(f"body model {self.name!r} has no jaw joint and expression blend shapes (SMPL-X has)")
+        num = self.num_betas + self.num_expression
+        if skin.offset_shapedirs.shape[1] != num:
+            raise ValueError(
+                f"skin must be built with_expression ({num} shape columns, got {skin.offset_shapedirs.shape[1]})"
+            )
+        bsz = body_pose.shape[0]
+        if expression.ndim != 2 or expression.shape[1] > self.num_expression:
+            raise ValueError(f"expression must be (B,<={self.num_expression}), got {tuple(expression.shape)}")
+        expression = torch.nn.functional.pad(expression, (0, self.num_expression - expression.shape[1]))
+        if orient_base is not None:
+            global_orient = (axis_angle_to_matrix(global_orient) @ orient_base)[:, None]
+        rotations = self._local_rotations(body_pose, global_orient, bsz, hand_pose)
+        jaw = axis_angle_to_matrix(jaw_pose.reshape(bsz, 3)).to(rotations.dtype).permute(1, 2, 0)[None]  # (1,3,3,B)
+        rotations = torch.cat([rotations[: self.jaw_joint_id], jaw, rotations[self.jaw_joint_id + 1 :]])
+        coefficients = torch.cat([self._betas(betas, bsz), expression.to(betas.dtype)], dim=1)
+        return _PosedPoints.apply(None, None, None, rotations, coefficients, transl, self._fast_expression, skin)
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, gender={self.gender!r}, vertices={self.num_vertices}, num_betas={self.num_betas}"

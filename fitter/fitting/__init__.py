@@ -4,6 +4,7 @@
 * problem.py     Problem: targets, weights and camera of a batch
 * params.py      Params: the optimised variables
 * losses.py      the objective's terms
+* face.py        SMPL-X's jaw and expression: priors and the face points' weight
 * silhouettes.py mask targets at a working resolution
 * stages.py      the stage loop (Adam)
 * fit.py         fit_keypoints: start, flips, stages, NaN retry, restarts, result

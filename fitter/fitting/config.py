@@ -50,6 +50,20 @@ class FitConfig:
     # two-person renders (benchmarks/people.py) the order was right without it, it gained 1 cm
     # of depth and doubled the time
     depth_order_weight: float = 0.0
+    # SMPL-X's face (models with a jaw joint and expression blend shapes, keypoints with face51
+    # points; fitting.face), in the last body stage only (SMPLify-X weighs the face 0 before its
+    # last stage). x the face51 keypoints' weights (squared in the loss, like all weights).
+    # SMPLify-X: 2.0; the 51 face points already outnumber the body's, and on synthetic SMPL-X
+    # bodies (coco17+hands42+face51, 8 cases) 2.0 raised the body points' 2D error from 8.4 to
+    # 10.5 px (1.0: 8.7 px) for the same jaw error (5.2 deg) and 0.3 px less face error
+    face_keypoint_weight: float = 1.0
+    # SMPLify-X's final-stage face priors (cfg_files/fit_smplx.yaml) x 0.2: its data term is in
+    # pixels of photos where people span ~950 px, fitter's in 224 px crop units (a person ~187
+    # units), so the same data-to-prior balance takes 187 / 950 of its weights. At its own weights
+    # the jaw opened a third of the truth and expressions shrank to 70 % (synthetic, above).
+    # x jaw_pose (rad) per axis, squared: sum((jaw_pose * w)^2); opening (x) penalised 10x less
+    jaw_prior_weights: tuple[float, float, float] = (9.56, 95.6, 95.6)
+    expression_prior_weight: float = 1.0  # x squared expression coefficients (w^2 sum(e^2)); SMPLify-X: 5
     # Hands (models with finger joints and keypoints with hands42 points; losses.hand_terms,
     # fitting.hand_solve). x the hands42 keypoints' weights (squared in the loss, like all
     # weights). A hand spans ~8 % of the person's height; its points get the body points' weight

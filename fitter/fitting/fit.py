@@ -56,6 +56,9 @@ def _start_parameters(problem: Problem, start: Start, yaw: Tensor) -> dict[str, 
     params["transl"] = start.transl if start.transl is not None else _translation(problem, params)
     if problem.fits_hands:  # fingers start relaxed (the curl prior's mean)
         params["hand_pose"] = problem.hand_mean.expand(B, -1).clone()
+    if problem.fits_face:  # SMPL-X: closed jaw, neutral face
+        params["jaw_pose"] = torch.zeros(B, 3, dtype=dt, device=dev)
+        params["expression"] = torch.zeros(B, model.num_expression, dtype=dt, device=dev)
     return params
 
 
@@ -255,6 +258,8 @@ def _fit(keypoints, keypoint_set, image_size, focal_length, body_model, start, c
             params["global_orient"],
             params["transl"],
             hand_pose=params.get("hand_pose"),
+            jaw_pose=params.get("jaw_pose"),
+            expression=params.get("expression"),
         )
     used = (problem.weights > 0).float()
     err = ((proj - problem.target).norm(dim=-1) * used).sum(1) / used.sum(1).clamp(min=1)
@@ -289,4 +294,6 @@ def _fit(keypoints, keypoint_set, image_size, focal_length, body_model, start, c
         keypoints_2d_fit=np_(proj), keypoint_set=keypoint_set, status=status,
         losses={k: np_(v) for k, v in terms.items()}, info=info, body_model=model,
         hand_pose=np_(params["hand_pose"]) if "hand_pose" in params else None,
+        jaw_pose=np_(params["jaw_pose"]) if "jaw_pose" in params else None,
+        expression=np_(params["expression"]) if "expression" in params else None,
     )  # fmt: skip

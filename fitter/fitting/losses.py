@@ -3,7 +3,8 @@
 Camera stage: reprojection of the torso points + a depth regulariser. Body stages:
 reprojection (Geman-McClure, 224 px crop units), angle prior, shape prior, pose prior (GMM, or
 joint limits + weak L2), the anchor to a trusted start's pose, 3D landmarks when given; with
-fitted fingers also the finger joint limits and the weak curl prior (`hand_terms`).
+fitted fingers also the finger joint limits and the weak curl prior (`hand_terms`); with the
+face (SMPL-X) the jaw and expression priors (fitting.face).
 Silhouette stage: the body terms + chamfer distance between the projected mesh and the person
 mask (+ per-part masks, hidden vertices left out). People of one photo: no interpenetration
 (body stages) and depth order (silhouette stage), fitter.fitting.scene.
@@ -15,6 +16,7 @@ import torch
 from torch import Tensor
 
 from fitter.fitting.config import FitConfig
+from fitter.fitting.face import face_inputs, face_point_weights, face_terms
 from fitter.fitting.params import WRISTS, Params
 from fitter.fitting.problem import Problem
 from fitter.fitting.scene import depth_order_term, penetration_term
@@ -38,14 +40,18 @@ def camera_loss(problem: Problem, params: Params, start_transl: Tensor, config: 
 
 
 def body_terms(problem: Problem, params: Params, prior_set, config: FitConfig, pose_weight: float,
-               shape_weight: float, pairs: Tensor | None = None, with_hands: bool = True) -> dict[str, Tensor]:  # fmt: skip
+               shape_weight: float, pairs: Tensor | None = None, with_hands: bool = True,
+               with_face: bool = True) -> dict[str, Tensor]:  # fmt: skip
     """Per-item (B,) terms of a body stage at the given pose / shape prior weights; pairs (P,2):
     items of one photo (`scene_pairs`) whose bodies must not interpenetrate; with_hands: add
     the finger priors (`hand_terms`) when the fit poses the fingers (the Adam stages leave
-    them out: the hand pose is held there, they are constants)."""
+    them out: the hand pose is held there, they are constants); with_face: the face stage
+    (fitting.face) when the fit poses the face: jaw and expression posed, face points weighted,
+    face priors added; else the face points weigh 0."""
     joints, pts3d, proj = problem.points(params.betas, params.body_pose, params.orient_delta, params.transl,
-                                    orient_base=params.orient_start, hand_pose=params.hands)  # fmt: skip
-    weights = problem.weights
+                                    orient_base=params.orient_start, hand_pose=params.hands,
+                                    **face_inputs(params, with_face))  # fmt: skip
+    weights = face_point_weights(problem, problem.weights, config, with_face)
     if problem.hand_mask is not None:
         weights = weights * (1.0 + (config.hand_keypoint_weight - 1.0) * problem.hand_mask)
     terms = {"reprojection": reprojection_term(proj, problem.target, weights, problem.scale, config.sigma)}
@@ -73,6 +79,8 @@ def body_terms(problem: Problem, params: Params, prior_set, config: FitConfig, p
         terms["penetration"] = config.penetration_weight * penetration_term(joints, pairs)
     if params.hand_pose is not None and with_hands:
         terms.update(hand_terms(problem, params.hands, config))
+    if params.jaw_pose is not None and with_face:
+        terms.update(face_terms(params, config))
     return terms
 
 

@@ -10,6 +10,7 @@ from fitter.geometry import axis_angle_to_matrix, matrix_to_axis_angle
 __all__ = ["Params", "WRISTS"]
 
 WRISTS = slice(57, 63)  # body_pose values of SMPL joints 20, 21 (left / right wrist)
+EXPRESSION_STEP = 10.0  # expression coefficients per unit of the optimised `expression` variable
 
 
 class Params(torch.nn.Module):
@@ -18,10 +19,15 @@ class Params(torch.nn.Module):
     R = R(delta) R_start, which keeps the optimiser away from axis-angle's wrap-around at
     |theta| = pi (upright bodies sit there). When the fit poses the fingers: hand_pose (B,90)
     axis-angle (fitter.body.hands layout) and hands_free (B,90), 1 where the hand pose is
-    fitted (losses read `hands`); else hand_pose is None (no parameter)."""
+    fitted (losses read `hands`); else hand_pose is None (no parameter). When the fit poses the
+    face (SMPL-X): jaw_pose (B,3) axis-angle and expression (B,E) / EXPRESSION_STEP, with
+    face_free (B,1), 1 for items with face points seen (losses read `jaw` and `face_expression`:
+    zero where 0); else None."""
 
     def __init__(self, betas: Tensor, body_pose: Tensor, global_orient: Tensor, transl: Tensor,
-                 hand_pose: Tensor | None = None, hands_free: Tensor | None = None) -> None:  # fmt: skip
+                 hand_pose: Tensor | None = None, hands_free: Tensor | None = None,
+                 jaw_pose: Tensor | None = None, expression: Tensor | None = None,
+                 face_free: Tensor | None = None) -> None:  # fmt: skip
         super().__init__()
         self.betas = torch.nn.Parameter(betas.clone())
         self.body_pose = torch.nn.Parameter(body_pose.clone())
@@ -32,6 +38,22 @@ class Params(torch.nn.Module):
         if hand_pose is not None:
             self.register_buffer("hand_start", hand_pose.detach().clone())
             self.register_buffer("hands_free", torch.ones_like(hand_pose) if hands_free is None else hands_free)
+        self.jaw_pose = None if jaw_pose is None else torch.nn.Parameter(jaw_pose.clone())
+        # stored / EXPRESSION_STEP: Adam moves a value by about lr per step, and expressions reach
+        # a few units where angles reach tenths of a radian
+        self.expression = None if expression is None else torch.nn.Parameter(expression / EXPRESSION_STEP)
+        if jaw_pose is not None:
+            self.register_buffer("face_free", torch.ones_like(jaw_pose[:, :1]) if face_free is None else face_free)
+
+    @property
+    def jaw(self) -> Tensor | None:
+        """(B,3) the jaw pose in use (zero for items without face points), or None."""
+        return None if self.jaw_pose is None else self.jaw_pose * self.face_free
+
+    @property
+    def face_expression(self) -> Tensor | None:
+        """(B,E) the expression in use (zero for items without face points), or None."""
+        return None if self.expression is None else self.expression * (EXPRESSION_STEP * self.face_free)
 
     @property
     def hands(self) -> Tensor | None:
@@ -47,9 +69,12 @@ class Params(torch.nn.Module):
         return (axis_angle_to_matrix(self.orient_delta) @ self.orient_start)[:, None]
 
     def values(self) -> dict[str, Tensor]:
-        """Detached betas, body_pose, transl, global_orient (B,3) axis-angle (and hand_pose when fitted)."""
+        """Detached betas, body_pose, transl, global_orient (B,3) axis-angle (and hand_pose, jaw_pose,
+        expression when fitted)."""
         out = {"betas": self.betas.detach(), "body_pose": self.body_pose.detach(), "transl": self.transl.detach()}
         if self.hand_pose is not None:
             out["hand_pose"] = self.hands.detach()
+        if self.jaw_pose is not None:
+            out["jaw_pose"], out["expression"] = self.jaw.detach(), self.face_expression.detach()
         out["global_orient"] = matrix_to_axis_angle(self.global_orient[:, 0]).detach()
         return out

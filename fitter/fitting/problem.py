@@ -37,6 +37,16 @@ def _hand_fields(model: BodyModel, names: list[str], like: Tensor) -> dict[str, 
             "hand_mean": relaxed_hand_pose(model).to(like)}  # fmt: skip
 
 
+def _face_fields(model: BodyModel, keypoint_set: str, regressor: KeypointRegressor, like: Tensor) -> dict:
+    """Problem's face_mask / face_skin: set when the model has a jaw joint and expression blend
+    shapes (SMPL-X) and the set has face51 points the model has (quality > 0), else None."""
+    face_names = set(keypoint_names("face51"))
+    mask = torch.tensor([n in face_names for n in regressor.names], dtype=like.dtype, device=like.device)
+    if model.jaw_joint_id < 0 or model.num_expression == 0 or not bool((mask * regressor.quality).any()):
+        return {"face_mask": None, "face_skin": None}
+    return {"face_mask": mask, "face_skin": keypoint_skin(model, keypoint_set, with_expression=True)[1]}
+
+
 def validate_keypoints(keypoints, keypoint_set: str) -> np.ndarray:
     """(N,K,3) float32 pixels + confidence, checked against the set (one-line ValueErrors)."""
     kp = np.asarray(keypoints, dtype=np.float32)
@@ -92,6 +102,9 @@ class Problem:
     points; hand_frames (30,3,3) the finger joints' limit frames
     (fitter.body.hands.hand_joint_frames); hand_mean (1,90) the relaxed hand (the curl
     prior's mean and the fit's start).
+    Face (only when the model has a jaw joint and expression blend shapes, SMPL-X, and the set
+    has face51 points, else None): face_mask (K,) 1 on the face51 points; face_skin the set
+    pre-skinned with the expression blend shapes (BodyModel.pose_face_landmarks).
     """
 
     model: BodyModel
@@ -118,6 +131,8 @@ class Problem:
     hand_sides: Tensor | None = None
     hand_frames: Tensor | None = None
     hand_mean: Tensor | None = None
+    face_mask: Tensor | None = None
+    face_skin: LandmarkSkin | None = None
 
     PER_ITEM = ("target", "confidence", "weights", "focal", "center", "scale", "landmarks3d", "landmarks3d_weights",
                 "pose_anchor", "anchored", "scene", "person")  # fmt: skip
@@ -160,7 +175,8 @@ class Problem:
                    target=keypoints[..., :2], confidence=keypoints[..., 2], weights=keypoints[..., 2] * regressor.quality[None],
                    focal=focal, center=center, scale=CROP_SIZE / size, landmarks3d=lm3d, landmarks3d_weights=lm3d_weights,
                    masks=masks, part_masks=part_masks, ignore_masks=per_item["ignore_masks"], scene=scene,
-                   person=torch.arange(n, device=keypoints.device), **_hand_fields(model, regressor.names, keypoints))  # fmt: skip
+                   person=torch.arange(n, device=keypoints.device), **_hand_fields(model, regressor.names, keypoints),
+                   **_face_fields(model, keypoint_set, regressor, keypoints))  # fmt: skip
 
     def __len__(self) -> int:
         return int(self.target.shape[0])
@@ -186,11 +202,28 @@ class Problem:
         seen = (self.confidence[:, None, :] * self.hand_sides).sum(-1) > 0  # (B,2)
         return seen.to(self.confidence.dtype).repeat_interleave(45, dim=1)
 
+    @property
+    def fits_face(self) -> bool:
+        """Whether the fit poses the jaw and expression (SMPL-X, keypoints with face51 points)."""
+        return self.face_mask is not None
+
+    def seen_face(self) -> Tensor:
+        """(B,1) 1.0 for items with any face51 point seen (confidence > 0), else 0."""
+        return ((self.confidence * self.face_mask).sum(1, keepdim=True) > 0).to(self.confidence.dtype)
+
     def points(self, betas: Tensor, body_pose: Tensor, global_orient: Tensor, transl: Tensor | None,
-               orient_base: Tensor | None = None, hand_pose: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+               orient_base: Tensor | None = None, hand_pose: Tensor | None = None,
+               jaw_pose: Tensor | None = None, expression: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
         """SMPL joints (B,24,3) and keypoints (B,K,3) in the camera frame (metres), and the
         keypoints' pixels (B,K,2). orient_base: see BodyModel.pose_landmarks; hand_pose (B,90)
-        or None (the model's rest hands)."""
+        or None (the model's rest hands); jaw_pose (B,3) and expression (B,E), both or neither,
+        only when fits_face (BodyModel.pose_face_landmarks); None: rest jaw, neutral face."""
+        if jaw_pose is not None:
+            if self.face_skin is None:
+                raise ValueError("jaw_pose given, but this fit has no face (needs SMPL-X and face51 keypoints)")
+            joints, pts3d = self.model.pose_face_landmarks(self.face_skin, betas, body_pose, global_orient, transl,
+                                                           jaw_pose, expression, orient_base, hand_pose)  # fmt: skip
+            return joints, pts3d, perspective_project(pts3d, self.focal, self.center)
         joints, pts3d = self.model.pose_landmarks(
             self.skin, betas, body_pose, global_orient, transl, orient_base=orient_base, hand_pose=hand_pose
         )

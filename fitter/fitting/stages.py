@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from fitter.fitting.config import FitConfig
+from fitter.fitting.face import FACE_PARAMS
 from fitter.fitting.hand_solve import solve_hands
 from fitter.fitting.losses import body_terms, camera_loss, silhouette_terms
 from fitter.fitting.params import Params
@@ -67,11 +68,13 @@ def _part_visibility(problem: Problem, params: Params, sil: SilhouetteTargets) -
 def fit_batch(problem: Problem, start: dict[str, Tensor], prior_set, config: FitConfig, silhouettes: SilhouetteTargets | None,
               lr_scale: float = 1.0) -> tuple[dict[str, Tensor], dict[str, Tensor]]:  # fmt: skip
     """All stages for one batch from `start` (betas, body_pose, global_orient, transl, and
-    hand_pose when the fit poses the fingers; (B,...));
+    hand_pose when the fit poses the fingers, jaw_pose and expression when it poses the face; (B,...));
     returns the final parameters and the per-item (B,) loss terms (with "total")."""
     hands_free = problem.seen_hands() if problem.fits_hands else None
     params = Params(start["betas"], start["body_pose"], start["global_orient"], start["transl"], start.get("hand_pose"),
-                    hands_free)  # fmt: skip
+                    hands_free, start.get("jaw_pose"), start.get("expression"),
+                    problem.seen_face() if problem.fits_face else None)  # fmt: skip
+    face_free = FACE_PARAMS if problem.fits_face else []  # fitted in the last body stage (fitting.face)
     lr = config.lr * lr_scale
     start_transl = start["transl"].detach()
     run_stage(params, ["orient_delta", "transl"], lambda: camera_loss(problem, params, start_transl, config),
@@ -79,17 +82,22 @@ def fit_batch(problem: Problem, start: dict[str, Tensor], prior_set, config: Fit
     terms: dict[str, Tensor] = {}
     pairs = scene_pairs(problem.scene, problem.person)
 
-    def body_loss(pose_weight: float, shape_weight: float, with_hands: bool = True) -> Callable[[], Tensor]:
+    def body_loss(pose_weight: float, shape_weight: float, with_hands: bool = True,
+                  with_face: bool = True) -> Callable[[], Tensor]:  # fmt: skip
         def loss() -> Tensor:
             terms.clear()
-            terms.update(body_terms(problem, params, prior_set, config, pose_weight, shape_weight, pairs, with_hands))
+            terms.update(body_terms(problem, params, prior_set, config, pose_weight, shape_weight, pairs, with_hands,
+                                    with_face))  # fmt: skip
             return sum(terms.values())
 
         return loss
 
     solve_hands(problem, params, config, config.hand_solve_iters, config.hand_start_curls)  # no-op without hands
-    for iters, pose_w, shape_w in zip(config.stage_iters, config.pose_prior_weights, config.shape_prior_weights):
-        run_stage(params, BODY, body_loss(pose_w, shape_w, with_hands=False), iters, lr)
+    stages = list(zip(config.stage_iters, config.pose_prior_weights, config.shape_prior_weights))
+    for i, (iters, pose_w, shape_w) in enumerate(stages):  # the face (SMPL-X) in the last one only (fitting.face)
+        last = i == len(stages) - 1
+        run_stage(params, BODY + face_free * last, body_loss(pose_w, shape_w, with_hands=False, with_face=last),
+                  iters, lr)  # fmt: skip
     solve_hands(problem, params, config, config.hand_polish_iters)  # the fingers meet the final arms
     final = body_loss(config.pose_prior_weights[-1], config.shape_prior_weights[-1])
     if silhouettes is not None and config.silhouette_iters > 0:
@@ -102,7 +110,7 @@ def fit_batch(problem: Problem, start: dict[str, Tensor], prior_set, config: Fit
             terms.update(extra)
             return keypoint_part + sum(extra.values())
 
-        run_stage(params, BODY, final_with_silhouette, config.silhouette_iters, lr * SILHOUETTE_LR_SCALE)
+        run_stage(params, BODY + face_free, final_with_silhouette, config.silhouette_iters, lr * SILHOUETTE_LR_SCALE)
     else:
         final_with_silhouette = final
     with torch.no_grad():

@@ -238,13 +238,16 @@ def points_regressor(model: BodyModel, names: list[str], label: str = "custom") 
 _SKIN_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def keypoint_skin(model: BodyModel, keypoint_set: str) -> tuple[KeypointRegressor, LandmarkSkin]:
+def keypoint_skin(model: BodyModel, keypoint_set: str,
+                  with_expression: bool = False) -> tuple[KeypointRegressor, LandmarkSkin]:  # fmt: skip
     """The KeypointRegressor of `keypoint_set` on `model` and its pre-skinned form for
-    `BodyModel.pose_landmarks`, built once per (model, set, device, dtype) and cached (building
-    takes 10-20 ms, a fit iteration well under one)."""
+    `BodyModel.pose_landmarks` (with_expression, SMPL-X: for `BodyModel.pose_face_landmarks`),
+    built once per (model, set, device, dtype) and cached (building takes 10-20 ms, a fit
+    iteration well under one)."""
     per_model = _SKIN_CACHE.setdefault(model, {})
-    key = (keypoint_set, str(model.v_template.device), model.v_template.dtype)
+    key = (keypoint_set, str(model.v_template.device), model.v_template.dtype, with_expression)
     if key not in per_model:
         reg = keypoint_regressor(model, keypoint_set)
-        per_model[key] = (reg, model.landmark_skin(reg.vertex_ids, reg.vertex_weights, reg.joint_weights))
+        skin = model.landmark_skin(reg.vertex_ids, reg.vertex_weights, reg.joint_weights, with_expression)
+        per_model[key] = (reg, skin)
     return per_model[key]

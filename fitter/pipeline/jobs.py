@@ -16,11 +16,14 @@ from fitter.keypoints import keypoint_names
 
 __all__ = ["ImageJob", "FitOptions", "FolderSummary", "prepare_image", "read_part_masks", "output_stem", "output_stems",
            "is_finished", "output_file", "remove_stale_temporary_files", "check_options", "FAILED_SUFFIX",
-           "hands_body_model", "HANDS_KEYPOINT_SET", "DETECT_PASSES", "TILE_GRID"]  # fmt: skip
+           "hands_body_model", "HANDS_KEYPOINT_SET", "FACE_KEYPOINT_SET", "DETECT_PASSES", "TILE_GRID"]  # fmt: skip
 
 DETECT_PASSES = ("refine", "hide", "tiles")  # PeopleDetector(refine=...), (hide_found=...), (tiles=TILE_GRID)
 TILE_GRID = 2  # --detect-passes tiles: a 2 x 2 grid
 HANDS_KEYPOINT_SET = "blazepose33+hands42"  # what a detected person is fitted with when hands are on
+# ... and with a body model with a face (SMPL-X: jaw and expression fitted) when a face was found
+# (face51 has no counterpart on other models)
+FACE_KEYPOINT_SET = HANDS_KEYPOINT_SET + "+face51"
 _NO_FINGERS = ("anny", "smpl")  # body model names without finger joints
 
 
@@ -244,9 +247,11 @@ def output_file(stem: Path, suffix: str) -> Path:
     return stem.parent / (stem.name + suffix)
 
 
-def prepare_image(path: Path, stem: Path, options: FitOptions, detector, hand_detector=None) -> ImageJob:
+def prepare_image(path: Path, stem: Path, options: FitOptions, detector, hand_detector=None,
+                  face: bool = False) -> ImageJob:  # fmt: skip
     """Read an image and get its keypoints (file or mediapipe; with a `HandFaceDetector`, hands
-    and face too: set HANDS_KEYPOINT_SET); errors go into job.error."""
+    and face too: set HANDS_KEYPOINT_SET, or FACE_KEYPOINT_SET with `face` (the body model fits
+    the face) when a face was found); errors go into job.error."""
     from fitter.io.images import read_image
 
     job = ImageJob(path=path, stem=stem)
@@ -276,7 +281,7 @@ def prepare_image(path: Path, stem: Path, options: FitOptions, detector, hand_de
             job.keypoint_set = kf.keypoint_set
             job.person_ids = [int(kf.person_ids[i]) for i in people]
         else:
-            _detect_people(job, detector, options, hand_detector)
+            _detect_people(job, detector, options, hand_detector, face)
         if options.parts is not None:
             if len(job.person_ids) != 1:
                 raise ValueError("--parts needs one person per image (the label image has no person ids)")
@@ -296,12 +301,13 @@ def prepare_image(path: Path, stem: Path, options: FitOptions, detector, hand_de
 MIN_SEEN_LANDMARKS = 6  # a detected person needs this many landmarks with visibility >= 0.5 to be fitted
 
 
-def _detect_people(job: ImageJob, detector, options: FitOptions, hand_detector=None) -> None:
+def _detect_people(job: ImageJob, detector, options: FitOptions, hand_detector=None, face: bool = False) -> None:
     """Everyone the detector finds (largest first, at most options.max_people); people too small or
     with too few landmarks seen are skipped and named in job.skipped_people. With a hand_detector,
     each person's keypoints become HANDS_KEYPOINT_SET: BlazePose's 33 points, the face points
     replaced by the face mesh's where a face was found, then the 42 hand points (confidence 0 for
-    a hand not found)."""
+    a hand not found); with `face`, when anyone's face was found, also the 51 face points
+    (FACE_KEYPOINT_SET; confidence 0 for a face not found)."""
     height = job.image.shape[0]
     kept = []
     for k, det in enumerate(detector.detect(job.image)):
@@ -324,15 +330,16 @@ def _detect_people(job: ImageJob, detector, options: FitOptions, hand_detector=N
     job.keypoint_set = "blazepose33"
     if hand_detector is not None:
         job.hands_faces = hand_detector.detect(job.image, [d for _, d in kept])
-        job.keypoints, job.keypoint_set = _with_hands_and_face(job.keypoints, job.hands_faces)
+        job.keypoints, job.keypoint_set = _with_hands_and_face(job.keypoints, job.hands_faces, face)
     job.person_ids = [k for k, _ in kept]
     job.masks = [None if det.mask is None else det.mask > 0.5 for _, det in kept]
     job.world_landmarks = np.stack([det.world_landmarks for _, det in kept])
     job.boxes = np.stack([det.bbox_xyxy for _, det in kept])
 
 
-def _with_hands_and_face(body: np.ndarray, found: list) -> tuple[np.ndarray, str]:
-    """(P,33,3) BlazePose keypoints + one `HandsFace` per person -> (P,75,3) HANDS_KEYPOINT_SET keypoints."""
+def _with_hands_and_face(body: np.ndarray, found: list, face51: bool = False) -> tuple[np.ndarray, str]:
+    """(P,33,3) BlazePose keypoints + one `HandsFace` per person -> (P,75,3) HANDS_KEYPOINT_SET
+    keypoints, or with face51 and any face found (P,126,3) FACE_KEYPOINT_SET ones (+ HandsFace.face51)."""
     from fitter.detect.hands import FACE_POINT_NAMES
 
     face_ids = [keypoint_names("blazepose33").index(name) for name in FACE_POINT_NAMES]
@@ -340,7 +347,10 @@ def _with_hands_and_face(body: np.ndarray, found: list) -> tuple[np.ndarray, str
     for k, person in enumerate(found):
         seen = person.face_points[:, 2] > 0
         body[k, np.array(face_ids)[seen]] = person.face_points[seen]
-    return np.concatenate([body, np.stack([person.hands for person in found])], axis=1), HANDS_KEYPOINT_SET
+    points = np.concatenate([body, np.stack([person.hands for person in found])], axis=1)
+    if face51 and any(person.face_mesh is not None for person in found):
+        return np.concatenate([points, np.stack([person.face51 for person in found])], axis=1), FACE_KEYPOINT_SET
+    return points, HANDS_KEYPOINT_SET
 
 
 PART_MAPPING_FILE = "parts.json"

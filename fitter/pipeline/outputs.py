@@ -61,11 +61,11 @@ def write_outputs(job: ImageJob, result: FitResult, model: BodyModel, options: F
     overlay = render_overlay(picture, vertices, faces, float(result.focal_length[0]) * scale,
                              result.principal_point[0] * scale)  # fmt: skip
     start = 0
-    for part in result.keypoint_set.split("+"):  # each set of a composite one; hands' points drawn smaller
+    for part in result.keypoint_set.split("+"):  # each set of a composite one; hands' and face's points drawn smaller
         names = keypoint_names(part)
         left = [i for i, n in enumerate(names) if n.startswith("left")]
         right = [i for i, n in enumerate(names) if n.startswith("right")]
-        small = max(1, round(2 * max(picture.shape[:2]) / 512)) if part == "hands42" else None
+        small = max(1, round(2 * max(picture.shape[:2]) / 512)) if part in ("hands42", "face51") else None
         for p in range(len(result)):
             points = result.keypoints[p, start : start + len(names)]
             overlay = draw_keypoints(overlay, points[:, :2] * scale, points[:, 2], keypoint_skeleton(part), left, right,

@@ -58,6 +58,8 @@ class FitWorker:
             raise ValueError(f"--hands needs a body model with finger joints (anny-hands, smplh, smplx), but "
                              f"{self.model.name or options.body_model} has none")  # fmt: skip
         self.hands = fingers if options.hands is None else options.hands
+        # SMPL-X: detected faces' points are fitted too (jaw and expression)
+        self.face = self.hands and self.model.jaw_joint_id >= 0 and self.model.num_expression > 0
         self.init_name = resolve_initializer_name(options.init)
         self.initializer = make_initializer(self.init_name, self.model, options.device, options.refine)
         gmm = str(options.gmm) if options.gmm else None
@@ -109,9 +111,8 @@ class FitWorker:
             def fill() -> None:
                 while len(queue) < ahead and (nxt := next(rest, None)) is not None:
                     k, path, stem = nxt
-                    queue.append(
-                        (k, pool.submit(prepare_image, path, stem, self.options, self.detector, self.hand_detector))
-                    )
+                    detectors = (self.detector, self.hand_detector, self.face)
+                    queue.append((k, pool.submit(prepare_image, path, stem, self.options, *detectors)))
 
             fill()
             batch: list[tuple[int, ImageJob]] = []
