@@ -13,7 +13,7 @@ from torch import Tensor
 from fitter.body import BodyModel
 from fitter.body.hands import hand_joint_frames, relaxed_hand_pose
 from fitter.body.model import LandmarkSkin
-from fitter.geometry import perspective_project, visible_box
+from fitter.geometry import axis_angle_to_matrix, perspective_project, visible_box
 from fitter.keypoints import keypoint_names, keypoint_skin
 from fitter.keypoints.model_keypoints import KeypointRegressor
 
@@ -118,6 +118,7 @@ class Problem:
     hand_sides: Tensor | None = None
     hand_frames: Tensor | None = None
     hand_mean: Tensor | None = None
+    _held_hands: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     PER_ITEM = ("target", "confidence", "weights", "focal", "center", "scale", "landmarks3d", "landmarks3d_weights",
                 "pose_anchor", "anchored", "scene", "person")  # fmt: skip
@@ -191,10 +192,20 @@ class Problem:
         """SMPL joints (B,24,3) and keypoints (B,K,3) in the camera frame (metres), and the
         keypoints' pixels (B,K,2). orient_base: see BodyModel.pose_landmarks; hand_pose (B,90)
         or None (the model's rest hands)."""
+        if hand_pose is not None and not hand_pose.requires_grad:
+            hand_pose = self._hand_rotations(hand_pose)
         joints, pts3d = self.model.pose_landmarks(
             self.skin, betas, body_pose, global_orient, transl, orient_base=orient_base, hand_pose=hand_pose
         )
         return joints, pts3d, perspective_project(pts3d, self.focal, self.center)
+
+    def _hand_rotations(self, hand_pose: Tensor) -> Tensor:
+        """(B,30,3,3) rotations of a held hand pose (B,90), remembered while it stays the same
+        (the Adam stages pose the held hands ~60 times: the same matrices as the model's)."""
+        held = self._held_hands
+        if not held or held[0].shape != hand_pose.shape or not torch.equal(held[0], hand_pose):
+            held[:] = [hand_pose.detach().clone(), axis_angle_to_matrix(hand_pose.reshape(-1, 30, 3))]
+        return held[1]
 
     def tiny_extent(self) -> Tensor:
         """(B,) bool: the visible keypoints span less than 4 pixels."""
