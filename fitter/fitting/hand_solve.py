@@ -105,13 +105,6 @@ def _right_jacobian(u: Tensor) -> Tensor:
     return eye - a[..., None, :] * _skew(u) + b[..., None, :] * k_squared
 
 
-def _cross(a: Tensor, b: Tensor) -> Tensor:
-    """Cross product over dim -2 of (...,3,B) tensors (broadcast)."""
-    a1, a2, a3 = a.unbind(-2)
-    b1, b2, b3 = b.unbind(-2)
-    return torch.stack([a2 * b3 - a3 * b2, a3 * b1 - a1 * b3, a1 * b2 - a2 * b1], dim=-2)
-
-
 def _descendants(model, joints: Tensor) -> Tensor:
     """(len(joints), J) 1.0 where a full-model joint is one of `joints` or hangs below it."""
     parents = model.parents.tolist()
@@ -217,7 +210,7 @@ class _Items:
     collars (`recompose_subtree`: a pass poses the arms and hands only), offsets (P,4,B) the skin offsets at the held
     betas, arm_base (B,24) the held arm values, factor (B,K) keypoint factors, target (B,K,2),
     focal (B,), center (B,2), side_free / held_out (2,B,SIDE) 1 on solved / held values and
-    mask (2,B,SIDE,SIDE) their outer products."""
+    mask (2,B,SIDE,SIDE) their outer products (None when every value is solved)."""
 
     partial: Tensor
     offsets: Tensor
@@ -228,13 +221,14 @@ class _Items:
     center: Tensor
     side_free: Tensor
     held_out: Tensor
-    mask: Tensor
+    mask: Tensor | None
 
     def index(self, ids: Tensor) -> "_Items":
         """Items ids (M,)."""
         inner = ("partial", "offsets")
         sides = ("side_free", "held_out", "mask")
         return _Items(*(getattr(self, f.name)[..., ids] if f.name in inner else
+                        None if getattr(self, f.name) is None else
                         getattr(self, f.name)[:, ids] if f.name in sides else
                         getattr(self, f.name)[ids] for f in fields(self)))  # fmt: skip
 
@@ -286,7 +280,7 @@ class _Solver:
             offsets=torch.addmm(skin.offset_template, skin.offset_shapedirs, held.betas.T).view(num_pairs, 4, B),
             arm_base=held.body_pose[:, ARM], factor=_point_factors(problem, config), target=problem.target,
             focal=problem.focal, center=problem.center, side_free=side_free, held_out=1.0 - side_free,
-            mask=side_free[..., :, None] * side_free[..., None, :],
+            mask=None if bool(side_free.all()) else side_free[..., :, None] * side_free[..., None, :],
         )  # fmt: skip
 
     def part(self, ids: Tensor) -> "_Solver":
@@ -329,13 +323,15 @@ class _Solver:
         lever = moved[:, :3] - moved[:, 3:] * frames[:, :, 3][turns.joint]  # (M,3,B) from the joint
         right = _right_jacobian(state.vectors)  # (38,3,3,B)
         axes = (frames[:, :, :3].unsqueeze(3) * right.unsqueeze(1)).sum(2)  # (38,3,3c,B): world axis of c
-        d_points = _cross(axes[turns.joint].transpose(1, 2), lever[:, None])  # (M,3c,3,B): axis_c x lever
+        # pixel xy moves by g_xy . (axis x lever) = axis . (lever x g_xy), g_xy = f/z (e_xy - X_xy/z e_z)
         X = state.points[turns.point]  # (M,3,B)
-        z = X[:, 2:3].clamp(min=EPS_DEPTH)
-        focal = self.items.focal[None, None]
-        d_proj = focal / z[:, None] * (d_points[:, :, :2] - X[:, None, :2] / z[:, None] * d_points[:, :, 2:3])
-        factor = self.items.factor.T[turns.point] * (X[:, 2] > EPS_DEPTH)  # (M,B); the clamp's derivative
-        return (d_proj * factor[:, None, None]).transpose(1, 2)
+        z = X[:, 2].clamp(min=EPS_DEPTH)
+        u, v = X[:, 0] / z, X[:, 1] / z
+        # (M,B): f/z, the keypoint factor and the depth clamp's derivative
+        scale = self.items.focal / z * self.items.factor.T[turns.point] * (X[:, 2] > EPS_DEPTH)
+        lx, ly, lz = lever.unbind(1)
+        q = torch.stack([torch.stack([-ly * u, lz + lx * u, -ly], 1), torch.stack([-ly * v - lz, lx * v, lx], 1)], 1)
+        return (axes[turns.joint].unsqueeze(1) * (q * scale[:, None, None]).unsqueeze(3)).sum(2)  # (M,2,3c,B)
 
     def side_jacobian(self, state: _State) -> tuple[Tensor, Tensor]:
         """Per side, the Jacobian (2,B,2R,SIDE) of the residuals of the keypoints its joints
@@ -369,8 +365,10 @@ class _Solver:
         finger_blocks.add_(blocks.view(B, 2, 15, 3, 3).permute(1, 0, 3, 4, 2))  # (2,B,3,3,15)
         limit_grad = w_limit * (frames * excess[..., None]).sum(2).reshape(B, 90)
         prior_grad = torch.cat([w_prior * (x[:, :90] - problem.hand_mean) + limit_grad, w_arm * x[:, 90:]], dim=1)
-        grad = (grad + prior_grad[:, self.sides].transpose(0, 1)) * self.items.side_free
-        return normal * self.items.mask, grad
+        grad = grad + prior_grad[:, self.sides].transpose(0, 1)
+        if self.items.mask is None:  # every value solved
+            return normal, grad
+        return normal * self.items.mask, grad * self.items.side_free
 
     def step(self, normal: Tensor, grad: Tensor, damping: Tensor) -> Tensor:
         """(B,NUM) the damped Gauss-Newton step (to subtract; 0 on held values); damping (B,)

@@ -20,6 +20,7 @@ from fitter.keypoints.model_keypoints import KeypointRegressor
 __all__ = ["Problem", "FitTargets", "validate_keypoints", "TORSO"]
 
 TORSO = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
+PALM_POINTS = ("hand_wrist", "thumb_cmc", "index_finger_mcp", "middle_finger_mcp", "ring_finger_mcp", "pinky_mcp")
 CROP_SIZE = 224.0  # residuals are measured in a person crop of this many pixels (SPIN's units)
 
 
@@ -198,6 +199,22 @@ class Problem:
             self.skin, betas, body_pose, global_orient, transl, orient_base=orient_base, hand_pose=hand_pose
         )
         return joints, pts3d, perspective_project(pts3d, self.focal, self.center)
+
+    def palms_only(self) -> "Problem":
+        """The problem with the hands42 points cut to the palms' (wrist, thumb base, four
+        knuckles: PALM_POINTS). While the fingers are held they place the hands as the 42 do,
+        and the Adam stages pose 29 points instead of 59 (coco17)."""
+        if self.hand_mask is None:
+            return self
+        rows = [k for k, n in enumerate(self.names) if self.hand_mask[k] == 0 or n.endswith(PALM_POINTS)]
+        ids = torch.tensor(rows, device=self.target.device)
+        reg = self.regressor
+        regressor = KeypointRegressor(reg.keypoint_set, [reg.names[k] for k in rows], reg.joint_weights[ids],
+                                      reg.vertex_ids, reg.vertex_weights[ids], reg.quality[ids])  # fmt: skip
+        per_point = {k: getattr(self, k)[:, ids] for k in ("target", "confidence", "weights", "landmarks3d",
+                                                          "landmarks3d_weights") if getattr(self, k) is not None}  # fmt: skip
+        return replace(self, regressor=regressor, skin=self.skin.subset(ids), torso_mask=self.torso_mask[ids],
+                       hand_mask=self.hand_mask[ids], hand_sides=self.hand_sides[:, ids], **per_point)  # fmt: skip
 
     def _hand_rotations(self, hand_pose: Tensor) -> Tensor:
         """(B,30,3,3) rotations of a held hand pose (B,90), remembered while it stays the same

@@ -74,22 +74,24 @@ def fit_batch(problem: Problem, start: dict[str, Tensor], prior_set, config: Fit
                     hands_free)  # fmt: skip
     lr = config.lr * lr_scale
     start_transl = start["transl"].detach()
-    run_stage(params, ["orient_delta", "transl"], lambda: camera_loss(problem, params, start_transl, config),
+    palms = problem.palms_only()  # the fingers are held in the Adam stages: their points add nothing
+    run_stage(params, ["orient_delta", "transl"], lambda: camera_loss(palms, params, start_transl, config),
               config.camera_iters, lr)  # fmt: skip
     terms: dict[str, Tensor] = {}
     pairs = scene_pairs(problem.scene, problem.person)
 
-    def body_loss(pose_weight: float, shape_weight: float, with_hands: bool = True) -> Callable[[], Tensor]:
+    def body_loss(pose_weight: float, shape_weight: float, with_hands: bool = True,
+                  part: Problem = problem) -> Callable[[], Tensor]:  # fmt: skip
         def loss() -> Tensor:
             terms.clear()
-            terms.update(body_terms(problem, params, prior_set, config, pose_weight, shape_weight, pairs, with_hands))
+            terms.update(body_terms(part, params, prior_set, config, pose_weight, shape_weight, pairs, with_hands))
             return sum(terms.values())
 
         return loss
 
     solve_hands(problem, params, config, config.hand_solve_iters, config.hand_start_curls)  # no-op without hands
     for iters, pose_w, shape_w in zip(config.stage_iters, config.pose_prior_weights, config.shape_prior_weights):
-        run_stage(params, BODY, body_loss(pose_w, shape_w, with_hands=False), iters, lr)
+        run_stage(params, BODY, body_loss(pose_w, shape_w, with_hands=False, part=palms), iters, lr)
     solve_hands(problem, params, config, config.hand_polish_iters)  # the fingers meet the final arms
     final = body_loss(config.pose_prior_weights[-1], config.shape_prior_weights[-1])
     if silhouettes is not None and config.silhouette_iters > 0:
