@@ -288,3 +288,27 @@ def test_hand_solve_with_points_the_model_lacks(hands_model: BodyModel) -> None:
     before = hand_px()
     solve_hands(problem, params, fit_config("default"), 10, (0.8,))
     assert before > 5.0 and hand_px() < 2.0
+
+
+def test_palms_only_poses_the_same_palm_points(hands_model: BodyModel, hand_cases: dict) -> None:
+    """The Adam stages' problem keeps the body points and each hand's wrist, thumb base and four
+    knuckles, posed exactly as in the whole problem (a sub-skin of the same pairs)."""
+    from fitter.fitting.problem import Problem
+
+    t = {k: torch.as_tensor(hand_cases[k]) for k in ("betas", "body_pose", "global_orient", "transl", "hand_pose",
+                                                     "keypoints", "focal")}  # fmt: skip
+    centre = torch.as_tensor(hand_cases["image_size"] / 2, dtype=torch.float32).expand(2, 2)
+    whole = Problem.build(hands_model, "coco17+hands42", t["keypoints"], t["focal"], centre)
+    palms = whole.palms_only()
+    assert len(palms.names) == 17 + 12 and palms.names[:17] == whole.names[:17]
+    assert palms.skin.pair_joint.shape[0] < whole.skin.pair_joint.shape[0]
+    rows = [whole.names.index(n) for n in palms.names]
+    pose = (t["betas"], t["body_pose"], t["global_orient"], t["transl"])
+    _, _, proj_whole = whole.points(*pose, hand_pose=t["hand_pose"])
+    _, _, proj_palms = palms.points(*pose, hand_pose=t["hand_pose"])
+    torch.testing.assert_close(proj_palms, proj_whole[:, rows])
+    torch.testing.assert_close(palms.target, whole.target[:, rows])
+    assert palms.hand_mask.sum() == 12 and palms.hand_sides.sum(1).tolist() == [6.0, 6.0]
+    other = 0.5 * t["hand_pose"]  # a new held hand pose: its rotations are not the remembered ones
+    _, points, _ = palms.points(*pose, hand_pose=other)
+    torch.testing.assert_close(points, hands_model.pose_landmarks(palms.skin, *pose, hand_pose=other)[1])
