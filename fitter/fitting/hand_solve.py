@@ -10,11 +10,13 @@ differences); the curl prior, the finger limits and a pull of the arm joints to 
 were enter as residuals (linear; the limits' rows switch on outside the ranges).
 The Geman-McClure weights are left out (residuals of a converging fit sit far inside its sigma).
 
-Cost (`_Solver`): the joints other than the 38 solved ones keep their local transforms, so a
-pass reruns Rodrigues on those 38 and the kinematics below the collars only, and the pass that tests a step is
+Cost (`_Solver`; a batch-16 whole-body fit spent half its extra time here): the body above
+the collars is posed once per solve, a pass reruns Rodrigues on the 38 solved joints and the
+kinematics below the collars only (`recompose_subtree`), and the pass that tests a step is
 the one the next Jacobian starts from. The left and right sides share no value and no
 keypoint: each side's Jacobian is written straight into a block over the keypoints its joints
-turn (24 of 59 with coco17), and the two 57-value systems are solved apart.
+turn (24 of 59 with coco17+hands42), and the two 57-value systems are solved apart (Cholesky).
+The items whose step did not pay off retry alone (a part of the batch).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ EPS_DEPTH = 1e-6  # metres: depths clamped as fitter.geometry.perspective_projec
 DAMPING = 1e-2  # initial Levenberg-Marquardt damping, x the mean of the normal matrix's diagonal
 ARM_JOINTS = (13, 14, 16, 17, 18, 19, 20, 21)  # SMPL collars, shoulders, elbows, wrists
 LEFT_ARM = (13, 16, 18, 20)
+COLLARS = (13, 14)  # everything a solve moves hangs below them
 ARM = torch.tensor([3 * (j - 1) + c for j in ARM_JOINTS for c in range(3)])  # their body_pose values
 NUM = 90 + len(ARM)  # hand-pose values + arm values
 SIDE_JOINTS = 15 + len(LEFT_ARM)  # joints of one side: its 15 finger joints, then its arm joints
@@ -188,27 +191,26 @@ class _State:
     cost: Tensor
 
     def put(self, ids: Tensor | None, take: Tensor, other: "_State") -> None:
-        """In place: items ids (M,) (None: all) become those of `other` (M items) where take (M,) is true."""
+        """Items ids (M,) (None: all) become those of `other` (M items) where take (M,) is true."""
         for f in fields(self):
-            if ids is None:
-                mine = getattr(self, f.name)
-                keep = take.view(-1, *([1] * (mine.ndim - 1))) if f.name in ("residual", "cost") else take
-                setattr(self, f.name, torch.where(keep, getattr(other, f.name), mine))
-                continue
             mine, theirs = getattr(self, f.name), getattr(other, f.name)
-            if f.name in ("residual", "cost"):  # batch first
-                keep = take.view(-1, *([1] * (mine.ndim - 1)))
+            batch_first = f.name in ("residual", "cost")  # the others: batch innermost
+            keep = take.view(-1, *([1] * (mine.ndim - 1))) if batch_first else take
+            if ids is None:
+                setattr(self, f.name, torch.where(keep, theirs, mine))
+            elif batch_first:
                 mine[ids] = torch.where(keep, theirs, mine[ids])
-            else:  # batch innermost
-                mine[..., ids] = torch.where(take, theirs, mine[..., ids])
+            else:
+                mine[..., ids] = torch.where(keep, theirs, mine[..., ids])
 
 
 @dataclass
 class _Items:
     """What a solve's passes read per item (batch innermost where the pass works so):
     partial (J+1,4,4,B) the held pose's world transforms, but the local ones at and below the
-    collars (`recompose_subtree`: a pass poses the arms and hands only), offsets (P,4,B) the skin offsets at the held
-    betas, arm_base (B,24) the held arm values, factor (B,K) keypoint factors, target (B,K,2),
+    collars (`recompose_subtree`: a pass poses the arms and hands only), offsets (P,4,B) the
+    skin offsets at the held betas, arm_base (B,24) the held arm values, factor (B,K)
+    keypoint factors, target (B,K,2),
     focal (B,), center (B,2), side_free / held_out (2,B,SIDE) 1 on solved / held values and
     mask (2,B,SIDE,SIDE) their outer products (None when every value is solved)."""
 
@@ -247,8 +249,9 @@ def _turns_of(problem: Problem) -> _Turns:
 
 class _Solver:
     """The constants of one solve and its passes: the held transforms (a pass replaces the 38
-    solved joints' rotations and reruns the kinematics below the collars), the skin offsets at the held
-    betas, the keypoint factors, and the per-side layout and masks of the normal equations.
+    solved joints' rotations and reruns the kinematics below the collars), the skin offsets at
+    the held betas, the keypoint factors, and the per-side layout and masks of the normal
+    equations.
     free (B,NUM): 1 on the values solved, 0 on held ones (hands without keypoints)."""
 
     def __init__(self, problem: Problem, held: _Held, config: FitConfig, free: Tensor) -> None:
@@ -257,8 +260,8 @@ class _Solver:
         self.problem, self.config, self.batch = problem, config, B
         self.turns = _turns_of(problem)
         self.joints = _solve_joints(model)
-        arms = model.body_to_full[[j for j in ARM_JOINTS if j in (13, 14)]].tolist()  # the collars
-        self.levels = [(ids.to(dev), up.to(dev)) for ids, up in subtree_levels(model.parents.tolist(), arms)]
+        collars = model.body_to_full[list(COLLARS)].tolist()
+        self.levels = [(ids.to(dev), up.to(dev)) for ids, up in subtree_levels(model.parents.tolist(), collars)]
         subtree = torch.cat([ids for ids, _ in self.levels])
         self.sides = torch.nonzero(_side_columns(dt, dev))[:, 1].view(2, SIDE)  # x's values of each side
         self.inverse = torch.argsort(self.sides.flatten())
