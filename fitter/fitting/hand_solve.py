@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+import weakref
 from dataclasses import dataclass, fields
 
 import torch
@@ -235,15 +236,16 @@ class _Items:
                         getattr(self, f.name)[ids] for f in fields(self)))  # fmt: skip
 
 
-_TURNS: dict[int, tuple[object, _Turns]] = {}  # id(skin) -> (skin, its _Turns): the skins are cached
+_TURNS: dict[int, tuple[weakref.ref, _Turns]] = {}  # id(skin) -> (weak reference to the skin, its _Turns)
 
 
 def _turns_of(problem: Problem) -> _Turns:
-    """`_Turns.of(problem)`, kept per keypoint skin (fitter.keypoints caches the skins)."""
-    hit = _TURNS.get(id(problem.skin))
-    if hit is None or hit[0] is not problem.skin:
-        hit = (problem.skin, _Turns.of(problem))
-        _TURNS[id(problem.skin)] = hit
+    """`_Turns.of(problem)`, kept while its keypoint skin lives (fitter.keypoints caches the skins)."""
+    skin, key = problem.skin, id(problem.skin)
+    hit = _TURNS.get(key)
+    if hit is None or hit[0]() is not skin:
+        hit = (weakref.ref(skin, lambda _, key=key: _TURNS.pop(key, None)), _Turns.of(problem))
+        _TURNS[key] = hit
     return hit[1]
 
 
