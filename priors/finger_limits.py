@@ -26,6 +26,7 @@ Penalty: like the body joint limits (priors.joint_limits), the sum over joints a
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -88,19 +89,23 @@ dip each), then thumb (cmc, mcp, ip)."""
 _KINDS = [kind for finger in range(4) for kind in ("mcp", "pip", "dip")] + ["thumb_cmc", "thumb_mcp", "thumb_ip"]
 
 
+@functools.lru_cache(maxsize=None)
 def finger_limit_bounds(dtype: torch.dtype = torch.float32, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """(lower, upper), each (30,3) radians: rows the hand joints (left 15 then right 15),
-    columns (flexion, abduction, twist)."""
+    columns (flexion, abduction, twist). Cached per dtype and device (the hand solve asks
+    every pass): do not modify them."""
     ranges = [FINGER_RANGES[k] for k in _KINDS] * 2
     lower = [[math.radians(r.flexion[0]), math.radians(r.abduction[0]), math.radians(r.twist[0])] for r in ranges]
     upper = [[math.radians(r.flexion[1]), math.radians(r.abduction[1]), math.radians(r.twist[1])] for r in ranges]
-    return torch.tensor(lower, dtype=dtype, device=device), torch.tensor(upper, dtype=dtype, device=device)
+    with torch.inference_mode(False), torch.no_grad():  # usable by later autograd calls too
+        return torch.tensor(lower, dtype=dtype, device=device), torch.tensor(upper, dtype=dtype, device=device)
 
 
 def finger_limit_angles(hand_pose: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
     """hand_pose (B,90) axis-angle, frames (30,3,3) (`hand_joint_frames`) -> (B,30,3) radians:
     flexion, abduction, twist of every hand joint."""
-    return torch.einsum("jab,njb->nja", frames.to(hand_pose), hand_pose.reshape(-1, 30, 3))
+    # frames @ u per joint, by broadcasting (the hand solve asks every pass; einsum costs 3x)
+    return (frames.to(hand_pose) * hand_pose.reshape(-1, 30, 1, 3)).sum(-1)
 
 
 def finger_limit_excess(hand_pose: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:

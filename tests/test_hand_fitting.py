@@ -202,7 +202,7 @@ def test_smplh_and_smplx_files_fit_hands(hands_model: BodyModel, kind: str, tmp_
 
 def test_hand_solve_jacobian_matches_finite_differences(hands_model: BodyModel, hand_cases: dict) -> None:
     from fitter.fitting import fit_config
-    from fitter.fitting.hand_solve import NUM, _Held, _jacobian, _keypoint_residuals, _Turns
+    from fitter.fitting.hand_solve import NUM, _Held, _point_factors, _Solver
     from fitter.fitting.params import Params
     from fitter.fitting.problem import Problem
 
@@ -216,16 +216,56 @@ def test_hand_solve_jacobian_matches_finite_differences(hands_model: BodyModel, 
     config = fit_config("default")
     x = torch.cat([params.hand_pose.detach(), 0.1 * torch.randn(2, NUM - 90, generator=torch.Generator().manual_seed(1),
                                                                   dtype=torch.float64)], dim=1)  # fmt: skip
-    turns = _Turns.of(problem)
     held = _Held.of(params)
-    residual, jac = _jacobian(problem, held, x, config, turns)
-    base = _keypoint_residuals(problem, held, x, config)
-    torch.testing.assert_close(residual, base, atol=1e-9, rtol=0)
+    solver = _Solver(problem, held, config, torch.ones(2, NUM, dtype=torch.float64))
+    state = solver.forward(x)
+    # the solver's pass (the body posed once, the arms and hands per pass) against the model's own
+    _, _, proj = problem.points(held.betas, held.pose(x), held.orient_delta, held.transl,
+                                orient_base=held.orient_start, hand_pose=held.hands(x))  # fmt: skip
+    expected = (proj - problem.target) * _point_factors(problem, config)[..., None]
+    torch.testing.assert_close(state.residual, expected, atol=1e-9, rtol=0)
+    jac, residual = solver.side_jacobian(state)  # (2,B,2R,57) per side: its keypoints by its values
+    sides, rows = solver.sides, solver.turns.side_points
+    padded = torch.cat([expected, expected.new_zeros(2, 1, 2)], dim=1)
+    torch.testing.assert_close(residual, padded[:, rows].transpose(0, 1).reshape(2, 2, -1), atol=1e-9, rtol=0)
     eps = 1e-6
     steps = eps * torch.eye(NUM, dtype=torch.float64)
-    numeric = torch.stack([(_keypoint_residuals(problem, held, x + steps[i], config) - base) / eps
-                           for i in range(NUM)], dim=-1)  # fmt: skip
-    assert (jac - numeric).abs().max() < 1e-3 * numeric.abs().max()
+    numeric = torch.stack([(solver.forward(x + steps[i]).residual - state.residual) / eps for i in range(NUM)], -1)
+    numeric = torch.cat([numeric, numeric.new_zeros(2, 1, 2, NUM)], dim=1)  # (B,K+1,2,NUM)
+    for side in range(2):  # its rows and columns; the other side's values move none of its keypoints
+        block = numeric[:, rows[side]].reshape(2, -1, NUM)
+        assert (jac[side] - block[..., sides[side]]).abs().max() < 1e-3 * block.abs().max()
+        assert block[..., sides[1 - side]].abs().max() == 0
+
+
+def test_hand_solve_stops_early_when_steps_stop_paying(hands_model: BodyModel, hand_cases: dict, monkeypatch) -> None:
+    """With hand_solve_stop an item stops once a step gains less than that fraction of its
+    cost; the solve ends when all have stopped, not far above the cost of the full run."""
+    from fitter.fitting import fit_config
+    from fitter.fitting.hand_solve import ARM, NUM, _Held, _levenberg_marquardt, _Solver
+    from fitter.fitting.params import Params
+    from fitter.fitting.problem import Problem
+
+    t = {k: torch.as_tensor(hand_cases[k]) for k in ("betas", "body_pose", "global_orient", "transl", "keypoints",
+                                                     "focal")}  # fmt: skip
+    centre = torch.as_tensor(hand_cases["image_size"] / 2, dtype=torch.float32).expand(2, 2)
+    problem = Problem.build(hands_model, "coco17+hands42", t["keypoints"], t["focal"], centre)
+    params = Params(t["betas"], t["body_pose"], t["global_orient"], t["transl"], problem.hand_mean.expand(2, -1),
+                    problem.seen_hands())  # fmt: skip
+    held = _Held.of(params)
+    x = torch.cat([held.hand_start, torch.zeros(2, len(ARM))], dim=1)
+    solver = _Solver(problem, held, fit_config("default"), torch.ones(2, NUM))
+    passes = []
+    forward = _Solver.forward
+    monkeypatch.setattr(_Solver, "forward", lambda self, x_: passes.append(len(x_)) or forward(self, x_))
+    _, full = _levenberg_marquardt(solver, x.clone(), 40)
+    full_passes = len(passes)
+    passes.clear()
+    _, early = _levenberg_marquardt(solver, x.clone(), 40, early_stop=1e-3)
+    assert len(passes) < full_passes / 2  # stopped well before the 40 steps
+    start = forward(solver, x).cost
+    assert torch.all(early.cost < 0.1 * start)  # it had converged: most of the cost is gone
+    assert torch.all(early.cost <= 1.15 * full.cost)  # (the tail still gains: it is off by default)
 
 
 def test_hand_solve_with_points_the_model_lacks(hands_model: BodyModel) -> None:
@@ -253,3 +293,27 @@ def test_hand_solve_with_points_the_model_lacks(hands_model: BodyModel) -> None:
     before = hand_px()
     solve_hands(problem, params, fit_config("default"), 10, (0.8,))
     assert before > 5.0 and hand_px() < 2.0
+
+
+def test_palms_only_poses_the_same_palm_points(hands_model: BodyModel, hand_cases: dict) -> None:
+    """The Adam stages' problem keeps the body points and each hand's wrist, thumb base and four
+    knuckles, posed exactly as in the whole problem (a sub-skin of the same pairs)."""
+    from fitter.fitting.problem import Problem
+
+    t = {k: torch.as_tensor(hand_cases[k]) for k in ("betas", "body_pose", "global_orient", "transl", "hand_pose",
+                                                     "keypoints", "focal")}  # fmt: skip
+    centre = torch.as_tensor(hand_cases["image_size"] / 2, dtype=torch.float32).expand(2, 2)
+    whole = Problem.build(hands_model, "coco17+hands42", t["keypoints"], t["focal"], centre)
+    palms = whole.palms_only()
+    assert len(palms.names) == 17 + 12 and palms.names[:17] == whole.names[:17]
+    assert palms.skin.pair_joint.shape[0] < whole.skin.pair_joint.shape[0]
+    rows = [whole.names.index(n) for n in palms.names]
+    pose = (t["betas"], t["body_pose"], t["global_orient"], t["transl"])
+    _, _, proj_whole = whole.points(*pose, hand_pose=t["hand_pose"])
+    _, _, proj_palms = palms.points(*pose, hand_pose=t["hand_pose"])
+    torch.testing.assert_close(proj_palms, proj_whole[:, rows])
+    torch.testing.assert_close(palms.target, whole.target[:, rows])
+    assert palms.hand_mask.sum() == 12 and palms.hand_sides.sum(1).tolist() == [6.0, 6.0]
+    other = 0.5 * t["hand_pose"]  # a new held hand pose: its rotations are not the remembered ones
+    _, points, _ = palms.points(*pose, hand_pose=other)
+    torch.testing.assert_close(points, hands_model.pose_landmarks(palms.skin, *pose, hand_pose=other)[1])

@@ -467,3 +467,24 @@ def test_joint_limit_penalty_gradcheck(where, weighted) -> None:
     torch.testing.assert_close(custom, plain, atol=1e-10, rtol=1e-10)
     if where == "inside":
         assert custom.abs().max().item() == 0.0
+
+
+def test_recompose_subtree_matches_full_kinematics() -> None:
+    """Posing only the joints below some roots, the rest given as world transforms, gives the
+    full forward kinematics (what the hand solve does with the arms)."""
+    from fitter.body.posing import recompose_subtree, subtree_levels
+
+    parents = [-1, 0, 1, 2, 1, 4, 5, 6, 4, 0, 9]
+    num = len(parents)
+    local = torch.eye(4, dtype=torch.float64).repeat(num + 1, 1, 1)[..., None].repeat(1, 1, 1, 3)
+    gen = torch.Generator().manual_seed(0)
+    rot = axis_angle_to_matrix(torch.randn(num, 3, 3, generator=gen, dtype=torch.float64))  # (J,B,3,3)
+    local[:num, :3, :3] = rot.permute(0, 2, 3, 1)
+    local[:num, :3, 3] = torch.randn(num, 3, 3, generator=gen, dtype=torch.float64)
+    world = forward_kinematics(local, pointer_jumping_ancestors(parents))
+    levels = subtree_levels(parents, [4])
+    assert sorted(torch.cat([ids for ids, _ in levels]).tolist()) == [4, 5, 6, 7, 8]
+    partial = world.clone()
+    below = torch.tensor([4, 5, 6, 7, 8])
+    partial[below] = local[below]
+    torch.testing.assert_close(recompose_subtree(partial, levels), world)

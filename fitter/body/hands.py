@@ -11,6 +11,9 @@ the local axis at rest.
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -54,6 +57,20 @@ def _rest_joints(model) -> Tensor:
     return model.J_regressor @ model.v_template  # (J,3) full-model rest joints
 
 
+_AXES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {(what, dtype, device): tensor}
+
+
+def _per_model(model, what: str, build: Callable[[object], Tensor]) -> Tensor:
+    """build(model), kept per model, dtype and device (a fit asks several times, and the
+    Python loops over the 30 joints cost milliseconds); a copy."""
+    cache = _AXES.setdefault(model, {})
+    key = (what, model.v_template.dtype, model.v_template.device)
+    if key not in cache:
+        with torch.inference_mode(False), torch.no_grad():
+            cache[key] = build(model)
+    return cache[key].clone()
+
+
 def flexion_axes(model) -> Tensor:
     """(30,3) unit flexion axis of every hand joint (hand-pose order), in the model frame at
     rest: a positive rotation about it curls the finger towards the palm.
@@ -61,8 +78,12 @@ def flexion_axes(model) -> Tensor:
     Fingers: axis = finger direction x palm normal (the palm normal points out of the palm,
     from the wrist and the index / pinky knuckles). Thumb: its base (thumb1) lifts it palmward
     and a little across the palm, thumb2 / thumb3 flex across the palm (THUMB_PALMWARD /
-    THUMB_ACROSS).
+    THUMB_ACROSS). Kept per model (its rest pose fixes them).
     """
+    return _per_model(model, "flexion", _flexion_axes)
+
+
+def _flexion_axes(model) -> Tensor:
     J = _rest_joints(model)
     axes = []
     for side in ("left", "right"):
@@ -105,7 +126,11 @@ def hand_joint_frames(model) -> Tensor:
     frame at rest). bone: from the joint to its child (tips: along the last bone); flexion:
     `flexion_axes` made perpendicular to the bone; abduction = bone x flexion (for a finger the
     palm normal, sideways motion of the finger). A rotation vector's components in this frame
-    (`frames @ u`) are the joint's flexion, abduction and twist angles."""
+    (`frames @ u`) are the joint's flexion, abduction and twist angles. Kept per model."""
+    return _per_model(model, "frames", _hand_joint_frames)
+
+
+def _hand_joint_frames(model) -> Tensor:
     J = _rest_joints(model)
     flex = flexion_axes(model)
     rows = []

@@ -95,6 +95,14 @@ class LandmarkSkin:
     offset_shapedirs: Tensor
     gather: Tensor
 
+    def subset(self, rows: Tensor) -> "LandmarkSkin":
+        """The landmarks `rows` (K',) alone, with the pairs they use."""
+        gather = self.gather[rows]
+        used = torch.nonzero(gather.abs().sum(0) > 0).flatten()
+        coords = (4 * used[:, None] + torch.arange(4, device=used.device)).flatten()
+        return LandmarkSkin(pair_joint=self.pair_joint[used], offset_template=self.offset_template[coords],
+                            offset_shapedirs=self.offset_shapedirs[coords], gather=gather[:, used])  # fmt: skip
+
 
 def _to_rotmats(pose: Tensor, num_joints: int) -> Tensor:
     """Axis-angle (B, 3*num_joints) or matrices (B, num_joints, 3, 3) -> (B, num_joints, 3, 3)."""

@@ -29,7 +29,13 @@ from torch import Tensor
 
 from fitter.geometry.rotations import rodrigues_rows_vjp, rodrigues_rows_with_cache
 
-__all__ = ["LEVELWISE_MIN_BATCH", "forward_kinematics", "pointer_jumping_ancestors"]
+__all__ = [
+    "LEVELWISE_MIN_BATCH",
+    "forward_kinematics",
+    "pointer_jumping_ancestors",
+    "recompose_subtree",
+    "subtree_levels",
+]
 
 
 def pointer_jumping_ancestors(parents: list[int]) -> Tensor:
@@ -110,6 +116,30 @@ def _tree_levels(parents: list[int]) -> list[tuple[Tensor, Tensor]]:
         ids = [j for j in range(len(parents)) if depth[j] == d]
         levels.append((torch.tensor(ids), torch.tensor([parents[j] for j in ids])))
     return levels
+
+
+def subtree_levels(parents: list[int], roots: list[int]) -> list[tuple[Tensor, Tensor]]:
+    """(joint ids, parent ids) per tree depth of the joints at or below `roots` only (for
+    `recompose_subtree`)."""
+
+    def below(j: int) -> bool:
+        while j >= 0 and j not in roots:
+            j = parents[j]
+        return j >= 0
+
+    levels = []
+    for ids, parent_ids in _tree_levels(parents):
+        keep = torch.tensor([below(int(j)) for j in ids], dtype=torch.bool)
+        if bool(keep.any()):
+            levels.append((ids[keep], parent_ids[keep]))
+    return levels
+
+
+def recompose_subtree(partial: Tensor, levels: list[tuple[Tensor, Tensor]]) -> Tensor:
+    """World transforms (J+1,4,4,B) from `partial`: world transforms everywhere except at the
+    joints of `levels` (`subtree_levels`), which hold their local transforms (call without
+    autograd). When a solve turns a few limbs only, the rest of the body is posed once."""
+    return _levelwise_kinematics(partial, levels)
 
 
 # Batches at least this large pose level by level (flop-bound); smaller ones by pointer jumping

@@ -4,25 +4,38 @@ Adam moves every finger joint by about one step size per iteration, and a finger
 1.5 rad from the relaxed start: it needed ~200 iterations to settle. The hand problem is small
 (114 values per person: hand_pose (90) and the collars, shoulders, elbows and wrists (24),
 which place the hands) and nearly least squares, so a few
-Gauss-Newton steps settle it instead. The Jacobian of the keypoints is written out (`_jacobian`:
-one forward kinematics pass, each joint turning the keypoints below it; it matches forward
+Gauss-Newton steps settle it instead. The Jacobian of the keypoints is written out (one
+forward kinematics pass, each joint turning the keypoints below it; it matches forward
 differences); the curl prior, the finger limits and a pull of the arm joints to where they
 were enter as residuals (linear; the limits' rows switch on outside the ranges).
 The Geman-McClure weights are left out (residuals of a converging fit sit far inside its sigma).
+
+Cost (`_Solver`; a batch-16 whole-body fit spent half its extra time here): the body above
+the collars is posed once per solve, a pass reruns Rodrigues on the 38 solved joints and the
+kinematics below the collars only (`recompose_subtree`), and the pass that tests a step is
+the one the next Jacobian starts from. The left and right sides share no value and no
+keypoint: each side's Jacobian is written straight into a block over the keypoints its joints
+turn (24 of 59 with coco17+hands42), and the two 57-value systems are solved apart (Cholesky).
+The items whose step did not pay off retry alone (a part of the batch).
 """
 
 from __future__ import annotations
 
+import copy
+import warnings
+import weakref
 from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor
 
 from fitter.body.hands import curl_hand_pose
+from fitter.body.posing import forward_kinematics, recompose_subtree, subtree_levels
 from fitter.fitting.config import FitConfig
 from fitter.fitting.params import Params
 from fitter.fitting.problem import Problem
-from fitter.geometry import axis_angle_to_matrix, perspective_project
+from fitter.geometry import axis_angle_to_matrix
+from fitter.geometry.rotations import rodrigues_rows_with_cache
 from priors.finger_limits import finger_limit_excess
 
 __all__ = ["solve_hands"]
@@ -31,8 +44,11 @@ EPS_DEPTH = 1e-6  # metres: depths clamped as fitter.geometry.perspective_projec
 DAMPING = 1e-2  # initial Levenberg-Marquardt damping, x the mean of the normal matrix's diagonal
 ARM_JOINTS = (13, 14, 16, 17, 18, 19, 20, 21)  # SMPL collars, shoulders, elbows, wrists
 LEFT_ARM = (13, 16, 18, 20)
+COLLARS = (13, 14)  # everything a solve moves hangs below them
 ARM = torch.tensor([3 * (j - 1) + c for j in ARM_JOINTS for c in range(3)])  # their body_pose values
 NUM = 90 + len(ARM)  # hand-pose values + arm values
+SIDE_JOINTS = 15 + len(LEFT_ARM)  # joints of one side: its 15 finger joints, then its arm joints
+SIDE = 3 * SIDE_JOINTS  # values of one side
 
 
 @dataclass
@@ -68,14 +84,6 @@ class _Held:
         return pose
 
 
-def _keypoint_residuals(problem: Problem, held: _Held, x: Tensor, config: FitConfig) -> Tensor:
-    """(B,2K) weighted keypoint residuals (crop units) at x (B,NUM)."""
-    _, points = problem.model.pose_landmarks(problem.skin, held.betas, held.pose(x), held.orient_delta, held.transl,
-                                             orient_base=held.orient_start, hand_pose=held.hands(x))  # fmt: skip
-    proj = perspective_project(points, problem.focal, problem.center)
-    return ((proj - problem.target) * _point_factors(problem, config)[..., None]).flatten(1)
-
-
 def _point_factors(problem: Problem, config: FitConfig) -> Tensor:
     """(B,K) crop scale x keypoint weight (hand points x hand_keypoint_weight)."""
     weights = problem.weights * (1.0 + (config.hand_keypoint_weight - 1.0) * problem.hand_mask)
@@ -96,9 +104,9 @@ def _right_jacobian(u: Tensor) -> Tensor:
     theta = theta_sq.sqrt()
     a = torch.where(theta > 1e-4, (1.0 - torch.cos(theta)) / theta_sq, 0.5 - theta_sq / 24.0)
     b = torch.where(theta > 1e-4, (theta - torch.sin(theta)) / (theta_sq * theta), 1.0 / 6.0 - theta_sq / 120.0)
-    k = _skew(u)
     eye = torch.eye(3, dtype=u.dtype, device=u.device)[..., None]
-    return eye - a[..., None, :] * k + b[..., None, :] * torch.einsum("...ijb,...jkb->...ikb", k, k)
+    k_squared = u.unsqueeze(-2) * u.unsqueeze(-3) - theta_sq.unsqueeze(-2) * eye  # [u]_x^2 = u u^T - |u|^2 I
+    return eye - a[..., None, :] * _skew(u) + b[..., None, :] * k_squared
 
 
 def _descendants(model, joints: Tensor) -> Tensor:
@@ -118,67 +126,274 @@ def _solve_joints(model) -> Tensor:
     return torch.cat([model.hand_joint_ids, model.body_to_full[list(ARM_JOINTS)]])
 
 
+def _side_columns(dtype: torch.dtype, device) -> Tensor:
+    """(2,NUM) 1 on the values of the left / right hand and arm."""
+    cols = torch.zeros(2, NUM, dtype=dtype, device=device)
+    cols[0, :45], cols[1, 45:90] = 1.0, 1.0
+    for i, joint in enumerate(ARM_JOINTS):
+        cols[0 if joint in LEFT_ARM else 1, 90 + 3 * i : 93 + 3 * i] = 1.0
+    return cols
+
+
+def _joint_sides() -> tuple[list[int], list[int]]:
+    """Per joint row of x (38): its side (0 left, 1 right) and its place among the side's
+    SIDE_JOINTS (its 15 finger joints, then its arm joints in ARM_JOINTS order), which is the
+    order of the side's values in x."""
+    side = [0] * 15 + [1] * 15 + [0 if j in LEFT_ARM else 1 for j in ARM_JOINTS]
+    arms = [[j for j in ARM_JOINTS if (j in LEFT_ARM) == (s == 0)] for s in (0, 1)]
+    place = list(range(15)) * 2 + [15 + arms[side[30 + i]].index(j) for i, j in enumerate(ARM_JOINTS)]
+    return side, place
+
+
 @dataclass
 class _Turns:
     """Which keypoints each of x's joints turns: pairs (M,) of (joint row j into _solve_joints,
-    keypoint k) with anything below j in k, and blend (M,P) the skin pairs of k below j."""
+    keypoint k) with anything below j in k, and blend (M,P) (sparse) the skin pairs of k below j.
+    side_points (2,R): the keypoints each side's joints turn (padded with K: no keypoint,
+    residual 0); slot (M,): each pair's row in a (2,R,SIDE_JOINTS) stack of (side, keypoint
+    of side_points, joint of the side)."""
 
     joint: Tensor
     point: Tensor
     blend: Tensor
+    side_points: Tensor
+    slot: Tensor
 
     @classmethod
     def of(cls, problem: Problem) -> "_Turns":
-        skin = problem.skin
-        below = _descendants(problem.model, _solve_joints(problem.model))[:, skin.pair_joint]  # (38,P)
+        model, skin = problem.model, problem.skin
+        below = _descendants(model, _solve_joints(model))[:, skin.pair_joint]  # (38,P)
         blends = skin.gather[None] * below[:, None]  # (38,K,P)
         joint, point = torch.nonzero(blends.abs().sum(-1) > 0, as_tuple=True)
-        return cls(joint, point, blends[joint, point])
+        side, place = _joint_sides()
+        pairs = list(zip(joint.tolist(), point.tolist()))
+        lists = [sorted({k for j, k in pairs if side[j] == s}) for s in (0, 1)]
+        rows = max(len(p) for p in lists)
+        num_points, dev = skin.gather.shape[0], joint.device
+        side_points = torch.tensor([p + [num_points] * (rows - len(p)) for p in lists], device=dev)
+        slot = [(side[j] * rows + lists[side[j]].index(k)) * SIDE_JOINTS + place[j] for j, k in pairs]
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": plain products here
+            warnings.simplefilter("ignore", UserWarning)
+            blend = blends[joint, point].to_sparse_csr()  # ~2 % filled: 5x faster products at batch 32
+        return cls(joint, point, blend, side_points, torch.tensor(slot, device=dev))
 
 
-def _cross(a: Tensor, b: Tensor) -> Tensor:
-    """Cross product over dim -2 of (...,3,B) tensors (broadcast)."""
-    a1, a2, a3 = a.unbind(-2)
-    b1, b2, b3 = b.unbind(-2)
-    return torch.stack([a2 * b3 - a3 * b2, a3 * b1 - a1 * b3, a1 * b2 - a2 * b1], dim=-2)
+@dataclass
+class _State:
+    """One pass at x (B,NUM): the solved joints' world frames (38,3,4,B), skin pairs (P,3,B), keypoints
+    (K,3,B) in the camera frame, the solved joints' rotation vectors (38,3,B), the weighted
+    keypoint residuals (B,K,2) and the cost (B,): squared residuals + priors."""
+
+    frames: Tensor
+    pairs: Tensor
+    points: Tensor
+    vectors: Tensor
+    residual: Tensor
+    cost: Tensor
+
+    def put(self, ids: Tensor | None, take: Tensor, other: "_State") -> None:
+        """Items ids (M,) (None: all) become those of `other` (M items) where take (M,) is true."""
+        for f in fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            batch_first = f.name in ("residual", "cost")  # the others: batch innermost
+            keep = take.view(-1, *([1] * (mine.ndim - 1))) if batch_first else take
+            if ids is None:
+                setattr(self, f.name, torch.where(keep, theirs, mine))
+            elif batch_first:
+                mine[ids] = torch.where(keep, theirs, mine[ids])
+            else:
+                mine[..., ids] = torch.where(keep, theirs, mine[..., ids])
 
 
-def _jacobian(problem: Problem, held: _Held, x: Tensor, config: FitConfig, turns: _Turns) -> tuple[Tensor, Tensor]:
-    """Keypoint residuals (B,2K) at x (B,NUM) and their Jacobian (B,2K,NUM), in closed form: a
-    change d of joint j's rotation vector u turns everything below j about the world axis
-    G_j J_r(u) d through the joint's position (G_j its world rotation, J_r the right Jacobian);
-    only the (joint, keypoint) pairs of `turns` are non-zero."""
-    model, skin = problem.model, problem.skin
-    B = x.shape[0]
-    pose, hands = held.pose(x), held.hands(x)
-    root = (axis_angle_to_matrix(held.orient_delta) @ held.orient_start)[:, None]
-    rotations = model._local_rotations(pose, root, B, hands)
-    world = model._world_transforms(held.betas, rotations, held.transl)  # (J+1,4,4,B)
-    num_pairs = skin.pair_joint.shape[0]
-    offsets = torch.addmm(skin.offset_template, skin.offset_shapedirs, held.betas.T).view(num_pairs, 4, B)
-    selected = world[:, :3].index_select(0, skin.pair_joint)  # (P,3,4,B)
-    pairs = (selected * offsets[:, None]).sum(2)  # (P,3,B): R b + a t per pair
-    points = torch.mm(skin.gather, pairs.view(num_pairs, -1)).view(-1, 3, B)  # (K,3,B) camera frame
-    joints = _solve_joints(model)
-    blended = torch.cat([pairs, offsets[:, 3:]], dim=1).view(num_pairs, -1)  # (P,4B): R b + a t, and a
-    moved = torch.mm(turns.blend, blended).view(-1, 4, B)  # (M,4,B): the part of keypoint k joint j turns
-    lever = moved[:, :3] - moved[:, 3:] * world[joints, :3, 3][turns.joint]  # (M,3,B) from the joint
-    local = torch.cat([hands.T.reshape(30, 3, B), pose.T.reshape(23, 3, B)[[j - 1 for j in ARM_JOINTS]]])
-    axes = torch.einsum("jikb,jklb->jilb", world[joints, :3, :3], _right_jacobian(local))  # (38,3,3c,B)
-    d_points = _cross(axes[turns.joint].transpose(1, 2), lever[:, None])  # (M,3c,3,B): axis_c x lever
-    X = points[turns.point]  # (M,3,B)
-    z = X[:, 2:3].clamp(min=EPS_DEPTH)  # as perspective_project (points the model lacks sit at 0)
-    focal = problem.focal[None, None]
-    d_proj = focal / z[:, None] * (d_points[:, :, :2] - X[:, None, :2] / z[:, None] * d_points[:, :, 2:3])
-    d_proj = d_proj * (X[:, None, 2:3] > EPS_DEPTH)  # (M,3c,2,B); the clamp's derivative
-    factor = _point_factors(problem, config)  # (B,K)
-    z_all = points[:, 2:3].clamp(min=EPS_DEPTH)
-    proj = (focal * points[:, :2] / z_all).permute(2, 0, 1) + problem.center[:, None]  # (B,K,2)
-    residual = ((proj - problem.target) * factor[..., None]).reshape(B, -1)
-    K = points.shape[0]
-    jac = x.new_zeros(B, K, 2, len(joints), 3)
-    jac[:, turns.point, :, turns.joint, :] = (d_proj * factor.T[turns.point][:, None, None]).permute(0, 3, 2, 1)
-    return residual, jac.view(B, 2 * K, NUM)
+@dataclass
+class _Items:
+    """What a solve's passes read per item (batch innermost where the pass works so):
+    partial (J+1,4,4,B) the held pose's world transforms, but the local ones at and below the
+    collars (`recompose_subtree`: a pass poses the arms and hands only), offsets (P,4,B) the
+    skin offsets at the held betas, arm_base (B,24) the held arm values, factor (B,K)
+    keypoint factors, target (B,K,2),
+    focal (B,), center (B,2), side_free / held_out (2,B,SIDE) 1 on solved / held values and
+    mask (2,B,SIDE,SIDE) their outer products (None when every value is solved)."""
+
+    partial: Tensor
+    offsets: Tensor
+    arm_base: Tensor
+    factor: Tensor
+    target: Tensor
+    focal: Tensor
+    center: Tensor
+    side_free: Tensor
+    held_out: Tensor
+    mask: Tensor | None
+
+    def index(self, ids: Tensor) -> "_Items":
+        """Items ids (M,)."""
+        inner = ("partial", "offsets")
+        sides = ("side_free", "held_out", "mask")
+        return _Items(*(getattr(self, f.name)[..., ids] if f.name in inner else
+                        None if getattr(self, f.name) is None else
+                        getattr(self, f.name)[:, ids] if f.name in sides else
+                        getattr(self, f.name)[ids] for f in fields(self)))  # fmt: skip
+
+
+_TURNS: dict[int, tuple[weakref.ref, _Turns]] = {}  # id(skin) -> (weak reference to the skin, its _Turns)
+
+
+def _turns_of(problem: Problem) -> _Turns:
+    """`_Turns.of(problem)`, kept while its keypoint skin lives (fitter.keypoints caches the skins)."""
+    skin, key = problem.skin, id(problem.skin)
+    hit = _TURNS.get(key)
+    if hit is None or hit[0]() is not skin:
+        hit = (weakref.ref(skin, lambda _, key=key: _TURNS.pop(key, None)), _Turns.of(problem))
+        _TURNS[key] = hit
+    return hit[1]
+
+
+class _Solver:
+    """The constants of one solve and its passes: the held transforms (a pass replaces the 38
+    solved joints' rotations and reruns the kinematics below the collars), the skin offsets at
+    the held betas, the keypoint factors, and the per-side layout and masks of the normal
+    equations.
+    free (B,NUM): 1 on the values solved, 0 on held ones (hands without keypoints)."""
+
+    def __init__(self, problem: Problem, held: _Held, config: FitConfig, free: Tensor) -> None:
+        model, skin = problem.model, problem.skin
+        B, dt, dev = held.betas.shape[0], held.betas.dtype, held.betas.device
+        self.problem, self.config, self.batch = problem, config, B
+        self.turns = _turns_of(problem)
+        self.joints = _solve_joints(model)
+        collars = model.body_to_full[list(COLLARS)].tolist()
+        self.levels = [(ids.to(dev), up.to(dev)) for ids, up in subtree_levels(model.parents.tolist(), collars)]
+        subtree = torch.cat([ids for ids, _ in self.levels])
+        self.sides = torch.nonzero(_side_columns(dt, dev))[:, 1].view(2, SIDE)  # x's values of each side
+        self.inverse = torch.argsort(self.sides.flatten())
+        w_prior, w_arm = config.hand_prior_weight**2, config.hand_arm_weight**2
+        self.prior_diagonal = torch.cat([torch.full((45,), w_prior, dtype=dt, device=dev),
+                                         torch.full((SIDE - 45,), w_arm, dtype=dt, device=dev)])  # fmt: skip
+        root = (axis_angle_to_matrix(held.orient_delta) @ held.orient_start)[:, None]
+        rotations = model._local_rotations(held.body_pose, root, B, held.hand_start)  # (J+1,3,3,B)
+        slots = rotations.shape[0]
+        shape = torch.cat([held.betas, held.transl], dim=1).T
+        offsets = torch.addmm(model.rel_template, model.rel_directions, shape).view(slots, 3, 1, B)
+        top = torch.cat([rotations, offsets], dim=2)
+        num_pairs = skin.pair_joint.shape[0]
+        side_free = free[:, self.sides].transpose(0, 1)  # (2,B,SIDE)
+        local = torch.cat([top, model.homogeneous_row.expand(slots, 1, 4, B)], dim=1)
+        partial = forward_kinematics(local, model.fk_ancestors).index_copy(0, subtree, local[subtree])
+        self.items = _Items(
+            partial=partial.contiguous(),
+            offsets=torch.addmm(skin.offset_template, skin.offset_shapedirs, held.betas.T).view(num_pairs, 4, B),
+            arm_base=held.body_pose[:, ARM], factor=_point_factors(problem, config), target=problem.target,
+            focal=problem.focal, center=problem.center, side_free=side_free, held_out=1.0 - side_free,
+            mask=None if bool(side_free.all()) else side_free[..., :, None] * side_free[..., None, :],
+        )  # fmt: skip
+
+    def part(self, ids: Tensor) -> "_Solver":
+        """The solver of items ids (M,) (the retries of the items whose step did not pay off)."""
+        out = copy.copy(self)
+        out.items, out.batch = self.items.index(ids), len(ids)
+        return out
+
+    def prior_cost(self, x: Tensor) -> Tensor:
+        """(B,) squared curl-prior, finger-limit and arm-change residuals at x (B,NUM)."""
+        return _prior_residuals(self.problem, x, self.config).pow(2).sum(1)
+
+    def forward(self, x: Tensor) -> _State:
+        """The pass at x (B,NUM): only the 38 solved joints' local rotations change."""
+        skin, B = self.problem.skin, self.batch
+        vectors = torch.cat([x[:, :90], self.items.arm_base + x[:, 90:]], dim=1).view(B, 38, 3)
+        rows, _ = rodrigues_rows_with_cache(vectors.permute(2, 1, 0).reshape(3, -1))  # (9,38B)
+        partial = self.items.partial.clone()
+        partial[self.joints, :3, :3] = rows.view(3, 3, 38, B).permute(2, 0, 1, 3)
+        world = recompose_subtree(partial, self.levels)
+        num_pairs = skin.pair_joint.shape[0]
+        selected = world[:, :3].index_select(0, skin.pair_joint)  # (P,3,4,B)
+        pairs = (selected * self.items.offsets[:, None]).sum(2)  # (P,3,B): R b + a t per pair
+        points = torch.mm(skin.gather, pairs.view(num_pairs, -1)).view(-1, 3, B)  # (K,3,B)
+        z = points[:, 2:3].clamp(min=EPS_DEPTH)  # as perspective_project (points the model lacks sit at 0)
+        proj = (self.items.focal * points[:, :2] / z).permute(2, 0, 1) + self.items.center[:, None]  # (B,K,2)
+        residual = (proj - self.items.target) * self.items.factor[..., None]
+        cost = residual.pow(2).sum((1, 2)) + self.prior_cost(x)
+        return _State(world[self.joints, :3], pairs, points, vectors.permute(1, 2, 0), residual, cost)
+
+    def pair_jacobian(self, state: _State) -> Tensor:
+        """(M,2,3,B) the weighted residuals' derivatives for the pairs of `turns`: keypoint
+        k's pixel (x, y) by joint j's rotation vector. A change d of u_j turns everything
+        below j about the world axis G_j J_r(u) d through the joint (G_j its world rotation,
+        J_r the right Jacobian)."""
+        turns, frames, B = self.turns, state.frames, self.batch
+        num_pairs = self.items.offsets.shape[0]
+        blended = torch.cat([state.pairs, self.items.offsets[:, 3:]], dim=1).view(num_pairs, -1)  # (P,4B): R b + a t, a
+        moved = (turns.blend @ blended).view(-1, 4, B)  # (M,4,B): the part of keypoint k joint j turns
+        lever = moved[:, :3] - moved[:, 3:] * frames[:, :, 3][turns.joint]  # (M,3,B) from the joint
+        right = _right_jacobian(state.vectors)  # (38,3,3,B)
+        axes = (frames[:, :, :3].unsqueeze(3) * right.unsqueeze(1)).sum(2)  # (38,3,3c,B): world axis of c
+        # pixel xy moves by g_xy . (axis x lever) = axis . (lever x g_xy), g_xy = f/z (e_xy - X_xy/z e_z)
+        X = state.points[turns.point]  # (M,3,B)
+        z = X[:, 2].clamp(min=EPS_DEPTH)
+        u, v = X[:, 0] / z, X[:, 1] / z
+        # (M,B): f/z, the keypoint factor and the depth clamp's derivative
+        scale = self.items.focal / z * self.items.factor.T[turns.point] * (X[:, 2] > EPS_DEPTH)
+        lx, ly, lz = lever.unbind(1)
+        q = torch.stack([torch.stack([-ly * u, lz + lx * u, -ly], 1), torch.stack([-ly * v - lz, lx * v, lx], 1)], 1)
+        return (axes[turns.joint].unsqueeze(1) * (q * scale[:, None, None]).unsqueeze(3)).sum(2)  # (M,2,3c,B)
+
+    def side_jacobian(self, state: _State) -> tuple[Tensor, Tensor]:
+        """Per side, the Jacobian (2,B,2R,SIDE) of the residuals of the keypoints its joints
+        turn by its values (x's order), and those residuals (2,B,2R)."""
+        turns, B = self.turns, self.batch
+        rows = turns.side_points.shape[1]
+        values = self.pair_jacobian(state).contiguous()  # (index_copy_ crawls over strided rows)
+        jac = values.new_zeros(2 * rows * SIDE_JOINTS, 2, 3, B).index_copy_(0, turns.slot, values)
+        jac = jac.view(2, rows, SIDE_JOINTS, 2, 3, B).permute(0, 5, 1, 3, 2, 4).reshape(2, B, 2 * rows, SIDE)
+        padded = torch.cat([state.residual, state.residual.new_zeros(B, 1, 2)], dim=1)
+        residual = padded[:, turns.side_points].transpose(0, 1).reshape(2, B, 2 * rows)
+        return jac, residual
+
+    def normal_equations(self, x: Tensor, state: _State) -> tuple[Tensor, Tensor]:
+        """Per side, the Gauss-Newton normal matrix (2,B,SIDE,SIDE) and gradient (2,B,SIDE) at
+        x, held values masked out. The priors' share in closed form: the curl prior and the
+        arm pull are diagonal; a joint outside its finger range adds w^2 F^T D F on its 3x3
+        block (F its limit frame, D the angles outside)."""
+        problem, config, B = self.problem, self.config, self.batch
+        jac, residual = self.side_jacobian(state)
+        jac_t = jac.transpose(-1, -2)
+        normal = jac_t @ jac
+        grad = (jac * residual[..., None]).sum(-2)  # (not a batch of matrix-vector products: slow)
+        frames = problem.hand_frames  # (30,3,3)
+        excess = finger_limit_excess(x[:, :90], frames)  # (B,30,3)
+        w_prior, w_limit, w_arm = config.hand_prior_weight**2, config.finger_limit_weight**2, config.hand_arm_weight**2
+        outside = frames * (excess != 0).to(x.dtype)[..., None]  # (B,30,3a,3): rows outside the range
+        blocks = w_limit * (outside.unsqueeze(-1) * frames.unsqueeze(-2)).sum(2)  # (B,30,3,3): F^T D F
+        normal.diagonal(dim1=-2, dim2=-1).add_(self.prior_diagonal)
+        finger_blocks = normal[..., :45, :45].unflatten(-1, (15, 3)).unflatten(-3, (15, 3)).diagonal(dim1=-4, dim2=-2)
+        finger_blocks.add_(blocks.view(B, 2, 15, 3, 3).permute(1, 0, 3, 4, 2))  # (2,B,3,3,15)
+        limit_grad = w_limit * (frames * excess[..., None]).sum(2).reshape(B, 90)
+        prior_grad = torch.cat([w_prior * (x[:, :90] - problem.hand_mean) + limit_grad, w_arm * x[:, 90:]], dim=1)
+        grad = grad + prior_grad[:, self.sides].transpose(0, 1)
+        if self.items.mask is None:  # every value solved
+            return normal, grad
+        return normal * self.items.mask, grad * self.items.side_free
+
+    def step(self, normal: Tensor, grad: Tensor, damping: Tensor) -> Tensor:
+        """(B,NUM) the damped Gauss-Newton step (to subtract; 0 on held values); damping (B,)
+        x the mean of each item's normal diagonal."""
+        diag = normal.diagonal(dim1=-2, dim2=-1)
+        mu = damping * diag.mean((0, 2)).clamp(min=1e-9)  # (B,)
+        system = normal.clone()
+        system.diagonal(dim1=-2, dim2=-1).add_(mu[None, :, None] + self.items.held_out)
+        # damped normal equations: positive definite (the upper factor: 1/6 faster than the lower)
+        upper, _ = torch.linalg.cholesky_ex(system, upper=True)
+        steps = torch.cholesky_solve(grad[..., None], upper, upper=True)[..., 0]  # (2,B,SIDE)
+        return steps.transpose(0, 1).reshape(self.batch, NUM)[:, self.inverse]
+
+    def side_costs(self, x: Tensor, state: _State) -> Tensor:
+        """(B,2) the cost of each hand: its keypoints' squared residuals, its priors and its arm's change."""
+        r = state.residual.pow(2).sum(-1)  # (B,K)
+        p = _prior_residuals(self.problem, x, self.config).pow(2)
+        cols = _side_columns(x.dtype, x.device)
+        rows = torch.cat([cols[:, :90], cols[:, :90], cols[:, 90:]], dim=1)  # prior, limits, arm rows
+        return r @ self.problem.hand_sides.T + p @ rows.T
 
 
 def _prior_residuals(problem: Problem, x: Tensor, config: FitConfig) -> Tensor:
@@ -189,106 +404,55 @@ def _prior_residuals(problem: Problem, x: Tensor, config: FitConfig) -> Tensor:
     return torch.cat([prior, limits, arm], dim=1)
 
 
-def _prior_normal(problem: Problem, x: Tensor, config: FitConfig) -> tuple[Tensor, Tensor]:
-    """The prior residuals' Gauss-Newton normal matrix (B,NUM,NUM) and gradient (B,NUM), in
-    closed form: the curl prior and the arm pull are diagonal; a joint outside its finger range
-    adds w^2 F^T D F on its 3x3 block (F its limit frame, D the angles outside)."""
-    B = x.shape[0]
-    frames = problem.hand_frames  # (30,3,3)
-    excess = finger_limit_excess(x[:, :90], problem.hand_frames)  # (B,30,3)
-    outside = (excess != 0).to(x.dtype)
-    w_prior, w_limit, w_arm = config.hand_prior_weight**2, config.finger_limit_weight**2, config.hand_arm_weight**2
-    diagonal = torch.cat([x.new_full((90,), w_prior), x.new_full((len(ARM),), w_arm)])
-    normal = torch.diag_embed(diagonal.expand(B, -1)).clone()
-    blocks = w_limit * torch.einsum("jai,bja,jak->bjik", frames, outside, frames)  # (B,30,3,3)
-    normal[:, :90, :90] += _block_diag(blocks)
-    limit_grad = w_limit * torch.einsum("jai,bja->bji", frames, excess).reshape(B, 90)
-    grad = torch.cat([w_prior * (x[:, :90] - problem.hand_mean) + limit_grad, w_arm * x[:, 90:]], dim=1)
-    return normal, grad
-
-
-def _block_diag(blocks: Tensor) -> Tensor:
-    """(B,30,3,3) -> (B,90,90) block-diagonal."""
-    B = blocks.shape[0]
-    out = blocks.new_zeros(B, 30, 3, 30, 3)
-    idx = torch.arange(30, device=blocks.device)
-    out[:, idx, :, idx, :] = blocks.permute(1, 0, 2, 3)
-    return out.reshape(B, 90, 90)
-
-
-def _side_columns(dtype: torch.dtype, device) -> Tensor:
-    """(2,NUM) 1 on the values of the left / right hand and arm."""
-    cols = torch.zeros(2, NUM, dtype=dtype, device=device)
-    cols[0, :45], cols[1, 45:90] = 1.0, 1.0
-    for i, joint in enumerate(ARM_JOINTS):
-        cols[0 if joint in LEFT_ARM else 1, 90 + 3 * i : 93 + 3 * i] = 1.0
-    return cols
-
-
-def _side_costs(problem: Problem, held: _Held, x: Tensor, config: FitConfig) -> Tensor:
-    """(B,2) the cost of each hand: its keypoints' squared residuals, its priors and its arm's change."""
-    r = _keypoint_residuals(problem, held, x, config).pow(2)  # (B,2K)
-    p = _prior_residuals(problem, x, config)
-    cols = _side_columns(x.dtype, x.device)
-    rows = torch.cat([cols[:, :90], cols[:, :90], cols[:, 90:]], dim=1)  # prior, limits, arm rows
-    return r @ problem.hand_sides.repeat_interleave(2, dim=1).T + p.pow(2) @ rows.T
-
-
-def _levenberg_marquardt(problem: Problem, held: _Held, config: FitConfig, x: Tensor, free: Tensor,
-                         iters: int) -> Tensor:  # fmt: skip
-    """x (B,NUM) after `iters` damped Gauss-Newton steps (values where free is 0 held)."""
+def _levenberg_marquardt(solver: _Solver, x: Tensor, iters: int, early_stop: float = 0.0) -> tuple[Tensor, _State]:
+    """x (B,NUM) after at most `iters` damped Gauss-Newton steps (held values stay) and its
+    pass. Each item keeps a step only if it lowers its cost; the items whose step did not
+    pay off retry (up to 3 tries, alone: a part of the batch) with 10x the damping. An item
+    stops once a kept step lowers its cost by less than `early_stop` x its cost (or none of
+    its 3 tries did), and the solve ends when all have stopped."""
     B, dev, dt = x.shape[0], x.device, x.dtype
     damping = torch.full((B,), DAMPING, dtype=dt, device=dev)
-
-    def cost(x_: Tensor) -> Tensor:
-        r = _keypoint_residuals(problem, held, x_, config)
-        p = _prior_residuals(problem, x_, config)
-        return r.pow(2).sum(1) + p.pow(2).sum(1)
-
-    turns = _Turns.of(problem)
-    # The two sides share no value and no keypoint: their normal equations are solved apart
-    # (two 57-value systems instead of one of 114).
-    sides = [torch.nonzero(c).flatten() for c in _side_columns(dt, dev)]
-    side_eye = torch.eye(len(sides[0]), dtype=dt, device=dev)
-    current = cost(x)
+    state = solver.forward(x)
+    stopped = torch.zeros(B, dtype=torch.bool, device=dev)
     for _ in range(iters):
-        r0, jac = _jacobian(problem, held, x, config, turns)
-        jac = jac * free[:, None]  # (B,2K,NUM)
-        p_normal, p_grad = _prior_normal(problem, x, config)
-        mask = free[:, :, None] * free[:, None, :]
-        normal = torch.stack([jac[:, :, c].transpose(1, 2) @ jac[:, :, c] + (p_normal * mask)[:, c][:, :, c]
-                              for c in sides])  # (2,B,S,S)  # fmt: skip
-        grad = (jac.transpose(1, 2) @ r0[..., None])[..., 0] + p_grad * free
-        grad = torch.stack([grad[:, c] for c in sides])[..., None]  # (2,B,S,1)
-        held_out = torch.stack([1.0 - free[:, c] for c in sides])  # (2,B,S)
-        diag = normal.diagonal(dim1=-2, dim2=-1).mean((0, 2)).clamp(min=1e-9)  # (B,)
-        done = torch.zeros(B, dtype=torch.bool, device=dev)
-        base = x
+        normal, grad = solver.normal_equations(x, state)
+        before = state.cost.clone()  # (put changes the state in place)
+        ids = torch.nonzero(~stopped).flatten() if bool(stopped.any()) else None  # None: all
+        done = stopped.clone()
         for _attempt in range(3):  # raise the damping of the items whose step did not pay off
-            system = normal + (damping * diag)[None, :, None, None] * side_eye + held_out[..., None] * side_eye
-            lower, _ = torch.linalg.cholesky_ex(system)  # damped normal equations: positive definite
-            steps = torch.cholesky_solve(grad, lower)[..., 0]  # (2,B,S)
-            step = x.new_zeros(B, NUM)
-            for c, side_step in zip(sides, steps):
-                step[:, c] = side_step
-            candidate = base - step * free
-            new = cost(candidate)
-            better = (new < current) & ~done
-            x = torch.where(better[:, None], candidate, x)
-            current = torch.where(better, new, current)
-            damping = torch.where(better, damping * 0.3, torch.where(done, damping, damping * 10.0))
-            done = done | better
+            if ids is None:
+                candidate = x - solver.step(normal, grad, damping)
+                new = solver.forward(candidate)
+                better = new.cost < state.cost
+                x = torch.where(better[:, None], candidate, x)
+                damping = torch.where(better, damping * 0.3, damping * 10.0)
+                done = better
+            else:
+                part = solver.part(ids)
+                candidate = x[ids] - part.step(normal[:, ids], grad[:, ids], damping[ids])
+                new = part.forward(candidate)
+                better = new.cost < state.cost[ids]
+                x[ids] = torch.where(better[:, None], candidate, x[ids])
+                damping[ids] = torch.where(better, damping[ids] * 0.3, damping[ids] * 10.0)
+                done[ids] = better
+            state.put(ids, better, new)
             if bool(done.all()):
                 break
-    return x
+            ids = torch.nonzero(~done).flatten()
+        if early_stop > 0:
+            stopped = stopped | ~done | (before - state.cost < early_stop * before)
+            if bool(stopped.all()):
+                break
+    return x, state
 
 
 @torch.no_grad()
 def solve_hands(problem: Problem, params: Params, config: FitConfig, iters: int,
                 start_curls: tuple[float, ...] = ()) -> None:  # fmt: skip
-    """`iters` Levenberg-Marquardt steps on params.hand_pose and the arm joints of
+    """At most `iters` Levenberg-Marquardt steps on params.hand_pose and the arm joints of
     params.body_pose (in place), the rest held; each item keeps a step only if it lowers its
-    cost; hands without keypoints (params.hands_free 0) do not move. start_curls: radians;
+    cost, and stops early once its steps stop paying (config.hand_solve_stop); hands without
+    keypoints (params.hands_free 0) do not move. start_curls: radians;
     the solve also runs from fists of these curls (`curl_hand_pose`; all starts in one batch),
     and each hand keeps the start whose result costs least (2D keypoints do not tell a finger
     bent towards the camera from one bent away: from the relaxed start, curled fingers often
@@ -303,14 +467,15 @@ def solve_hands(problem: Problem, params: Params, config: FitConfig, iters: int,
     x = torch.cat([torch.cat([held.hands(h), h.new_zeros(B, len(ARM))], 1) for h in starts])  # (nB,NUM)
     free = torch.cat([params.hands_free, torch.ones(B, len(ARM), dtype=dt, device=dev)], dim=1).repeat(n, 1)
     tiled = problem if n == 1 else problem.index(torch.arange(B, device=dev).repeat(n))
-    held_n = held.tiled(n)
-    x = _levenberg_marquardt(tiled, held_n, config, x, free, iters).view(n, B, NUM)
+    solver = _Solver(tiled, held.tiled(n), config, free)
+    x, state = _levenberg_marquardt(solver, x, iters, config.hand_solve_stop)
     if n > 1:
-        costs = _side_costs(tiled, held_n, x.reshape(n * B, NUM), config).view(n, B, 2)
+        costs = solver.side_costs(x, state).view(n, B, 2)
         pick = costs.argmin(0)  # (B,2) the best start per hand
         cols = _side_columns(dt, dev)  # (2,NUM)
+        x = x.view(n, B, NUM)
         chosen = x[pick[:, 0], torch.arange(B)] * cols[0] + x[pick[:, 1], torch.arange(B)] * cols[1]
     else:
-        chosen = x[0]
+        chosen = x
     params.hand_pose.copy_(chosen[:, :90])
     params.body_pose[:, ARM] += chosen[:, 90:]

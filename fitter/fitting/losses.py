@@ -17,7 +17,7 @@ from torch import Tensor
 
 from fitter.fitting.config import FitConfig
 from fitter.fitting.face import face_inputs, face_point_weights, face_terms
-from fitter.fitting.params import WRISTS, Params
+from fitter.fitting.params import Params
 from fitter.fitting.problem import Problem
 from fitter.fitting.scene import depth_order_term, penetration_term
 from fitter.fitting.silhouettes import SilhouetteTargets
@@ -52,7 +52,7 @@ def body_terms(problem: Problem, params: Params, prior_set, config: FitConfig, p
                                     orient_base=params.orient_start, hand_pose=params.hands,
                                     **face_inputs(params, with_face))  # fmt: skip
     weights = face_point_weights(problem, problem.weights, config, with_face)
-    if problem.hand_mask is not None:
+    if problem.hand_mask is not None and config.hand_keypoint_weight != 1.0:
         weights = weights * (1.0 + (config.hand_keypoint_weight - 1.0) * problem.hand_mask)
     terms = {"reprojection": reprojection_term(proj, problem.target, weights, problem.scale, config.sigma)}
     prior = prior_set(params.body_pose, params.betas)
@@ -67,8 +67,7 @@ def body_terms(problem: Problem, params: Params, prior_set, config: FitConfig, p
     if problem.pose_anchor is not None and config.anchor_weight > 0:
         offset = (params.body_pose - problem.pose_anchor).pow(2)
         if params.hand_pose is not None:  # a seen hand's keypoints, not the start, set its wrist
-            held = 1.0 - params.hands_free[:, [0, 45]].repeat_interleave(3, dim=1)  # (B,6) left, right
-            offset = torch.cat([offset[:, : WRISTS.start], offset[:, WRISTS] * held, offset[:, WRISTS.stop :]], dim=1)
+            offset = offset * params.anchor_mask
         offset = offset.sum(-1)
         terms["anchor"] = config.anchor_weight**2 * problem.anchored * offset
     if problem.landmarks3d is not None and config.landmarks3d_weight > 0:

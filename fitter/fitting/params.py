@@ -19,10 +19,11 @@ class Params(torch.nn.Module):
     R = R(delta) R_start, which keeps the optimiser away from axis-angle's wrap-around at
     |theta| = pi (upright bodies sit there). When the fit poses the fingers: hand_pose (B,90)
     axis-angle (fitter.body.hands layout) and hands_free (B,90), 1 where the hand pose is
-    fitted (losses read `hands`); else hand_pose is None (no parameter). When the fit poses the
-    face (SMPL-X): jaw_pose (B,3) axis-angle and expression (B,E) / EXPRESSION_STEP, with
-    face_free (B,1), 1 for items with face points seen (losses read `jaw` and `face_expression`:
-    zero where 0); else None."""
+    fitted (losses read `hands`), with anchor_mask (B,69), 0 on the wrists of seen hands (their
+    keypoints, not the start, set them; 1 elsewhere); else hand_pose is None (no parameter). When
+    the fit poses the face (SMPL-X): jaw_pose (B,3) axis-angle and expression (B,E) /
+    EXPRESSION_STEP, with face_free (B,1), 1 for items with face points seen (losses read `jaw`
+    and `face_expression`: zero where 0); else None."""
 
     def __init__(self, betas: Tensor, body_pose: Tensor, global_orient: Tensor, transl: Tensor,
                  hand_pose: Tensor | None = None, hands_free: Tensor | None = None,
@@ -38,6 +39,10 @@ class Params(torch.nn.Module):
         if hand_pose is not None:
             self.register_buffer("hand_start", hand_pose.detach().clone())
             self.register_buffer("hands_free", torch.ones_like(hand_pose) if hands_free is None else hands_free)
+            anchor_mask = torch.ones_like(body_pose)  # (masks made once: the losses run ~60 times a fit)
+            anchor_mask[:, WRISTS] = 1.0 - self.hands_free[:, [0, 45]].repeat_interleave(3, dim=1)
+            self.register_buffer("anchor_mask", anchor_mask)
+            self.register_buffer("free_mask", self.hands_free > 0)
         self.jaw_pose = None if jaw_pose is None else torch.nn.Parameter(jaw_pose.clone())
         # stored / EXPRESSION_STEP: Adam moves a value by about lr per step, and expressions reach
         # a few units where angles reach tenths of a radian
@@ -61,7 +66,7 @@ class Params(torch.nn.Module):
         hand without keypoints keeps its start, whatever else would move it), or None."""
         if self.hand_pose is None:
             return None
-        return self.hand_pose * self.hands_free + self.hand_start * (1.0 - self.hands_free)
+        return torch.where(self.free_mask, self.hand_pose, self.hand_start)
 
     @property
     def global_orient(self) -> Tensor:

@@ -13,13 +13,14 @@ from torch import Tensor
 from fitter.body import BodyModel
 from fitter.body.hands import hand_joint_frames, relaxed_hand_pose
 from fitter.body.model import LandmarkSkin
-from fitter.geometry import perspective_project, visible_box
+from fitter.geometry import axis_angle_to_matrix, perspective_project, visible_box
 from fitter.keypoints import keypoint_names, keypoint_skin
 from fitter.keypoints.model_keypoints import KeypointRegressor
 
 __all__ = ["Problem", "FitTargets", "validate_keypoints", "TORSO"]
 
 TORSO = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
+PALM_POINTS = ("hand_wrist", "thumb_cmc", "index_finger_mcp", "middle_finger_mcp", "ring_finger_mcp", "pinky_mcp")
 CROP_SIZE = 224.0  # residuals are measured in a person crop of this many pixels (SPIN's units)
 
 
@@ -133,6 +134,7 @@ class Problem:
     hand_mean: Tensor | None = None
     face_mask: Tensor | None = None
     face_skin: LandmarkSkin | None = None
+    _held_hands: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     PER_ITEM = ("target", "confidence", "weights", "focal", "center", "scale", "landmarks3d", "landmarks3d_weights",
                 "pose_anchor", "anchored", "scene", "person")  # fmt: skip
@@ -218,6 +220,8 @@ class Problem:
         keypoints' pixels (B,K,2). orient_base: see BodyModel.pose_landmarks; hand_pose (B,90)
         or None (the model's rest hands); jaw_pose (B,3) and expression (B,E), both or neither,
         only when fits_face (BodyModel.pose_face_landmarks); None: rest jaw, neutral face."""
+        if hand_pose is not None and not hand_pose.requires_grad:
+            hand_pose = self._hand_rotations(hand_pose)
         if jaw_pose is not None:
             if self.face_skin is None:
                 raise ValueError("jaw_pose given, but this fit has no face (needs SMPL-X and face51 keypoints)")
@@ -228,6 +232,35 @@ class Problem:
             self.skin, betas, body_pose, global_orient, transl, orient_base=orient_base, hand_pose=hand_pose
         )
         return joints, pts3d, perspective_project(pts3d, self.focal, self.center)
+
+    def palms_only(self) -> "Problem":
+        """The problem with the hands42 points cut to the palms' (wrist, thumb base, four
+        knuckles: PALM_POINTS). While the fingers are held they place the hands as the 42 do,
+        and the Adam stages pose 29 points instead of 59 (coco17)."""
+        if self.hand_mask is None:
+            return self
+        rows = [k for k, n in enumerate(self.names) if self.hand_mask[k] == 0 or n.endswith(PALM_POINTS)]
+        ids = torch.tensor(rows, device=self.target.device)
+        reg = self.regressor
+        regressor = KeypointRegressor(reg.keypoint_set, [reg.names[k] for k in rows], reg.joint_weights[ids],
+                                      reg.vertex_ids, reg.vertex_weights[ids], reg.quality[ids])  # fmt: skip
+        per_point = {k: getattr(self, k)[:, ids] for k in ("target", "confidence", "weights", "landmarks3d",
+                                                          "landmarks3d_weights") if getattr(self, k) is not None}  # fmt: skip
+        face = (
+            {}
+            if self.face_mask is None
+            else {"face_mask": self.face_mask[ids], "face_skin": self.face_skin.subset(ids)}
+        )
+        return replace(self, regressor=regressor, skin=self.skin.subset(ids), torso_mask=self.torso_mask[ids],
+                       hand_mask=self.hand_mask[ids], hand_sides=self.hand_sides[:, ids], **per_point, **face)  # fmt: skip
+
+    def _hand_rotations(self, hand_pose: Tensor) -> Tensor:
+        """(B,30,3,3) rotations of a held hand pose (B,90), remembered while it stays the same
+        (the Adam stages pose the held hands ~60 times: the same matrices as the model's)."""
+        held = self._held_hands
+        if not held or held[0].shape != hand_pose.shape or not torch.equal(held[0], hand_pose):
+            held[:] = [hand_pose.detach().clone(), axis_angle_to_matrix(hand_pose.reshape(-1, 30, 3))]
+        return held[1]
 
     def tiny_extent(self) -> Tensor:
         """(B,) bool: the visible keypoints span less than 4 pixels."""

@@ -77,16 +77,17 @@ def fit_batch(problem: Problem, start: dict[str, Tensor], prior_set, config: Fit
     face_free = FACE_PARAMS if problem.fits_face else []  # fitted in the last body stage (fitting.face)
     lr = config.lr * lr_scale
     start_transl = start["transl"].detach()
-    run_stage(params, ["orient_delta", "transl"], lambda: camera_loss(problem, params, start_transl, config),
+    palms = problem.palms_only()  # the fingers are held in the Adam stages: their points add nothing
+    run_stage(params, ["orient_delta", "transl"], lambda: camera_loss(palms, params, start_transl, config),
               config.camera_iters, lr)  # fmt: skip
     terms: dict[str, Tensor] = {}
     pairs = scene_pairs(problem.scene, problem.person)
 
     def body_loss(pose_weight: float, shape_weight: float, with_hands: bool = True,
-                  with_face: bool = True) -> Callable[[], Tensor]:  # fmt: skip
+                  with_face: bool = True, part: Problem = problem) -> Callable[[], Tensor]:  # fmt: skip
         def loss() -> Tensor:
             terms.clear()
-            terms.update(body_terms(problem, params, prior_set, config, pose_weight, shape_weight, pairs, with_hands,
+            terms.update(body_terms(part, params, prior_set, config, pose_weight, shape_weight, pairs, with_hands,
                                     with_face))  # fmt: skip
             return sum(terms.values())
 
@@ -96,8 +97,8 @@ def fit_batch(problem: Problem, start: dict[str, Tensor], prior_set, config: Fit
     stages = list(zip(config.stage_iters, config.pose_prior_weights, config.shape_prior_weights))
     for i, (iters, pose_w, shape_w) in enumerate(stages):  # the face (SMPL-X) in the last one only (fitting.face)
         last = i == len(stages) - 1
-        run_stage(params, BODY + face_free * last, body_loss(pose_w, shape_w, with_hands=False, with_face=last),
-                  iters, lr)  # fmt: skip
+        run_stage(params, BODY + face_free * last,
+                  body_loss(pose_w, shape_w, with_hands=False, with_face=last, part=palms), iters, lr)  # fmt: skip
     solve_hands(problem, params, config, config.hand_polish_iters)  # the fingers meet the final arms
     final = body_loss(config.pose_prior_weights[-1], config.shape_prior_weights[-1])
     if silhouettes is not None and config.silhouette_iters > 0:
