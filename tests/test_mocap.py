@@ -248,3 +248,27 @@ def test_hinge_twist_moves_sideways_elbow_bends_into_the_shoulder(anny_model):
     shoulder_turn = (local[0, 16].transpose(0, 1) @ fixed[0, 16]).trace()
     assert shoulder_turn < 2.9  # the shoulder took the twist (angle > ~15 deg)
     torch.testing.assert_close(fixed[1:], local[1:], atol=1e-4, rtol=0)  # hinge bend, straight arm: unchanged
+
+
+@pytest.mark.parametrize("kind", list(FILES))
+def test_hinged_import_keeps_joints_and_elbow_ranges(calibrated, anny_model, kind):
+    from fitter.mocap import retarget
+    from priors.joint_limits import joint_limit_angles, joint_limit_bounds
+
+    motion, calib = calibrated[kind]
+    part = motion.subset(_frames(motion, 96))
+    plain, _ = retarget(anny_model, calib, part, iterations=40)
+    hinged, _ = retarget(anny_model, calib, part, iterations=40, hinges=True)
+    betas = calib.betas[None].float().expand(len(plain), -1)
+    with torch.no_grad():
+        joints = [anny_model.forward_joints(betas=betas, body_pose=torch.as_tensor(p[:, 3:]),
+                                            global_orient=torch.as_tensor(p[:, :3])).joints for p in (plain, hinged)]  # fmt: skip
+    assert (joints[0] - joints[1]).norm(dim=-1).max() < 1e-4  # metres: the same joints
+    lo, hi = (b.reshape(23, 3)[17:19, 2] for b in joint_limit_bounds())  # elbows' (joints 18, 19) sideways range
+
+    def sideways(poses: np.ndarray) -> float:
+        z = joint_limit_angles(torch.as_tensor(poses[:, 3:])).reshape(-1, 23, 3)[:, 17:19, 2]
+        return float(((z < lo) | (z > hi)).float().mean())
+
+    assert sideways(plain) > 0.3  # what IK on positions gives: elbows bent sideways (the twist misplaced)
+    assert sideways(hinged) <= 0.02

@@ -45,6 +45,12 @@ def import_command(
     iterations: int = typer.Option(80, "--iterations", min=1, help="L-BFGS steps of the inverse kinematics per batch."),
     batch_size: int = typer.Option(1024, "--batch-size", min=1, help="Frames solved together."),
     threads: int = typer.Option(1, "--threads", min=1, help="torch CPU threads."),
+    hinges: bool = typer.Option(
+        False,
+        "--hinges/--no-hinges",
+        help="Bend elbows and knees as hinges (the shoulder / hip takes the twist IK left in them); "
+        "the shipped prior and lifter were made without.",
+    ),
 ) -> None:
     """Convert both CMU files to SMPL-layout body poses of the body model (default: the free anny)."""
     import torch
@@ -61,7 +67,7 @@ def import_command(
             result = import_cmu(
                 folder, model=model, step=step, limit=limit, calibration_frames=calibration_frames,
                 calibration_iterations=calibration_iterations, iterations=iterations, batch_size=batch_size,
-                progress=lambda message: status.update(message),
+                progress=lambda message: status.update(message), hinges=hinges,
             )  # fmt: skip
         save_poses(out, result)
     except (FileNotFoundError, ValueError, OSError) as exc:

@@ -139,13 +139,15 @@ def import_cmu(
     weights: IKWeights | None = None,
     heldout_subjects: tuple[int, ...] = HELDOUT_SUBJECTS,
     progress: Callable[[str], None] | None = None,
+    hinges: bool = False,
 ) -> ImportResult:
     """Convert both CMU files in `folder` (see the module docstring).
 
     step: keep every step-th frame; limit: at most this many frames per file (evenly spaced,
     after step), for quick tries and tests; calibration on `calibration_frames` frames of each
     file (all of its frames, not only the kept ones) with `calibration_iterations` L-BFGS steps;
-    `iterations` L-BFGS steps per batch of `batch_size` frames.
+    `iterations` L-BFGS steps per batch of `batch_size` frames; hinges: elbows and knees bent as
+    hinges (`fitter.mocap.retarget.hinge_twist`; off: the shipped prior and lifter were made without).
     """
     folder = Path(folder)
     missing = [name for name in SOURCE_FILES if not (folder / name).is_file()]
@@ -174,7 +176,7 @@ def import_cmu(
         )
         part = motion.subset(frames)
         poses, trans = retarget(
-            model, calib, part, batch_size=batch_size, iterations=iterations, weights=weights,
+            model, calib, part, batch_size=batch_size, iterations=iterations, weights=weights, hinges=hinges,
             progress=lambda done, total, name=name: say(f"{name}: {done}/{total} frames"),
         )  # fmt: skip
         points, _ = source_targets(part, calib.table)

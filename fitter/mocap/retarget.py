@@ -336,9 +336,11 @@ def retarget(
     iterations: int = 60,
     weights: IKWeights | None = None,
     progress=None,
+    hinges: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """All frames of `motion` -> (poses (F,72) float32: global orientation + 23 body joints,
-    axis-angle; transl (F,3) body metres, the model-frame translation (source metres / scale))."""
+    axis-angle; transl (F,3) body metres, the model-frame translation (source metres / scale));
+    hinges: elbows and knees bent as hinges (`hinge_twist`)."""
     weights = weights or IKWeights()
     poses, transls = [], []
     with torch.no_grad():
@@ -347,7 +349,8 @@ def retarget(
         part = motion.subset(np.arange(start, min(start + batch_size, motion.num_frames)))
         points, rotations = source_targets(part, calib.table)
         local, transl = _solve(model, calib, points, rotations, weights, iterations)
-        local = hinge_twist(local, rest)
+        if hinges:
+            local = hinge_twist(local, rest)
         poses.append(matrix_to_axis_angle(local).reshape(-1, 72).numpy())
         transls.append(transl.numpy())
         if progress is not None:
