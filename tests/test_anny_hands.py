@@ -120,6 +120,7 @@ def test_fist_closes_the_fingers(hands_model: BodyModel) -> None:
 
 def test_hands42_points_on_the_rest_hand(hands_model: BodyModel) -> None:
     from fitter.keypoints import keypoint_names, keypoint_regressor
+    from fitter.keypoints.model_keypoints import KNUCKLES_TOWARDS_WRIST, WRIST_TOWARDS_PALM
 
     names = keypoint_names("hands42")
     assert len(names) == 42 and names[0] == "left_hand_wrist" and names[20] == "left_pinky_tip"
@@ -133,11 +134,16 @@ def test_hands42_points_on_the_rest_hand(hands_model: BodyModel) -> None:
     for h, side in enumerate(("left", "right")):
         p = pts[21 * h : 21 * h + 21]
         sign = 1.0 if side == "left" else -1.0
-        torch.testing.assert_close(p[0], J[20 + h])
+        wrist, knuckle = J[20 + h], J[finger_joint_ids(hands_model, side, "middle")[0]]
+        # MediaPipe's wrist sits at the base of the palm, its knuckles nearer the wrist (model_keypoints)
+        torch.testing.assert_close(p[0], wrist + WRIST_TOWARDS_PALM * (knuckle - wrist), atol=1e-3, rtol=0)
         for f, finger in enumerate(("thumb", "index", "middle", "ring", "pinky")):
             chain = p[1 + 4 * f : 5 + 4 * f]  # mcp/cmc .. tip, MediaPipe order
             ids = finger_joint_ids(hands_model, side, finger)
-            torch.testing.assert_close(chain[:3], J[ids], atol=1e-3, rtol=0)
+            joints = J[ids].clone()
+            if finger != "thumb":
+                joints[0] = joints[0] + KNUCKLES_TOWARDS_WRIST * (wrist - joints[0])
+            torch.testing.assert_close(chain[:3], joints, atol=1e-3, rtol=0)
             tip = chain[3]
             # The tip is the finger's end: beyond the distal joint along the finger, on the
             # surface, and the furthest hand vertex that way.

@@ -56,6 +56,25 @@ _HAND_CHAINS = {  # MediaPipe finger -> (MANO finger, MediaPipe names of its 3 j
 }
 _SMPLX_TIP_KEYS = {"thumb": "thumb", "index": "index", "middle": "middle", "ring": "ring", "pinky": "pinky"}
 HAND_JOINT_TOP_K = 10**9  # all of the row: truncating a least-squares row (cancelling weights) moves the point by cm
+# MediaPipe's hand landmarks against anny-hands' joints: its wrist sits at the base of the palm and
+# its knuckles (MCP) nearer the wrist. Fitted hands on the MPII / 3DPW / OCHuman / H36M / 3DHP eval
+# photos (14 hands; not the demo / COCO photos benchmarks/hands_photos.py reports) left residuals
+# along the hand of +6.0 +- 2.5 % of the hand size at the wrist and -3.7 / -3.5 / -2.7 / -1.9 % at
+# the index / middle / ring / pinky knuckles, the wrist-to-middle-knuckle length being 49 % of the
+# size: so on anny-hands the wrist point is moved this share of that length towards the middle
+# knuckle, and the four knuckle points this share towards the wrist.
+WRIST_TOWARDS_PALM = 0.12
+KNUCKLES_TOWARDS_WRIST = 0.06
+
+
+def _rigid_hand_row(model: BodyModel, joint: int) -> dict[int, float] | None:
+    """anny-hands' rigid vertex blend of full-model joint `joint` (see `_hand_point`), or None."""
+    rigid = getattr(model, "hand_joint_regressor", None)
+    if rigid is None:
+        return None
+    row = rigid[joint - int(model.hand_joint_ids[0])]
+    ids = torch.nonzero(row).flatten()
+    return {int(i): float(row[i]) for i in ids}
 
 
 def _hand_point(model: BodyModel, name: str) -> Definition | None:
@@ -90,8 +109,13 @@ def _hand_point(model: BodyModel, name: str) -> Definition | None:
             from fitter.body.hands import finger_joint_ids
 
             joint = finger_joint_ids(model, side, finger)[k]
-            rigid = getattr(model, "hand_joint_regressor", None)
-            row = model.J_regressor[joint] if rigid is None else rigid[joint - int(model.hand_joint_ids[0])]
+            rigid = _rigid_hand_row(model, joint)
+            if rigid is not None:
+                if k == 0 and finger != "thumb":  # MediaPipe's knuckles: nearer the wrist (see above)
+                    shift = KNUCKLES_TOWARDS_WRIST
+                    return {20 if side == "left" else 21: shift}, {v: (1 - shift) * w for v, w in rigid.items()}, 1.0
+                return {}, rigid, 1.0
+            row = model.J_regressor[joint]
             ids = row.abs().topk(min(HAND_JOINT_TOP_K, int((row != 0).sum()))).indices
             row = row * (row.sum() / row[ids].sum())
             return {}, {int(i): float(row[i]) for i in ids}, 1.0
@@ -122,7 +146,16 @@ def point_definition(model: BodyModel, name: str) -> Definition:
     if hand is not None:
         return hand
     if name in ("left_hand_wrist", "right_hand_wrist"):  # the hand's root: the model's wrist joint
-        return {20 if name.startswith("left") else 21: 1.0}, {}, 1.0
+        side = name.split("_")[0]
+        wrist = 20 if side == "left" else 21
+        if model.hand_joint_ids.numel() == 30:
+            from fitter.body.hands import finger_joint_ids
+
+            knuckle = _rigid_hand_row(model, finger_joint_ids(model, side, "middle")[0])
+            if knuckle is not None:  # MediaPipe's wrist: at the base of the palm (see WRIST_TOWARDS_PALM)
+                shift = WRIST_TOWARDS_PALM
+                return {wrist: 1 - shift}, {v: shift * w for v, w in knuckle.items()}, 1.0
+        return {wrist: 1.0}, {}, 1.0
     if name in SMPL24:
         return {SMPL24.index(name): 1.0}, {}, 1.0
     coco = model.coco_regressor_labels
