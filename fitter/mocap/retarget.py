@@ -290,7 +290,7 @@ HINGES = {
     4: (1, 7, (1.0, 0.0, 0.0), 2.0),  # left knee
     5: (2, 8, (1.0, 0.0, 0.0), 2.0),  # right knee
 }
-_TWISTS = torch.linspace(-math.pi, math.pi, 361)[:-1]  # candidate twists, 1 deg apart
+_TWISTS = torch.deg2rad(torch.arange(-180.0, 180.0))  # candidate twists, 1 deg apart (0 exactly among them)
 
 
 def _unit(v: torch.Tensor) -> torch.Tensor:
@@ -318,10 +318,8 @@ def hinge_twist(local: torch.Tensor, rest_joints: torch.Tensor) -> torch.Tensor:
         untwist = axis_angle_to_matrix(-twists[:, None] * axis)  # (T,3,3) R_axis(-psi)
         sideways = (torch.einsum("tij,bj->bti", untwist, d) - bone) @ hinge  # (B,T) out of the flexion plane
         ok = sideways.abs() <= math.sin(math.radians(allowed))  # (B,T)
-        cost = torch.where(ok, twists.abs(), math.inf + twists.abs())
-        best = cost.argmin(1)
-        psi = torch.where(ok.any(1), twists[best], twists[sideways.abs().argmin(1)])
-        psi = torch.where(ok[:, twists.abs().argmin()], torch.zeros_like(psi), psi)  # in range already: untouched
+        smallest_ok = torch.where(ok, twists.abs(), math.inf).argmin(1)  # 0 where the bend is in range already
+        psi = torch.where(ok.any(1), twists[smallest_ok], twists[sideways.abs().argmin(1)])
         turn = axis_angle_to_matrix(psi[:, None] * axis)  # R_axis(psi)
         out[:, parent] = local[:, parent] @ turn
         out[:, joint] = turn.transpose(-1, -2) @ local[:, joint]
