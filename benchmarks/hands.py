@@ -42,9 +42,8 @@ from fitter.synthetic import sample_hand_cases
 def hand_points_3d(model: BodyModel, result, keypoint_set: str) -> np.ndarray:
     """(N,42,3) the fitted hands42 points in the camera frame, metres."""
     reg = keypoint_regressor(model, keypoint_set)
-    t = {k: torch.as_tensor(getattr(result, k)) for k in ("betas", "body_pose", "global_orient", "transl", "hand_pose")}
+    out = result.pose(model)
     with torch.no_grad():
-        out = model(t["betas"], t["body_pose"], t["global_orient"], t["transl"], hand_pose=t["hand_pose"])
         points = reg.from_vertices(out.joints, out.vertices)
     return points[:, -42:].numpy()
 

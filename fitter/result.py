@@ -98,15 +98,19 @@ class FitResult:
                                               gender=self.info.get("gender", "neutral"))  # fmt: skip
         return self.body_model
 
-    def vertices(self, device: str = "cpu") -> np.ndarray:
-        """(N,V,3) posed mesh vertices in the camera frame, metres."""
-        model = self._model().to(device)
+    def pose(self, model: BodyModel | None = None, device: str = "cpu"):
+        """The fitted bodies posed by `model` (default: the fit's own), every fitted parameter
+        (fingers, jaw, expression included): a BodyOutput, camera frame, metres, on `device`."""
+        model = (model if model is not None else self._model()).to(device)
         optional = {k: None if getattr(self, k) is None else torch.as_tensor(getattr(self, k), device=device)
                     for k in _OPTIONAL}  # fmt: skip
         with torch.no_grad():
-            out = model(*(torch.as_tensor(getattr(self, k), device=device)
-                          for k in ("betas", "body_pose", "global_orient", "transl")), **optional)  # fmt: skip
-        return out.vertices.cpu().numpy()
+            return model(*(torch.as_tensor(getattr(self, k), device=device)
+                           for k in ("betas", "body_pose", "global_orient", "transl")), **optional)  # fmt: skip
+
+    def vertices(self, device: str = "cpu") -> np.ndarray:
+        """(N,V,3) posed mesh vertices in the camera frame, metres."""
+        return self.pose(device=device).vertices.cpu().numpy()
 
     @property
     def faces(self) -> np.ndarray:

@@ -54,9 +54,10 @@ def write_outputs(job: ImageJob, result: FitResult, model: BodyModel, options: F
     for p in range(len(result)):  # refitting (--overwrite): the old finished marker goes first, so a run
         with contextlib.suppress(FileNotFoundError):  # killed mid-write leaves no new files under an old .npz
             output_file(person_stem(job, p), ".npz").unlink()
-    vertices = result.vertices(options.device)
+    posed = result.pose(model, options.device)  # the full mesh, posed once for the mesh and the points
+    vertices = posed.vertices.cpu().numpy()
     faces = model.faces.cpu().numpy()
-    coco = project_keypoint_set(result, model, "coco17", options.device)
+    coco = project_keypoint_set(result, model, "coco17", options.device, posed=posed)
     picture, scale = _downscaled(job.image, options.overlay_size)
     overlay = render_overlay(picture, vertices, faces, float(result.focal_length[0]) * scale,
                              result.principal_point[0] * scale)  # fmt: skip
@@ -130,19 +131,16 @@ def _write_scene(job: ImageJob, result: FitResult, vertices: np.ndarray, faces: 
                                                        "frames": "camera frame: x right, y down, z forward, metres"})  # fmt: skip
 
 
-def project_keypoint_set(result: FitResult, model: BodyModel, keypoint_set: str, device: str = "cpu") -> np.ndarray:
+def project_keypoint_set(result: FitResult, model: BodyModel, keypoint_set: str, device: str = "cpu",
+                         posed=None) -> np.ndarray:  # fmt: skip
     """(N,K,2) pixels: the fitted model's points of `keypoint_set` (fingers, jaw and expression
-    included where fitted) projected with the fit's camera."""
+    included where fitted) projected with the fit's camera; posed: `result.pose(model, device)`
+    when the caller has it already."""
     from fitter.geometry import perspective_project
 
     reg = keypoint_regressor(model.to(device), keypoint_set)
-    args = [
-        torch.as_tensor(getattr(result, k), device=device) for k in ("betas", "body_pose", "global_orient", "transl")
-    ]
-    extra = {k: torch.as_tensor(getattr(result, k), device=device)
-             for k in ("hand_pose", "jaw_pose", "expression") if getattr(result, k) is not None}  # fmt: skip
+    out = posed if posed is not None else result.pose(model, device)
     with torch.no_grad():
-        out = model(*args, **extra)
         pts = reg.from_vertices(out.joints, out.vertices)
         px = perspective_project(pts, torch.as_tensor(result.focal_length, device=device),
                                  torch.as_tensor(result.principal_point, device=device))  # fmt: skip
