@@ -76,8 +76,8 @@ class FitConfig:
     hand_prior_weight: float = 0.3
     # Levenberg-Marquardt steps on the fingers and arms, the rest of the body held
     # (fitting.hand_solve): after the camera stage, from the relaxed hand and from fists of
-    # `hand_start_curls` radians (each hand keeps its best), and again after the body stages
-    # (the fingers meet the final arms). Adam alone needed ~200 iterations for the fingers, so
+    # `hand_start_curls` radians (each hand keeps its best), and again at the end, after the
+    # body and silhouette stages (the fingers meet the final arms). Adam alone needed ~200 iterations for the fingers, so
     # the Adam body stages leave the hand pose alone. Curled starts: from the relaxed hand alone,
     # curled fingers often settled bent backwards (2D cannot tell): 24 -> 14 deg finger error.
     # Steps (mean finger error over seeds 100 / 101): the tail still turns the fingers (7 + 3
