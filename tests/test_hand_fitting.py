@@ -202,7 +202,8 @@ def test_smplh_and_smplx_files_fit_hands(hands_model: BodyModel, kind: str, tmp_
 
 def test_hand_solve_jacobian_matches_finite_differences(hands_model: BodyModel, hand_cases: dict) -> None:
     from fitter.fitting import fit_config
-    from fitter.fitting.hand_solve import NUM, _Held, _point_factors, _Solver
+    from fitter.fitting.hand_layout import NUM
+    from fitter.fitting.hand_solve import _Held, _point_factors, _Solver
     from fitter.fitting.params import Params
     from fitter.fitting.problem import Problem
 
@@ -242,7 +243,8 @@ def test_hand_solve_stops_early_when_steps_stop_paying(hands_model: BodyModel, h
     """With hand_solve_stop an item stops once a step gains less than that fraction of its
     cost; the solve ends when all have stopped, not far above the cost of the full run."""
     from fitter.fitting import fit_config
-    from fitter.fitting.hand_solve import ARM, NUM, _Held, _levenberg_marquardt, _Solver
+    from fitter.fitting.hand_layout import ARM, NUM
+    from fitter.fitting.hand_solve import _Held, _levenberg_marquardt, _Solver
     from fitter.fitting.params import Params
     from fitter.fitting.problem import Problem
 

@@ -15,15 +15,15 @@ the collars is posed once per solve, a pass reruns Rodrigues on the 38 solved jo
 kinematics below the collars only (`recompose_subtree`), and the pass that tests a step is
 the one the next Jacobian starts from. The left and right sides share no value and no
 keypoint: each side's Jacobian is written straight into a block over the keypoints its joints
-turn (24 of 59 with coco17+hands42), and the two 57-value systems are solved apart (Cholesky).
+turn, and the two 57-value systems are solved apart (Cholesky).
 The items whose step did not pay off retry alone (a part of the batch).
+
+The values solved, their sides and the keypoints each joint turns: `fitter.fitting.hand_layout`.
 """
 
 from __future__ import annotations
 
 import copy
-import warnings
-import weakref
 from dataclasses import dataclass, fields
 
 import torch
@@ -32,23 +32,17 @@ from torch import Tensor
 from fitter.body.hands import curl_hand_pose
 from fitter.body.posing import forward_kinematics, recompose_subtree, subtree_levels
 from fitter.fitting.config import FitConfig
+from fitter.fitting.hand_layout import ARM, COLLARS, NUM, SIDE, SIDE_JOINTS, side_columns, solve_joints, turns_of
 from fitter.fitting.params import Params
 from fitter.fitting.problem import Problem
 from fitter.geometry import axis_angle_to_matrix
-from fitter.geometry.rotations import rodrigues_rows_with_cache
+from fitter.geometry.rotations import rodrigues_rows_with_cache, so3_right_jacobian_rows
 from priors.finger_limits import finger_limit_excess
 
 __all__ = ["solve_hands"]
 
 EPS_DEPTH = 1e-6  # metres: depths clamped as fitter.geometry.perspective_project does
 DAMPING = 1e-2  # initial Levenberg-Marquardt damping, x the mean of the normal matrix's diagonal
-ARM_JOINTS = (13, 14, 16, 17, 18, 19, 20, 21)  # SMPL collars, shoulders, elbows, wrists
-LEFT_ARM = (13, 16, 18, 20)
-COLLARS = (13, 14)  # everything a solve moves hangs below them
-ARM = torch.tensor([3 * (j - 1) + c for j in ARM_JOINTS for c in range(3)])  # their body_pose values
-NUM = 90 + len(ARM)  # hand-pose values + arm values
-SIDE_JOINTS = 15 + len(LEFT_ARM)  # joints of one side: its 15 finger joints, then its arm joints
-SIDE = 3 * SIDE_JOINTS  # values of one side
 
 
 @dataclass
@@ -88,94 +82,6 @@ def _point_factors(problem: Problem, config: FitConfig) -> Tensor:
     """(B,K) crop scale x keypoint weight (hand points x hand_keypoint_weight)."""
     weights = problem.weights * (1.0 + (config.hand_keypoint_weight - 1.0) * problem.hand_mask)
     return problem.scale[:, None] * weights
-
-
-def _skew(v: Tensor) -> Tensor:
-    """(...,3,B) vectors -> (...,3,3,B) cross-product matrices."""
-    x, y, z = v.unbind(-2)
-    zero = torch.zeros_like(x)
-    return torch.stack([torch.stack([zero, -z, y], -2), torch.stack([z, zero, -x], -2),
-                        torch.stack([-y, x, zero], -2)], -3)  # fmt: skip
-
-
-def _right_jacobian(u: Tensor) -> Tensor:
-    """(...,3,B) rotation vectors -> (...,3,3,B) right Jacobians of SO(3): R(u + d) ~ R(u) R(J_r(u) d)."""
-    theta_sq = (u * u).sum(-2, keepdim=True).clamp_min(1e-12)  # (...,1,B)
-    theta = theta_sq.sqrt()
-    a = torch.where(theta > 1e-4, (1.0 - torch.cos(theta)) / theta_sq, 0.5 - theta_sq / 24.0)
-    b = torch.where(theta > 1e-4, (theta - torch.sin(theta)) / (theta_sq * theta), 1.0 / 6.0 - theta_sq / 120.0)
-    eye = torch.eye(3, dtype=u.dtype, device=u.device)[..., None]
-    k_squared = u.unsqueeze(-2) * u.unsqueeze(-3) - theta_sq.unsqueeze(-2) * eye  # [u]_x^2 = u u^T - |u|^2 I
-    return eye - a[..., None, :] * _skew(u) + b[..., None, :] * k_squared
-
-
-def _descendants(model, joints: Tensor) -> Tensor:
-    """(len(joints), J) 1.0 where a full-model joint is one of `joints` or hangs below it."""
-    parents = model.parents.tolist()
-    below = torch.zeros(len(parents), len(parents), dtype=model.v_template.dtype)
-    for j in range(len(parents)):
-        k = j
-        while k >= 0:  # every ancestor of j (and j itself) has j below it
-            below[k, j] = 1.0
-            k = parents[k]
-    return below[joints.cpu()].to(model.v_template.device)
-
-
-def _solve_joints(model) -> Tensor:
-    """(38,) the full-model joints of x's values in order: the 30 finger joints, then ARM_JOINTS."""
-    return torch.cat([model.hand_joint_ids, model.body_to_full[list(ARM_JOINTS)]])
-
-
-def _side_columns(dtype: torch.dtype, device) -> Tensor:
-    """(2,NUM) 1 on the values of the left / right hand and arm."""
-    cols = torch.zeros(2, NUM, dtype=dtype, device=device)
-    cols[0, :45], cols[1, 45:90] = 1.0, 1.0
-    for i, joint in enumerate(ARM_JOINTS):
-        cols[0 if joint in LEFT_ARM else 1, 90 + 3 * i : 93 + 3 * i] = 1.0
-    return cols
-
-
-def _joint_sides() -> tuple[list[int], list[int]]:
-    """Per joint row of x (38): its side (0 left, 1 right) and its place among the side's
-    SIDE_JOINTS (its 15 finger joints, then its arm joints in ARM_JOINTS order), which is the
-    order of the side's values in x."""
-    side = [0] * 15 + [1] * 15 + [0 if j in LEFT_ARM else 1 for j in ARM_JOINTS]
-    arms = [[j for j in ARM_JOINTS if (j in LEFT_ARM) == (s == 0)] for s in (0, 1)]
-    place = list(range(15)) * 2 + [15 + arms[side[30 + i]].index(j) for i, j in enumerate(ARM_JOINTS)]
-    return side, place
-
-
-@dataclass
-class _Turns:
-    """Which keypoints each of x's joints turns: pairs (M,) of (joint row j into _solve_joints,
-    keypoint k) with anything below j in k, and blend (M,P) (sparse) the skin pairs of k below j.
-    side_points (2,R): the keypoints each side's joints turn (padded with K: no keypoint,
-    residual 0); slot (M,): each pair's row in a (2,R,SIDE_JOINTS) stack of (side, keypoint
-    of side_points, joint of the side)."""
-
-    joint: Tensor
-    point: Tensor
-    blend: Tensor
-    side_points: Tensor
-    slot: Tensor
-
-    @classmethod
-    def of(cls, problem: Problem) -> "_Turns":
-        model, skin = problem.model, problem.skin
-        below = _descendants(model, _solve_joints(model))[:, skin.pair_joint]  # (38,P)
-        blends = skin.gather[None] * below[:, None]  # (38,K,P)
-        joint, point = torch.nonzero(blends.abs().sum(-1) > 0, as_tuple=True)
-        side, place = _joint_sides()
-        pairs = list(zip(joint.tolist(), point.tolist()))
-        lists = [sorted({k for j, k in pairs if side[j] == s}) for s in (0, 1)]
-        rows = max(len(p) for p in lists)
-        num_points, dev = skin.gather.shape[0], joint.device
-        side_points = torch.tensor([p + [num_points] * (rows - len(p)) for p in lists], device=dev)
-        slot = [(side[j] * rows + lists[side[j]].index(k)) * SIDE_JOINTS + place[j] for j, k in pairs]
-        with warnings.catch_warnings():  # "sparse CSR support is in beta": plain products here
-            warnings.simplefilter("ignore", UserWarning)
-            blend = blends[joint, point].to_sparse_csr()  # ~2 % filled: 5x faster products at batch 32
-        return cls(joint, point, blend, side_points, torch.tensor(slot, device=dev))
 
 
 @dataclass
@@ -236,19 +142,6 @@ class _Items:
                         getattr(self, f.name)[ids] for f in fields(self)))  # fmt: skip
 
 
-_TURNS: dict[int, tuple[weakref.ref, _Turns]] = {}  # id(skin) -> (weak reference to the skin, its _Turns)
-
-
-def _turns_of(problem: Problem) -> _Turns:
-    """`_Turns.of(problem)`, kept while its keypoint skin lives (fitter.keypoints caches the skins)."""
-    skin, key = problem.skin, id(problem.skin)
-    hit = _TURNS.get(key)
-    if hit is None or hit[0]() is not skin:
-        hit = (weakref.ref(skin, lambda _, key=key: _TURNS.pop(key, None)), _Turns.of(problem))
-        _TURNS[key] = hit
-    return hit[1]
-
-
 class _Solver:
     """The constants of one solve and its passes: the held transforms (a pass replaces the 38
     solved joints' rotations and reruns the kinematics below the collars), the skin offsets at
@@ -260,12 +153,12 @@ class _Solver:
         model, skin = problem.model, problem.skin
         B, dt, dev = held.betas.shape[0], held.betas.dtype, held.betas.device
         self.problem, self.config, self.batch = problem, config, B
-        self.turns = _turns_of(problem)
-        self.joints = _solve_joints(model)
+        self.turns = turns_of(problem)
+        self.joints = solve_joints(model)
         collars = model.body_to_full[list(COLLARS)].tolist()
         self.levels = [(ids.to(dev), up.to(dev)) for ids, up in subtree_levels(model.parents.tolist(), collars)]
         subtree = torch.cat([ids for ids, _ in self.levels])
-        self.sides = torch.nonzero(_side_columns(dt, dev))[:, 1].view(2, SIDE)  # x's values of each side
+        self.sides = torch.nonzero(side_columns(dt, dev))[:, 1].view(2, SIDE)  # x's values of each side
         self.inverse = torch.argsort(self.sides.flatten())
         w_prior, w_arm = config.hand_prior_weight**2, config.hand_arm_weight**2
         self.prior_diagonal = torch.cat([torch.full((45,), w_prior, dtype=dt, device=dev),
@@ -326,7 +219,7 @@ class _Solver:
         blended = torch.cat([state.pairs, self.items.offsets[:, 3:]], dim=1).view(num_pairs, -1)  # (P,4B): R b + a t, a
         moved = (turns.blend @ blended).view(-1, 4, B)  # (M,4,B): the part of keypoint k joint j turns
         lever = moved[:, :3] - moved[:, 3:] * frames[:, :, 3][turns.joint]  # (M,3,B) from the joint
-        right = _right_jacobian(state.vectors)  # (38,3,3,B)
+        right = so3_right_jacobian_rows(state.vectors)  # (38,3,3,B)
         axes = (frames[:, :, :3].unsqueeze(3) * right.unsqueeze(1)).sum(2)  # (38,3,3c,B): world axis of c
         # pixel xy moves by g_xy . (axis x lever) = axis . (lever x g_xy), g_xy = f/z (e_xy - X_xy/z e_z)
         X = state.points[turns.point]  # (M,3,B)
@@ -391,7 +284,7 @@ class _Solver:
         """(B,2) the cost of each hand: its keypoints' squared residuals, its priors and its arm's change."""
         r = state.residual.pow(2).sum(-1)  # (B,K)
         p = _prior_residuals(self.problem, x, self.config).pow(2)
-        cols = _side_columns(x.dtype, x.device)
+        cols = side_columns(x.dtype, x.device)
         rows = torch.cat([cols[:, :90], cols[:, :90], cols[:, 90:]], dim=1)  # prior, limits, arm rows
         return r @ self.problem.hand_sides.T + p @ rows.T
 
@@ -472,7 +365,7 @@ def solve_hands(problem: Problem, params: Params, config: FitConfig, iters: int,
     if n > 1:
         costs = solver.side_costs(x, state).view(n, B, 2)
         pick = costs.argmin(0)  # (B,2) the best start per hand
-        cols = _side_columns(dt, dev)  # (2,NUM)
+        cols = side_columns(dt, dev)  # (2,NUM)
         x = x.view(n, B, NUM)
         chosen = x[pick[:, 0], torch.arange(B)] * cols[0] + x[pick[:, 1], torch.arange(B)] * cols[1]
     else:

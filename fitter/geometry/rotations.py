@@ -1,4 +1,5 @@
-"""Rotation conversions: axis-angle (rotation vectors), 3x3 matrices and the 6D representation.
+"""Rotation conversions: axis-angle (rotation vectors), 3x3 matrices and the 6D representation,
+and, batch innermost, cross-product matrices and SO(3) right Jacobians.
 
 All functions take and return torch tensors with arbitrary leading batch dimensions and are
 differentiable. Axis-angle vectors are in radians. This is the only place rotations are
@@ -18,6 +19,8 @@ import torch
 __all__ = [
     "axis_angle_to_matrix",
     "rotation_matrix_rows",
+    "cross_matrix_rows",
+    "so3_right_jacobian_rows",
     "matrix_to_axis_angle",
     "rot6d_to_matrix",
     "matrix_to_rot6d",
@@ -104,6 +107,28 @@ def rotation_matrix_rows(axis_angle_rows: torch.Tensor) -> torch.Tensor:
     a and b by less than eps; the gradient is written out in closed form, exact at zero too.
     """
     return _Rodrigues.apply(axis_angle_rows)
+
+
+def cross_matrix_rows(v: torch.Tensor) -> torch.Tensor:
+    """Cross-product matrices, batch innermost: (..., 3, B) vectors -> (..., 3, 3, B) matrices
+    [v]_x (with [v]_x w = v x w)."""
+    x, y, z = v.unbind(-2)
+    zero = torch.zeros_like(x)
+    return torch.stack([torch.stack([zero, -z, y], -2), torch.stack([z, zero, -x], -2),
+                        torch.stack([-y, x, zero], -2)], -3)  # fmt: skip
+
+
+def so3_right_jacobian_rows(u: torch.Tensor) -> torch.Tensor:
+    """Right Jacobians of SO(3), batch innermost: (..., 3, B) rotation vectors (radians) ->
+    (..., 3, 3, B) J_r(u), with R(u + d) ~ R(u) R(J_r(u) d). J_r = I - a [u]_x + b [u]_x^2,
+    a = (1 - cos t)/t^2, b = (t - sin t)/t^3 (t = |u|; their Taylor series below t = 1e-4)."""
+    theta_sq = (u * u).sum(-2, keepdim=True).clamp_min(1e-12)  # (...,1,B)
+    theta = theta_sq.sqrt()
+    a = torch.where(theta > 1e-4, (1.0 - torch.cos(theta)) / theta_sq, 0.5 - theta_sq / 24.0)
+    b = torch.where(theta > 1e-4, (theta - torch.sin(theta)) / (theta_sq * theta), 1.0 / 6.0 - theta_sq / 120.0)
+    eye = torch.eye(3, dtype=u.dtype, device=u.device)[..., None]
+    k_squared = u.unsqueeze(-2) * u.unsqueeze(-3) - theta_sq.unsqueeze(-2) * eye  # [u]_x^2 = u u^T - |u|^2 I
+    return eye - a[..., None, :] * cross_matrix_rows(u) + b[..., None, :] * k_squared
 
 
 def axis_angle_to_matrix(axis_angle: torch.Tensor) -> torch.Tensor:
