@@ -346,3 +346,15 @@ def test_hands_meet_their_keypoints_after_the_silhouette_stage(hands_model: Body
     with_mask = _fit(hands_model, hand_cases, targets=FitTargets(masks=list(masks)))
     assert with_mask.losses["silhouette"].max() > 0  # the silhouette stage ran
     assert hand_px(with_mask) < 1.2 * hand_px(plain) + 0.3
+
+
+def test_an_arm_whose_hand_is_unseen_is_left_to_the_body_stages(hands_model: BodyModel, hand_cases: dict) -> None:
+    """The finger solve moves an arm only to bring its seen hand to the hand's keypoints: with
+    no hand seen, the body comes out as from a fit without the solve."""
+    from fitter.fitting import fit_config
+
+    kp = hand_cases["keypoints"].copy()
+    kp[:, 17:, 2] = 0.0  # no hand seen
+    with_solve = _fit(hands_model, hand_cases, kp, config="fast")
+    without = _fit(hands_model, hand_cases, kp, config=fit_config("fast", hand_solve_iters=0, hand_polish_iters=0))
+    np.testing.assert_array_equal(with_solve.body_pose, without.body_pose)

@@ -32,7 +32,18 @@ from torch import Tensor
 from fitter.body.hands import curl_hand_pose
 from fitter.body.posing import forward_kinematics, recompose_subtree, subtree_levels
 from fitter.fitting.config import FitConfig
-from fitter.fitting.hand_layout import ARM, COLLARS, NUM, SIDE, SIDE_JOINTS, side_columns, solve_joints, turns_of
+from fitter.fitting.hand_layout import (
+    ARM,
+    ARM_JOINTS,
+    COLLARS,
+    LEFT_ARM,
+    NUM,
+    SIDE,
+    SIDE_JOINTS,
+    side_columns,
+    solve_joints,
+    turns_of,
+)
 from fitter.fitting.params import Params
 from fitter.fitting.problem import Problem
 from fitter.geometry import axis_angle_to_matrix
@@ -345,7 +356,7 @@ def solve_hands(problem: Problem, params: Params, config: FitConfig, iters: int,
     """At most `iters` Levenberg-Marquardt steps on params.hand_pose and the arm joints of
     params.body_pose (in place), the rest held; each item keeps a step only if it lowers its
     cost, and stops early once its steps stop paying (config.hand_solve_stop); hands without
-    keypoints (params.hands_free 0) do not move. start_curls: radians;
+    keypoints (params.hands_free 0) and their arms do not move. start_curls: radians;
     the solve also runs from fists of these curls (`curl_hand_pose`; all starts in one batch),
     and each hand keeps the start whose result costs least (2D keypoints do not tell a finger
     bent towards the camera from one bent away: from the relaxed start, curled fingers often
@@ -358,7 +369,12 @@ def solve_hands(problem: Problem, params: Params, config: FitConfig, iters: int,
     starts = [params.hand_pose.detach()] + [curl_hand_pose(problem.model, c).to(held.hand_start).expand(B, -1)
                                             for c in start_curls]  # fmt: skip
     x = torch.cat([torch.cat([held.hands(h), h.new_zeros(B, len(ARM))], 1) for h in starts])  # (nB,NUM)
-    free = torch.cat([params.hands_free, torch.ones(B, len(ARM), dtype=dt, device=dev)], dim=1).repeat(n, 1)
+    # an arm moves only with its seen hand (the body stages place the arm of an unseen one)
+    arms = params.hands_free[:, [0 if j in LEFT_ARM else 45 for j in ARM_JOINTS]].repeat_interleave(3, dim=1)
+    free = torch.cat([params.hands_free, arms], dim=1)
+    if not bool(free.any()):
+        return
+    free = free.repeat(n, 1)
     tiled = problem if n == 1 else problem.index(torch.arange(B, device=dev).repeat(n))
     solver = _Solver(tiled, held.tiled(n), config, free)
     x, state = _levenberg_marquardt(solver, x, iters, config.hand_solve_stop)
