@@ -12,26 +12,25 @@ axis-angle (radians), or rotation matrices (B,1,3,3) / (B,23,3,3). For models wi
 counterpart there and are ignored; hands, jaw and eyes stay at the model's rest/mean pose unless
 `forward` is given `hand_pose` (SMPL-H/X, anny-hands) or `jaw_pose` / `expression` (SMPL-X).
 
-The fast paths (`forward_joints`, `pose_landmarks`) pose with the hand-written engine in
-`fitter.body.posing` (forward kinematics and the fused landmark op).
+This module: the model's buffers, its inputs, the full `forward` (smplx's lbs) and the fast path
+`forward_joints` (SMPL-24 joints and a few vertices, without skinning the mesh). The fast paths
+pose with the hand-written engine in `fitter.body.posing` (forward kinematics and the fused
+landmark op) on constant tables built by `fitter.body.fast_path`. `BodyModel` inherits two
+mixins: `FastPathTables` (fitter.body.fast_path: builds those tables) and `LandmarkPosing`
+(fitter.body.landmarks: `landmark_skin`, `pose_landmarks`, `pose_face_landmarks`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from smplx.lbs import lbs
 from torch import Tensor, nn
 
-from fitter.body.posing import (
-    _FastPathConstants,
-    _PosedPoints,
-    _smpl_positions,
-    _tree_levels,
-    forward_kinematics,
-    pointer_jumping_ancestors,
-)
+from fitter.body.fast_path import FastPathTables
+from fitter.body.landmarks import LandmarkPosing
+from fitter.body.posing import _smpl_positions, forward_kinematics
 from fitter.geometry import axis_angle_to_matrix
 from fitter.geometry.rotations import rotation_matrix_rows
 
@@ -75,35 +74,6 @@ class VertexSubset:
         return int(self.vertex_ids.numel())
 
 
-@dataclass
-class LandmarkSkin:
-    """Surface landmarks (blends of vertices, optionally plus SMPL joints) pre-skinned per joint.
-
-    A landmark k = sum_p w_kp v_p is, after LBS, sum_j G_j [b_kj - a_kj J_j ; a_kj] with G_j the
-    joint's world transform, a_kj = sum_p w_kp W_pj and b_kj = sum_p w_kp W_pj v_p(betas); a
-    posed joint j blended with weight w is G_j [0 ; w]. Both are linear in betas, so the
-    homogeneous offsets of the (landmark, joint) pairs that matter are precomputed here and
-    posing K landmarks costs one 4x4-by-4 product per pair. Pose-corrective blend shapes are
-    left out for landmarks (SMPL: a few mm; anny has none).
-    pair_joint (P,) full-model joint of each pair; offset_template (4P,1) and
-    offset_shapedirs (4P,num_betas) the offsets, rows ordered (pair, coordinate); gather (K,P)
-    sums pairs into landmarks.
-    """
-
-    pair_joint: Tensor
-    offset_template: Tensor
-    offset_shapedirs: Tensor
-    gather: Tensor
-
-    def subset(self, rows: Tensor) -> "LandmarkSkin":
-        """The landmarks `rows` (K',) alone, with the pairs they use."""
-        gather = self.gather[rows]
-        used = torch.nonzero(gather.abs().sum(0) > 0).flatten()
-        coords = (4 * used[:, None] + torch.arange(4, device=used.device)).flatten()
-        return LandmarkSkin(pair_joint=self.pair_joint[used], offset_template=self.offset_template[coords],
-                            offset_shapedirs=self.offset_shapedirs[coords], gather=gather[:, used])  # fmt: skip
-
-
 def _to_rotmats(pose: Tensor, num_joints: int) -> Tensor:
     """Axis-angle (B, 3*num_joints) or matrices (B, num_joints, 3, 3) -> (B, num_joints, 3, 3)."""
     if pose.ndim >= 3 and pose.shape[-2:] == (3, 3):
@@ -111,7 +81,7 @@ def _to_rotmats(pose: Tensor, num_joints: int) -> Tensor:
     return axis_angle_to_matrix(pose.reshape(pose.shape[0], num_joints, 3))
 
 
-class BodyModel(nn.Module):
+class BodyModel(LandmarkPosing, FastPathTables, nn.Module):
     """A linear-blend-skinned body model in SMPL layout.
 
     Buffers: v_template (V,3); shapedirs (V,3,num_betas); posedirs (P, V*3) with P = 9*(J-1);
@@ -187,79 +157,6 @@ class BodyModel(nn.Module):
         self.register_buffer("J_template", J_regressor.float() @ v_template.float())
         self.register_buffer("J_shapedirs", torch.einsum("jv,vcb->jcb", J_regressor.float(), shapedirs.float()))
         self._build_fast_path_constants()
-
-    def _build_fast_path_constants(self) -> None:
-        """Constant tensors of the fast paths, derived from the buffers above (non-persistent
-        buffers, so .to(device/dtype) moves them; they are not part of the state dict)."""
-        num_joints, num_betas = self.num_full_joints, self.num_betas
-        dev, dt = self.J_template.device, self.J_template.dtype
-        parents = self.parents.tolist()
-        self.register_buffer("fk_ancestors", pointer_jumping_ancestors(parents).to(dev), persistent=False)
-        # Rest offset of each joint from its parent (root: from the origin), linear in
-        # [betas, transl]: rows ordered (joint, coordinate); the identity slot J is all zero.
-        parent_ids = torch.tensor([max(p, 0) for p in parents], device=dev)
-        is_child = (torch.arange(num_joints, device=dev) > 0).to(dt)[:, None]
-        rel_template = self.J_template - is_child * self.J_template[parent_ids]  # (J,3)
-        rel_shapedirs = self.J_shapedirs - is_child[..., None] * self.J_shapedirs[parent_ids]  # (J,3,NB)
-        template = torch.zeros(num_joints + 1, 3, dtype=dt, device=dev)
-        template[:num_joints] = rel_template
-        directions = torch.zeros(num_joints + 1, 3, num_betas + 3, dtype=dt, device=dev)
-        directions[:num_joints, :, :num_betas] = rel_shapedirs
-        directions[0, :, num_betas:] = torch.eye(3, dtype=dt, device=dev)  # transl moves the root, hence all
-        self.register_buffer("rel_template", template.reshape(-1, 1), persistent=False)
-        directions = directions.reshape(3 * (num_joints + 1), num_betas + 3)
-        self.register_buffer("rel_directions", directions, persistent=False)
-        self.register_buffer("rel_directions_expression", self._expression_directions(parent_ids, is_child),
-                             persistent=False)  # fmt: skip
-        homogeneous_row = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=dt, device=dev).reshape(1, 1, 4, 1)
-        self.register_buffer("homogeneous_row", homogeneous_row, persistent=False)
-        self.register_buffer("zero_rotation", torch.zeros(1, 3, dtype=dt, device=dev), persistent=False)
-        # Local rotations of the full model from the SMPL ones: index into [SMPL 24 | rest pose
-        # of the full model | identity] (the last entry of the result is the identity slot).
-        source = list(range(24, 24 + num_joints)) + [24 + num_joints]
-        for smpl_joint, full_joint in enumerate(self.body_to_full.tolist()):
-            if full_joint >= 0:
-                source[full_joint] = smpl_joint
-        rest = torch.cat([self.rest_full_pose, torch.eye(3, dtype=dt, device=dev)[None]])
-        self.register_buffer("rest_rotations", rest.unsqueeze(-1), persistent=False)
-        self.register_buffer("full_rotation_source", torch.tensor(source, device=dev), persistent=False)
-        self._smpl_is_full = num_joints == 24 and self.body_to_full.tolist() == list(range(24))
-        self._smpl_joints_are_first = self.smpl_joint_ids.tolist() == list(range(24))
-        self._levels_cpu = _tree_levels(parents)
-        self._refresh_fast_path()
-
-    def _refresh_fast_path(self) -> None:
-        dev = self.v_template.device
-        self._fast = _FastPathConstants(
-            rel_template=self.rel_template, rel_directions=self.rel_directions,
-            rel_directions_betas=self.rel_directions[:, : self.num_betas], homogeneous_row=self.homogeneous_row,
-            zero_rotation=self.zero_rotation, ancestors=tuple(self.fk_ancestors.unbind(0)),
-            levels=tuple((ids.to(dev), parent_ids.to(dev)) for ids, parent_ids in self._levels_cpu),
-            smpl_joint_ids=None if self._smpl_joints_are_first else self.smpl_joint_ids,
-            num_betas=self.num_betas, num_slots=self.num_full_joints + 1,
-        )  # fmt: skip
-        self._fast_expression = None
-        if self.num_expression > 0:  # the same with the expression blend shapes after the betas
-            num = self.num_betas + self.num_expression
-            self._fast_expression = replace(
-                self._fast, rel_directions=self.rel_directions_expression,
-                rel_directions_betas=self.rel_directions_expression[:, :num], num_betas=num,
-            )  # fmt: skip
-
-    def _expression_directions(self, parent_ids: Tensor, is_child: Tensor) -> Tensor:
-        """((J+1)*3, NB+E+3) `rel_directions` with the expression blend shapes' joint offsets
-        (through J_regressor, as smplx) between the betas' and transl's columns; (0,0) without them."""
-        num_joints, num_betas, num_expression = self.num_full_joints, self.num_betas, self.num_expression
-        if num_expression == 0:
-            return self.rel_directions.new_zeros(0, 0)
-        joint_dirs = torch.einsum("jv,vce->jce", self.J_regressor, self.expr_dirs)  # (J,3,E)
-        rel = joint_dirs - is_child[..., None] * joint_dirs[parent_ids]
-        directions = self.rel_directions.new_zeros(num_joints + 1, 3, num_betas + num_expression + 3)
-        plain = self.rel_directions.view(num_joints + 1, 3, num_betas + 3)
-        directions[..., :num_betas] = plain[..., :num_betas]
-        directions[:num_joints, :, num_betas : num_betas + num_expression] = rel
-        directions[..., num_betas + num_expression :] = plain[..., num_betas:]
-        return directions.reshape(3 * (num_joints + 1), -1)
 
     def _apply(self, fn, *args, **kwargs):
         """Module moves/casts (.to, .cuda, .double, ...) also refresh the fast-path references."""
@@ -488,137 +385,6 @@ class BodyModel(nn.Module):
         return VertexSubset(vertex_ids=ids, template=self.v_template[ids],
                             shapedirs=self.shapedirs[ids].reshape(-1, self.num_betas),
                             weights=self.lbs_weights[ids], posedirs=posedirs)  # fmt: skip
-
-    def landmark_skin(
-        self, vertex_ids: Tensor, vertex_weights: Tensor, joint_weights: Tensor | None = None,
-        with_expression: bool = False,
-    ) -> LandmarkSkin:  # fmt: skip
-        """Pre-skin K landmarks given as blends (K,P) of the vertices `vertex_ids` (P,), plus
-        optionally blends (K,24) of the posed SMPL-24 joints (a KeypointRegressor's
-        joint_weights): `pose_landmarks` then returns whole keypoints. with_expression (SMPL-X):
-        the offsets also follow the expression blend shapes (columns NB..NB+E), for
-        `pose_face_landmarks`."""
-        dev, dt = self.v_template.device, self.v_template.dtype
-        ids = vertex_ids.to(dev).long()
-        w = vertex_weights.to(device=dev, dtype=dt)
-        Wp = self.lbs_weights[ids]  # (P,J)
-        vertex_dirs, joint_dirs = self.shapedirs, self.J_shapedirs
-        if with_expression:
-            if self.num_expression == 0:
-                raise ValueError(f"with_expression, but body model {self.name!r} has no expression blend shapes")
-            vertex_dirs = torch.cat([self.shapedirs, self.expr_dirs], -1)
-            joint_dirs = torch.einsum("jv,vcb->jcb", self.J_regressor, vertex_dirs)
-        a = torch.einsum("kp,pj->kj", w, Wp)
-        b_template = torch.einsum("kp,pj,pc->kjc", w, Wp, self.v_template[ids])
-        b_shapedirs = torch.einsum("kp,pj,pcb->kjcb", w, Wp, vertex_dirs[ids])
-        # homogeneous offsets from each joint's rest position: [b - a J_j ; a]
-        template = torch.cat([b_template - a[..., None] * self.J_template, a[..., None]], dim=-1)  # (K,J,4)
-        shapedirs = b_shapedirs - a[..., None, None] * joint_dirs  # (K,J,3,NB[+E])
-        shapedirs = torch.cat([shapedirs, torch.zeros_like(shapedirs[:, :, :1])], dim=2)  # (K,J,4,NB)
-        used = a.abs() > 1e-7
-        if joint_weights is not None:
-            jw = joint_weights.to(device=dev, dtype=dt)
-            if jw.shape != (a.shape[0], 24):
-                raise ValueError(f"joint_weights must be (K,24) = ({a.shape[0]},24), got {tuple(jw.shape)}")
-            full = torch.zeros_like(a)  # (K,J): SMPL joint s is full-model joint smpl_joint_ids[s]
-            full.T.index_put_((self.smpl_joint_ids,), jw.T, accumulate=True)
-            template[..., 3] += full
-            used = used | (full != 0)
-        k_idx, j_idx = torch.nonzero(used, as_tuple=True)
-        num_pairs = len(k_idx)
-        gather = torch.zeros(a.shape[0], num_pairs, device=dev, dtype=dt)
-        gather[k_idx, torch.arange(num_pairs, device=dev)] = 1.0
-        return LandmarkSkin(
-            pair_joint=j_idx,
-            offset_template=template[k_idx, j_idx].reshape(4 * num_pairs, 1),
-            offset_shapedirs=shapedirs[k_idx, j_idx].reshape(4 * num_pairs, shapedirs.shape[-1]),
-            gather=gather,
-        )
-
-    def pose_landmarks(
-        self,
-        skin: LandmarkSkin,
-        betas: Tensor | None = None,
-        body_pose: Tensor | None = None,
-        global_orient: Tensor | None = None,
-        transl: Tensor | None = None,
-        orient_base: Tensor | None = None,
-        hand_pose: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor]:
-        """Fastest path: SMPL-24 joints (B,24,3) and pre-skinned landmarks (B,K,3), metres.
-
-        Inputs as for `forward`; orient_base (B,3,3), optional, with global_orient in axis-angle
-        (B,3): the root rotation is then R(global_orient) @ orient_base (a residual rotation on
-        top of a fixed start, composed inside the fused op instead of by the caller). The
-        landmarks include SMPL-joint blends when the skin was built with joint_weights.
-        hand_pose (B,90) or (B,30,3,3), models with finger joints only: as for `forward`
-        (the fused op then takes the ready rotations; autograd reaches hand_pose through them).
-        Rodrigues, forward kinematics and skinning run as one autograd node with a
-        hand-written backward (PyTorch's per-op cost rules at small batches).
-        """
-        bsz = self._batch_size(betas, body_pose, global_orient, transl)
-        betas = self._betas(betas, bsz)
-        dev, dt = self.v_template.device, self.v_template.dtype
-        if body_pose is None:
-            body_pose = torch.zeros(bsz, 69, device=dev, dtype=dt)
-        if global_orient is None:
-            global_orient = torch.zeros(bsz, 3, device=dev, dtype=dt)
-        vector_root = global_orient.ndim == 2 and global_orient.shape[1] == 3
-        if orient_base is not None:
-            if not vector_root or orient_base.shape != (bsz, 3, 3):
-                raise ValueError(
-                    f"orient_base must be (B,3,3) = ({bsz},3,3) with global_orient (B,3) axis-angle; got "
-                    f"{tuple(orient_base.shape)} and {tuple(global_orient.shape)}"
-                )
-        if (
-            hand_pose is None
-            and self._smpl_is_full
-            and body_pose.ndim == 2
-            and (vector_root or global_orient.shape[-2:] == (3, 3))
-        ):
-            root = global_orient if vector_root else global_orient.reshape(bsz, 3, 3)
-            return _PosedPoints.apply(body_pose, root, orient_base, None, betas, transl, self._fast, skin)
-        if orient_base is not None:
-            global_orient = (axis_angle_to_matrix(global_orient) @ orient_base)[:, None]
-        rotations = self._local_rotations(body_pose, global_orient, bsz, hand_pose)
-        return _PosedPoints.apply(None, None, None, rotations, betas, transl, self._fast, skin)
-
-    def pose_face_landmarks(
-        self,
-        skin: LandmarkSkin,
-        betas: Tensor,
-        body_pose: Tensor,
-        global_orient: Tensor,
-        transl: Tensor | None,
-        jaw_pose: Tensor,
-        expression: Tensor,
-        orient_base: Tensor | None = None,
-        hand_pose: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor]:
-        """`pose_landmarks` with SMPL-X's face: jaw_pose (B,3) axis-angle, the jaw joint's local
-        rotation, and expression (B,<=E) coefficients (zero-padded), which move the landmarks and,
-        through J_regressor, the joints (as smplx). skin: from `landmark_skin(...,
-        with_expression=True)`. Returns SMPL-24 joints (B,24,3) and landmarks (B,K,3), metres;
-        autograd reaches jaw_pose and expression. Pose-corrective blend shapes are left out, as
-        in `pose_landmarks`."""
-        if self._fast_expression is None or self.jaw_joint_id < 0:
-            raise ValueError(f"body model {self.name!r} has no jaw joint and expression blend shapes (SMPL-X has)")
-        num = self.num_betas + self.num_expression
-        if skin.offset_shapedirs.shape[1] != num:
-            raise ValueError(
-                f"skin must be built with_expression ({num} shape columns, got {skin.offset_shapedirs.shape[1]})"
-            )
-        bsz = body_pose.shape[0]
-        if expression.ndim != 2 or expression.shape[1] > self.num_expression:
-            raise ValueError(f"expression must be (B,<={self.num_expression}), got {tuple(expression.shape)}")
-        expression = torch.nn.functional.pad(expression, (0, self.num_expression - expression.shape[1]))
-        if orient_base is not None:
-            global_orient = (axis_angle_to_matrix(global_orient) @ orient_base)[:, None]
-        rotations = self._local_rotations(body_pose, global_orient, bsz, hand_pose)
-        jaw = axis_angle_to_matrix(jaw_pose.reshape(bsz, 3)).to(rotations.dtype).permute(1, 2, 0)[None]  # (1,3,3,B)
-        rotations = torch.cat([rotations[: self.jaw_joint_id], jaw, rotations[self.jaw_joint_id + 1 :]])
-        coefficients = torch.cat([self._betas(betas, bsz), expression.to(betas.dtype)], dim=1)
-        return _PosedPoints.apply(None, None, None, rotations, coefficients, transl, self._fast_expression, skin)
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, gender={self.gender!r}, vertices={self.num_vertices}, num_betas={self.num_betas}"

@@ -204,7 +204,7 @@ class _PosedPoints(torch.autograd.Function):
     axis-angle or (B,3,3) matrices (or None), orient_base (B,3,3) or None (root rotation =
     R(global_orient) @ orient_base), rotations (J+1,3,3,B) ready local rotations (generic path;
     else None), betas (B,NB), transl (B,3) or None; fast (_FastPathConstants) and skin
-    (LandmarkSkin) are constants. Returns joints (B,24,3), landmarks (B,K,3).
+    (`fitter.body.landmarks.LandmarkSkin`) are constants. Returns joints (B,24,3), landmarks (B,K,3).
     """
 
     @staticmethod

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from fitter.body import BodyModel
 from fitter.body.hands import hand_joint_frames, relaxed_hand_pose
-from fitter.body.model import LandmarkSkin
+from fitter.body.landmarks import LandmarkSkin
 from fitter.geometry import axis_angle_to_matrix, perspective_project, visible_box
 from fitter.keypoints import keypoint_names, keypoint_skin
 from fitter.keypoints.model_keypoints import KeypointRegressor

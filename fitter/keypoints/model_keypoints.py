@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from fitter.body.model import SMPL_JOINT_NAMES, BodyModel, LandmarkSkin
+from fitter.body.landmarks import LandmarkSkin
+from fitter.body.model import SMPL_JOINT_NAMES, BodyModel
 from fitter.keypoints.sets import FACE51, SMPL24, keypoint_names
 
 __all__ = ["KeypointRegressor", "keypoint_regressor", "point_definition", "points_regressor"]
