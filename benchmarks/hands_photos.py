@@ -9,7 +9,11 @@ each found hand's 2D error: the mean distance (px) over its 21 points between th
 the fitted model's hands42 points, also as % of the hand's size (diagonal of the box of the 21
 detected points); the summary counts the fitted hands within 5 % (issue 14's bar).
 
-    python benchmarks/hands_photos.py [--eval-dir ../shared/eval] [--config default]
+    python benchmarks/hands_photos.py [--eval-dir ../shared/eval] [--config default] [--sets demo,coco]
+
+The report photos are the demo and COCO ones (the default); the hand settings (the wrist and
+knuckle placement, the order of the stages) were chosen on the others:
+`--sets mpii,3dpw,ochuman,h36m,mpi_inf_3dhp`.
 """
 
 from __future__ import annotations
@@ -49,8 +53,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--eval-dir", type=Path, default=DEFAULT_EVAL)
     parser.add_argument("--config", default="default")
+    parser.add_argument("--sets", default="demo,coco", help="comma-separated folders of the eval dir")
     args = parser.parse_args()
-    folders = [args.eval_dir / "demo" / "images", args.eval_dir / "coco" / "images"]
+    folders = [args.eval_dir / name / "images" for name in args.sets.split(",")]
     if not all(folder.is_dir() for folder in folders):
         raise SystemExit(f"evaluation photos not found under {args.eval_dir} (the project workspace's shared/eval)")
     photos = list_images(folders)
