@@ -93,7 +93,8 @@ class FitConfig:
     hand_polish_iters: int = 5
     # stop an item's steps once one lowers its cost by less than this fraction (0: never). Off:
     # the tail of a solve still turns the fingers (flat directions of 2D keypoints): 1e-3 saved
-    # 7 % of the passes of single fits and cost up to 1.8 deg of finger error (seeds 100 / 101)
+    # 7 % of the passes of single fits and cost up to 1.8 deg of finger error (seeds 100 / 101;
+    # with 2 tries a step and the stop on growing damping, hand_solve: +0.2 deg clean, -0.2 noisy)
     hand_solve_stop: float = 0.0
     hand_arm_weight: float = 1.0  # x the arm joints' change (rad) in those steps, a residual beside the keypoints
     restart_poses: tuple[str, ...] = ("bent_legs",)  # alternative starts for restartable items (fitter.body.poses)
