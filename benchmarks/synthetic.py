@@ -17,7 +17,9 @@ the CMU train subjects only, so the two never share a draw.
 The body's keypoints are projected, Gaussian noise is added and a fraction of points dropped;
 then fitted. Prints MPJPE / PA-MPJPE (mm, 24 SMPL joints, pelvis-aligned / Procrustes-aligned),
 the 2D error (px, against the clean points) and the time per fit, single and batched;
-`--compare-sets` fits the same bodies from each listed keypoint set.
+`--compare-sets` fits the same bodies from each listed keypoint set; `--true-start` also fits
+them from the true pose (anchored to it, as to the lifter's start): how far the fit is from what
+a perfect start would give.
 
     python benchmarks/synthetic.py [--n 64] [--config default] [--keypoint-set coco17] [--pose-source heldout|train|limits]
     python benchmarks/synthetic.py --compare-sets coco17,smpl24,openpose25,blazepose33,h36m17 --single 0 --batch 0
@@ -38,6 +40,7 @@ from rich.table import Table
 from fitter.body import load_body_model
 from fitter.fitting import fit_keypoints
 from fitter.geometry import perspective_project
+from fitter.init import Start
 from fitter.keypoints import keypoint_regressor
 from fitter.synthetic import joint_errors, sample_cases
 
@@ -103,12 +106,23 @@ def project_set(model, cases: dict, keypoint_set: str) -> np.ndarray:
 
 
 def score(model, cases: dict, keypoint_set: str, config: str, noise: float, missing: float, seed: int,
-          clean: np.ndarray | None = None) -> dict:  # fmt: skip
-    """Fit the corrupted keypoints of one set; mean MPJPE, PA-MPJPE (mm), 2D error (px) and failures."""
+          clean: np.ndarray | None = None, true_start: bool = False) -> dict:  # fmt: skip
+    """Fit the corrupted keypoints of one set (true_start: from the true pose, anchored to it);
+    mean MPJPE, PA-MPJPE (mm), 2D error (px) and failures."""
     clean = cases["keypoints"] if clean is None else clean
     kp = corrupt(clean, noise, missing, seed=seed)
+    start = None
+    if true_start:
+        start = Start.from_arrays(cases["global_orient"], cases["body_pose"], cases["betas"], cases["transl"])
+        start.anchored[:] = True
     res = fit_keypoints(
-        kp, keypoint_set, cases["image_size"], focal_length=cases["focal"], body_model=model, config=config
+        kp,
+        keypoint_set,
+        cases["image_size"],
+        focal_length=cases["focal"],
+        body_model=model,
+        config=config,
+        start=start,
     )
     mpjpe, pa = joint_errors(res.joints, cases["joints"])
     err2d = np.linalg.norm(res.keypoints_2d_fit - clean[..., :2], axis=-1).mean(1)
@@ -140,6 +154,17 @@ def run(args) -> None:
                           str(s["failed"]))  # fmt: skip
     table.caption = f"pose prior: {prior}"
     console.print(table)
+
+    if args.true_start:
+        ceiling = Table(
+            title=f"the same {args.n} bodies fitted from their true pose (anchored to it), config {args.config}"
+        )
+        for col in ("noise px", "missing", "PA-MPJPE mm", "2D err px"):
+            ceiling.add_column(col, justify="right")
+        for noise, missing in ((0.0, 0.0), (3.0, 0.0), (0.0, 0.2)):
+            s = score(model, cases, args.keypoint_set, args.config, noise, missing, args.seed, true_start=True)
+            ceiling.add_row(f"{noise:g}", f"{missing:.0%}", f"{s['pa']:.1f}", f"{s['err2d']:.2f}")
+        console.print(ceiling)
 
     if args.compare_sets:
         sets = [s.strip() for s in args.compare_sets.split(",") if s.strip()]
@@ -191,6 +216,7 @@ def main() -> None:
     parser.add_argument(
         "--compare-sets", default="", help="also fit the same bodies from these keypoint sets (comma-separated)"
     )
+    parser.add_argument("--true-start", action="store_true", help="also fit the bodies from their true pose")
     parser.add_argument("--body-model", default="anny")
     parser.add_argument(
         "--pose-source",
