@@ -83,8 +83,9 @@ class FitConfig:
     # (fitting.hand_solve): after the camera stage, from the relaxed hand and from fists of
     # `hand_start_curls` radians (each hand keeps its best), and again at the end, after the
     # body and silhouette stages (the fingers meet the final arms). Adam alone needed ~200
-    # iterations for the fingers, so the Adam body stages leave the hand pose alone. Curled starts: from the relaxed hand alone,
-    # curled fingers often settled bent backwards (2D cannot tell): 24 -> 14 deg finger error.
+    # iterations for the fingers, so the Adam body stages leave the hand pose alone. Curled
+    # starts: from the relaxed hand alone, curled fingers often settled bent backwards (2D
+    # cannot tell): 24 -> 14 deg finger error.
     # Steps (mean finger error over seeds 100 / 101): the tail still turns the fingers (7 + 3
     # steps: +1.4 deg over 10 + 5); 9 + 5: +0.1 deg, 10 % less solve time. One try per step
     # needed 11 + 6 steps for the same error; damping lowered x0.5 instead of x0.3: +0.8 deg.
