@@ -19,6 +19,15 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code=code)
 
 
+def require_device(device: str) -> None:
+    """Exit with a one-line error when `device` is a CUDA device and torch sees none."""
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            fail(f"--device {device}: torch sees no CUDA device; use --device cpu")
+
+
 def say(message: str) -> None:
     """Print a plain line (paths and messages may hold [brackets]: no rich markup) to stderr."""
     console.print(message, highlight=False, markup=False, soft_wrap=True)

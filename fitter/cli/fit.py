@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from fitter.cli.common import console, fail, quiet_third_party, say
+from fitter.cli.common import console, fail, quiet_third_party, require_device, say
 
 EXAMPLES = """Examples:
 
@@ -147,11 +147,7 @@ def fit_command(
         check_options(options, images, roots)  # every setting, before any image is read
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            fail(f"--device {device}: CUDA is not available in this torch build; use --device cpu")
+    require_device(device)
     out_resolved = out.resolve()
     images = [p for p in images if out_resolved not in p.resolve().parents]  # never refit our own outputs
     if not images:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from fitter.cli.common import console, fail
+from fitter.cli.common import console, fail, require_device
 
 app = typer.Typer(
     help="Train regressors on synthetic renders of the body model (no data download needed).\n\n"
@@ -51,12 +51,9 @@ def train_nbf_command(
 
     if input_kind not in INPUT_KINDS:
         fail(f"--input must be one of {', '.join(INPUT_KINDS)}, not {input_kind!r}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        fail("--device cuda asked for but torch sees no CUDA device; use --device cpu")
+    require_device(device)
     if threads > 0:
         torch.set_num_threads(threads)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        fail("--device cuda asked for but torch sees no CUDA device; use --device cpu")
     try:
         with console.status(f"loading {body_model}..."):
             model = load_body_model(body_model, device=device)
@@ -156,8 +153,7 @@ def train_lifter_command(
 
     if threads > 0:
         torch.set_num_threads(threads)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        fail("--device cuda asked for but torch sees no CUDA device; use --device cpu")
+    require_device(device)
     try:
         with console.status(f"loading {body_model}..."):
             model = load_body_model(body_model)
