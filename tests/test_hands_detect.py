@@ -16,10 +16,10 @@ from fitter.detect.hands import (
     FACE_POINT_NAMES,
     HandFaceDetector,
     check_hand,
-    crop_box,
-    crop_to_image,
     face_points_from_mesh,
+    grown_box,
 )
+from fitter.detect.passes import crop_to_image
 from fitter.io.images import read_image
 from fitter.keypoints import keypoint_names
 
@@ -46,8 +46,8 @@ def test_crop_points_map_to_full_image_pixels() -> None:
     box = np.array([10, 20, 110, 220])
     mapped = crop_to_image(np.array([[0.0, 0.0], [1.0, 1.0], [0.5, 0.25]]), box)
     np.testing.assert_allclose(mapped, [[10, 20], [110, 220], [60, 70]])
-    assert crop_box(np.array([100, 100, 200, 300]), 0.25, 640, 480).tolist() == [50, 50, 250, 350]
-    assert crop_box(np.array([10, 10, 600, 470]), 0.25, 640, 480).tolist() == [0, 0, 640, 480]  # clipped
+    assert grown_box(np.array([100, 100, 200, 300]), 0.25, 640, 480).tolist() == [50, 50, 250, 350]
+    assert grown_box(np.array([10, 10, 600, 470]), 0.25, 640, 480).tolist() == [0, 0, 640, 480]  # clipped
 
 
 def test_hand_far_from_the_body_wrist_is_dropped() -> None:
@@ -100,7 +100,7 @@ def test_detection_on_crops_maps_back_onto_the_whole_image_detection(
     person = body.detect(image)
     (whole,) = detector.detect(image, [person])
     (crop,) = detector.detect(image, [person], crops=True)
-    assert crop_box(person.bbox_xyxy, detector.crop_margin, *image.shape[1::-1]).tolist() != [0, 0, 640, 480]
+    assert grown_box(person.bbox_xyxy, detector.crop_margin, *image.shape[1::-1]).tolist() != [0, 0, 640, 480]
     both = (whole.hands[:, 2] > 0) & (crop.hands[:, 2] > 0)
     assert both.sum() >= 21
     gap = np.linalg.norm(whole.hands[both, :2] - crop.hands[both, :2], axis=1)  # Holistic itself moves a little

@@ -31,9 +31,10 @@ import numpy as np
 
 from fitter.detect.face import face51_from_mesh
 from fitter.detect.mediapipe_pose import BLAZEPOSE33_NAMES, Detection, import_mediapipe
+from fitter.detect.passes import crop_to_image
 
-__all__ = ["HandFaceDetector", "HandsFace", "FACE_POINT_NAMES", "FACE_MESH_IDS", "crop_box", "crop_to_image",
-           "check_hand", "face_points_from_mesh"]  # fmt: skip
+__all__ = ["HandFaceDetector", "HandsFace", "FACE_POINT_NAMES", "FACE_MESH_IDS", "grown_box", "check_hand",
+           "face_points_from_mesh"]  # fmt: skip
 
 FOUND_CONFIDENCE = 1.0  # confidence of every landmark of a hand / face that was found and kept
 WRIST_TOLERANCE = 0.5  # a hand's wrist may lie this many forearm lengths from the body's wrist ...
@@ -90,7 +91,7 @@ class HandsFace:
         return bool(self.hands[0, 2] > 0), bool(self.hands[21, 2] > 0)
 
 
-def crop_box(box_xyxy: np.ndarray, margin: float, width: int, height: int) -> np.ndarray:
+def grown_box(box_xyxy: np.ndarray, margin: float, width: int, height: int) -> np.ndarray:
     """(4,) int64 [x0, y0, x1, y1] px: the box grown by `margin` x its long side on every side,
     clipped to the (width, height) image (x1, y1 exclusive), at least 1 px wide and high."""
     box = np.asarray(box_xyxy, dtype=np.float64).reshape(4)
@@ -98,14 +99,6 @@ def crop_box(box_xyxy: np.ndarray, margin: float, width: int, height: int) -> np
     x0, y0 = np.floor(np.clip(box[:2] - grow, 0, [width - 1, height - 1])).astype(np.int64)
     x1, y1 = np.ceil(np.clip(box[2:] + grow, 0, [width, height])).astype(np.int64)
     return np.array([x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)], dtype=np.int64)
-
-
-def crop_to_image(normalized: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """(K, 2) full-image pixels of landmarks given normalised to the crop `box` [x0, y0, x1, y1]
-    px (mediapipe's x, y in [0, 1] of the crop's width and height)."""
-    pts = np.asarray(normalized, dtype=np.float64)
-    x0, y0, x1, y1 = np.asarray(box, dtype=np.float64)
-    return np.stack([x0 + pts[:, 0] * (x1 - x0), y0 + pts[:, 1] * (y1 - y0)], axis=1)
 
 
 def _person_size(body: np.ndarray) -> float:
@@ -198,7 +191,7 @@ class HandFaceDetector:
         crops = len(people) > 1 if crops is None else crops
         whole = np.array([0, 0, width, height])
         for person in people:
-            box = crop_box(person.bbox_xyxy, self.crop_margin, width, height) if crops else whole
+            box = grown_box(person.bbox_xyxy, self.crop_margin, width, height) if crops else whole
             found = self._run(image[box[1] : box[3], box[0] : box[2]], box, person.keypoints)
             out.append(found if found is not None else _empty())
         return out

@@ -8,6 +8,7 @@
 * `cut_by_tile`: a person whose landmark box crosses an inner tile edge is cut by the tile (the
   overlap or the full-image pass covers them);
 * `crop_box`: a person's own crop for the refine pass (box grown to CROP_SCALE x its long side);
+* `crop_to_image`: landmarks found on a crop (mediapipe's [0, 1] crop units) in full-image pixels;
 * `is_duplicate`: landmark boxes overlapping by DUPLICATE_IOU are one person found twice.
 All coordinates are full-image pixels, boxes [x0, y0, x1, y1].
 """
@@ -16,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["CROP_SCALE", "DUPLICATE_IOU", "SAME_PERSON_IOS", "box_area", "box_ios", "box_iou", "crop_box", "cut_by_tile",
-           "hide_people", "is_duplicate", "landmark_box", "mostly_painted", "paint", "painted_region", "tile_boxes"]  # fmt: skip
+__all__ = ["CROP_SCALE", "DUPLICATE_IOU", "SAME_PERSON_IOS", "box_area", "box_ios", "box_iou", "crop_box", "crop_to_image",
+           "cut_by_tile", "hide_people", "is_duplicate", "landmark_box", "mostly_painted", "paint", "painted_region", "tile_boxes"]  # fmt: skip
 
 DUPLICATE_IOU = 0.5  # landmark boxes overlapping this much are one person found twice
 HIDE_GROW = 0.01  # person masks are grown by this fraction of the image's long side before painting
@@ -130,3 +131,11 @@ def crop_box(box: np.ndarray, width: int, height: int, scale: float = CROP_SCALE
     x0, y0 = np.clip(np.floor(centre - half), 0, [width - 1, height - 1]).astype(int)
     x1, y1 = np.clip(np.ceil(centre + half), [x0 + 1, y0 + 1], [width, height]).astype(int)
     return int(x0), int(y0), int(x1), int(y1)
+
+
+def crop_to_image(normalized: np.ndarray, box) -> np.ndarray:
+    """(K, 2) float64 full-image pixels of landmarks given normalised to the crop `box` [x0, y0, x1, y1]
+    px (mediapipe's x, y in [0, 1] of the crop's width and height)."""
+    pts = np.asarray(normalized, dtype=np.float64)
+    x0, y0, x1, y1 = np.asarray(box, dtype=np.float64)
+    return np.stack([x0 + pts[:, 0] * (x1 - x0), y0 + pts[:, 1] * (y1 - y0)], axis=1)

@@ -33,6 +33,7 @@ from fitter.detect.passes import (
     box_ios,
     box_iou,
     crop_box,
+    crop_to_image,
     cut_by_tile,
     is_duplicate,
     landmark_box,
@@ -174,8 +175,8 @@ class PeopleDetector:
         people = []
         masks = result.segmentation_masks or []
         for k, landmarks in enumerate(result.pose_landmarks):
-            keypoints = np.array([[x0 + p.x * (x1 - x0), y0 + p.y * (y1 - y0), p.visibility] for p in landmarks],
-                                 dtype=np.float32)  # fmt: skip
+            raw = np.array([[p.x, p.y, p.visibility] for p in landmarks])
+            keypoints = np.concatenate([crop_to_image(raw[:, :2], (x0, y0, x1, y1)), raw[:, 2:]], 1).astype(np.float32)
             world = np.array([[p.x, p.y, p.z] for p in result.pose_world_landmarks[k]], dtype=np.float32)
             keypoints[:, 2] = np.clip(keypoints[:, 2], 0.0, 1.0)
             mask = None
