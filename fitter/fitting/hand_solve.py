@@ -44,6 +44,7 @@ from fitter.fitting.hand_layout import (
     solve_joints,
     turns_of,
 )
+from fitter.fitting.losses import hand_point_weights
 from fitter.fitting.params import Params
 from fitter.fitting.problem import Problem
 from fitter.geometry import axis_angle_to_matrix
@@ -96,8 +97,7 @@ class _Held:
 
 def _point_factors(problem: Problem, config: FitConfig) -> Tensor:
     """(B,K) crop scale x keypoint weight (hand points x hand_keypoint_weight)."""
-    weights = problem.weights * (1.0 + (config.hand_keypoint_weight - 1.0) * problem.hand_mask)
-    return problem.scale[:, None] * weights
+    return problem.scale[:, None] * hand_point_weights(problem, problem.weights, config)
 
 
 @dataclass

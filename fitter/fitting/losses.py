@@ -26,7 +26,7 @@ from fitter.objectives import depth_term, landmarks3d_term, reprojection_term
 from fitter.objectives.silhouette import part_silhouette_loss, silhouette_chamfer_loss
 from priors.finger_limits import finger_limit_penalty, hand_l2_prior
 
-__all__ = ["camera_loss", "body_terms", "hand_terms", "silhouette_terms"]
+__all__ = ["camera_loss", "body_terms", "hand_point_weights", "hand_terms", "silhouette_terms"]
 
 
 def camera_loss(problem: Problem, params: Params, start_transl: Tensor, config: FitConfig) -> Tensor:
@@ -51,9 +51,7 @@ def body_terms(problem: Problem, params: Params, prior_set, config: FitConfig, p
     joints, pts3d, proj = problem.points(params.betas, params.body_pose, params.orient_delta, params.transl,
                                     orient_base=params.orient_start, hand_pose=params.hands,
                                     **face_inputs(params, with_face))  # fmt: skip
-    weights = face_point_weights(problem, problem.weights, config, with_face)
-    if problem.hand_mask is not None and config.hand_keypoint_weight != 1.0:
-        weights = weights * (1.0 + (config.hand_keypoint_weight - 1.0) * problem.hand_mask)
+    weights = hand_point_weights(problem, face_point_weights(problem, problem.weights, config, with_face), config)
     terms = {"reprojection": reprojection_term(proj, problem.target, weights, problem.scale, config.sigma)}
     prior = prior_set(params.body_pose, params.betas)
     terms["angle"] = config.angle_prior_weight**2 * prior["angle"]
@@ -81,6 +79,14 @@ def body_terms(problem: Problem, params: Params, prior_set, config: FitConfig, p
     if params.jaw_pose is not None and with_face:
         terms.update(face_terms(params, config))
     return terms
+
+
+def hand_point_weights(problem: Problem, weights: Tensor, config: FitConfig) -> Tensor:
+    """(B,K) the keypoint weights with the hands42 points x config.hand_keypoint_weight
+    (unchanged without a hand fit or at weight 1)."""
+    if problem.hand_mask is None or config.hand_keypoint_weight == 1.0:
+        return weights
+    return weights * (1.0 + (config.hand_keypoint_weight - 1.0) * problem.hand_mask)
 
 
 def hand_terms(problem: Problem, hand_pose: Tensor, config: FitConfig) -> dict[str, Tensor]:
