@@ -99,18 +99,26 @@ def fit_batch(problem: Problem, start: dict[str, Tensor], prior_set, config: Fit
         last = i == len(stages) - 1
         run_stage(params, BODY + face_free * last,
                   body_loss(pose_w, shape_w, with_hands=False, with_face=last, part=palms), iters, lr)  # fmt: skip
-    final = body_loss(config.pose_prior_weights[-1], config.shape_prior_weights[-1])
+    final_weights = config.pose_prior_weights[-1], config.shape_prior_weights[-1]
+    final = body_loss(*final_weights)
     if silhouettes is not None and config.silhouette_iters > 0:
         visibility = _part_visibility(problem, params, silhouettes)
         silhouette_pairs = scene_pairs(problem.scene, problem.person, silhouettes.items)
 
-        def final_with_silhouette() -> Tensor:
-            keypoint_part = final()
-            extra = silhouette_terms(problem, params, silhouettes, visibility, config, keypoint_part, silhouette_pairs)
-            terms.update(extra)
-            return keypoint_part + sum(extra.values())
+        def with_silhouette(keypoint_loss: Callable[[], Tensor]) -> Callable[[], Tensor]:
+            def loss() -> Tensor:
+                keypoint_part = keypoint_loss()
+                extra = silhouette_terms(problem, params, silhouettes, visibility, config, keypoint_part,
+                                         silhouette_pairs)  # fmt: skip
+                terms.update(extra)
+                return keypoint_part + sum(extra.values())
 
-        run_stage(params, BODY + face_free, final_with_silhouette, config.silhouette_iters, lr * SILHOUETTE_LR_SCALE)
+            return loss
+
+        # the hand pose is held here: the finger priors, constants, join only the final evaluation
+        run_stage(params, BODY + face_free, with_silhouette(body_loss(*final_weights, with_hands=False)),
+                  config.silhouette_iters, lr * SILHOUETTE_LR_SCALE)  # fmt: skip
+        final_with_silhouette = with_silhouette(final)
     else:
         final_with_silhouette = final
     # the fingers and arms meet the final body, after the silhouette stage: polished before it, the
