@@ -179,6 +179,16 @@ class BodyModel(LandmarkPosing, FastPathTables, nn.Module):
         return int(self.expr_dirs.shape[-1])
 
     @property
+    def has_fingers(self) -> bool:
+        """Whether the model has the 2 x 15 finger joints `hand_pose` poses (SMPL-H/X, anny-hands)."""
+        return self.hand_joint_ids.numel() == 30
+
+    @property
+    def has_face(self) -> bool:
+        """Whether the model has a jaw joint and expression blend shapes (SMPL-X)."""
+        return self.jaw_joint_id >= 0 and self.num_expression > 0
+
+    @property
     def num_full_joints(self) -> int:
         return int(self.J_regressor.shape[0])
 
@@ -225,7 +235,7 @@ class BodyModel(LandmarkPosing, FastPathTables, nn.Module):
         rest = self.rest_full_pose.to(smpl_rots.dtype).expand(bsz, -1, -1, -1)
         full = torch.cat([smpl_rots, rest], dim=1)[:, self.full_rotation_source[:-1]]
         if hand_pose is not None:
-            if self.hand_joint_ids.numel() != 30:
+            if not self.has_fingers:
                 raise ValueError(f"hand_pose given, but body model {self.name!r} has no finger joints")
             full = full.index_copy(1, self.hand_joint_ids, _to_rotmats(hand_pose, 30).to(full.dtype))
         if jaw_pose is not None:
@@ -259,7 +269,7 @@ class BodyModel(LandmarkPosing, FastPathTables, nn.Module):
         rotations = self._smpl_local_rotations(body_pose, global_orient, bsz)
         if hand_pose is None:
             return rotations
-        if self.hand_joint_ids.numel() != 30:
+        if not self.has_fingers:
             raise ValueError(f"hand_pose given, but body model {self.name!r} has no finger joints")
         hands = _to_rotmats(hand_pose, 30).to(rotations.dtype).permute(1, 2, 3, 0)  # (30,3,3,B)
         return rotations.index_copy(0, self.hand_joint_ids, hands)

@@ -29,7 +29,7 @@ def _hand_fields(model: BodyModel, names: list[str], like: Tensor) -> dict[str, 
     `names` include hands42 points, else None."""
     hand_names = set(keypoint_names("hands42"))
     mask = torch.tensor([n in hand_names for n in names], dtype=like.dtype, device=like.device)
-    if model.hand_joint_ids.numel() != 30 or not bool(mask.any()):
+    if not model.has_fingers or not bool(mask.any()):
         return {"hand_mask": None, "hand_sides": None, "hand_frames": None, "hand_mean": None}
     sides = torch.tensor([[n in hand_names and n.startswith(side) for n in names] for side in ("left_", "right_")],
                          dtype=like.dtype, device=like.device)  # fmt: skip
@@ -43,7 +43,7 @@ def _face_fields(model: BodyModel, keypoint_set: str, regressor: KeypointRegress
     shapes (SMPL-X) and the set has face51 points the model has (quality > 0), else None."""
     face_names = set(keypoint_names("face51"))
     mask = torch.tensor([n in face_names for n in regressor.names], dtype=like.dtype, device=like.device)
-    if model.jaw_joint_id < 0 or model.num_expression == 0 or not bool((mask * regressor.quality).any()):
+    if not model.has_face or not bool((mask * regressor.quality).any()):
         return {"face_mask": None, "face_skin": None}
     return {"face_mask": mask, "face_skin": keypoint_skin(model, keypoint_set, with_expression=True)[1]}
 

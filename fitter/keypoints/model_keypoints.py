@@ -106,7 +106,7 @@ def _hand_point(model: BodyModel, name: str) -> Definition | None:
         if part not in joint_parts:
             return None
         k = joint_parts.index(part)
-        if model.hand_joint_ids.numel() == 30:
+        if model.has_fingers:
             from fitter.body.hands import finger_joint_ids
 
             joint = finger_joint_ids(model, side, finger)[k]
@@ -149,7 +149,7 @@ def point_definition(model: BodyModel, name: str) -> Definition:
     if name in ("left_hand_wrist", "right_hand_wrist"):  # the hand's root: the model's wrist joint
         side = name.split("_")[0]
         wrist = 20 if side == "left" else 21
-        if model.hand_joint_ids.numel() == 30:
+        if model.has_fingers:
             from fitter.body.hands import finger_joint_ids
 
             knuckle = _rigid_hand_row(model, finger_joint_ids(model, side, "middle")[0])

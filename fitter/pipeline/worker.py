@@ -53,13 +53,11 @@ class FitWorker:
         self.options = options
         name = hands_body_model(options.body_model, options.hands)  # --hands: anny -> anny-hands
         self.model = model if model is not None else load_body_model(name, gender=options.gender, device=options.device)
-        fingers = self.model.hand_joint_ids.numel() == 30
-        if options.hands and not fingers:
+        if options.hands and not self.model.has_fingers:
             raise ValueError(f"--hands needs a body model with finger joints (anny-hands, smplh, smplx), but "
                              f"{self.model.name or options.body_model} has none")  # fmt: skip
-        self.hands = fingers if options.hands is None else options.hands
-        # SMPL-X: detected faces' points are fitted too (jaw and expression)
-        self.face = self.hands and self.model.jaw_joint_id >= 0 and self.model.num_expression > 0
+        self.hands = self.model.has_fingers if options.hands is None else options.hands
+        self.face = self.hands and self.model.has_face  # SMPL-X: detected faces' points are fitted too
         self.init_name = resolve_initializer_name(options.init)
         self.initializer = make_initializer(self.init_name, self.model, options.device, options.refine)
         gmm = str(options.gmm) if options.gmm else None
