@@ -266,3 +266,31 @@ def test_facing_conflict_flags_a_fit_turned_away_from_the_3d_landmarks(anny_mode
     turned = torch.tensor([[0.0, 0.0, math.pi]])  # R_x(pi) R_y(pi): the back to the camera
     assert not facing_conflicts(facing_camera, landmarks, names).item()
     assert facing_conflicts(turned, landmarks, names).item()
+
+
+def test_an_untrusted_fit_is_boxed_not_drawn_on_the_overlay(tmp_path, person):
+    """Problem 6: a fit that cannot be trusted is no picture of the person. Beside a good person, one
+    whose keypoints are scrambled (head at the feet) fails; the overlay draws the good one's mesh,
+    the failed one's keypoints inside a red box, and not its mesh (which swelled over the photo)."""
+    from fitter.render.overlay import FAILED_COLOR
+
+    photo = _photo(tmp_path / "in" / "two.png")
+    good, scrambled = person.copy(), person[::-1].copy()
+    good[:, 0] -= 140.0
+    scrambled[:, 0] += 140.0
+    kp = _keypoints(tmp_path / "kp" / "two.json", good, scrambled)
+    out = tmp_path / "out"
+    result = _fit(photo, "--keypoints", kp.parent, "--out", out)
+    assert result.exit_code == 1 and "person 1: untrusted fit" in _text(result), _text(result)
+    assert (out / "two_p0.npz").exists() and (out / "two_p1.failed.json").exists()
+    overlay = np.asarray(Image.open(out / "two_overlay.png").convert("RGB")).astype(int)
+    changed = np.abs(overlay - 90).sum(-1) > 30  # not the grey photo
+    lo, hi = scrambled[:, :2].min(0).astype(int), scrambled[:, :2].max(0).astype(int)
+    beside = np.ones_like(changed)
+    beside[:, : int(good[:, 0].max()) + 20] = False  # away from the good person
+    assert changed[beside].mean() < 0.08, (
+        f"{changed[beside].mean():.2f} of the photo beside the good person is drawn over"
+    )
+    red = np.abs(overlay - np.array(FAILED_COLOR)).sum(-1) < 10
+    assert red[lo[1] - 12 : hi[1] + 12, lo[0] - 12 : hi[0] + 12].sum() > 200, "no red box around the failed person"
+    assert changed[:, : int(good[:, 0].max())].mean() > 0.1, "the good person's mesh is missing"

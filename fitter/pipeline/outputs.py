@@ -3,10 +3,11 @@
 Per person whose fit is "ok": `<stem>.obj`, `<stem>.json` and `<stem>.npz` (last: the finished
 marker); per person whose fit failed or cannot be trusted: `<stem>.failed.json` (the status, the
 reason and the parameters, for a look) and no .npz, so a re-run fits the image again. One
-`<stem>_overlay.png` with every person (and `_side.png` on request), at most `overlay_size` px on
-its long side. With several people, person stems are `<stem>_p<id>`, and the image also gets
-`<stem>_scene.glb` (everyone, camera frame) and `<stem>.json` (the people: box, status, error,
-files; and who was skipped, why). Every file is written atomically.
+`<stem>_overlay.png`, at most `overlay_size` px on its long side: every person's keypoints, the
+meshes of the "ok" fits, a red box around each person whose fit failed (`_side.png` per "ok"
+person on request). With several people, person stems are `<stem>_p<id>`, and the image also
+gets `<stem>_scene.glb` (the "ok" people, camera frame) and `<stem>.json` (the people: box,
+status, error, files; and who was skipped, why). Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def write_outputs(job: ImageJob, result: FitResult, model: BodyModel, options: F
     import trimesh
 
     from fitter.io.atomic import atomic_save_png, atomic_write, atomic_write_json
-    from fitter.render.overlay import draw_keypoints, render_overlay, render_side_view
+    from fitter.render.overlay import draw_box, draw_keypoints, render_overlay, render_side_view
 
     job.stem.parent.mkdir(parents=True, exist_ok=True)
     for p in range(len(result)):  # refitting (--overwrite): the old finished marker goes first, so a run
@@ -59,8 +60,11 @@ def write_outputs(job: ImageJob, result: FitResult, model: BodyModel, options: F
     faces = model.faces.cpu().numpy()
     coco = project_keypoint_set(result, model, "coco17", options.device, posed=posed)
     picture, scale = _downscaled(job.image, options.overlay_size)
-    overlay = render_overlay(picture, vertices, faces, float(result.focal_length[0]) * scale,
-                             result.principal_point[0] * scale)  # fmt: skip
+    trusted = [p for p in range(len(result)) if result.status[p] == "ok"]
+    overlay = picture  # an untrusted fit is no picture of its person (it may swell over the photo): boxed, not drawn
+    if trusted:
+        overlay = render_overlay(picture, vertices[trusted], faces, float(result.focal_length[0]) * scale,
+                                 result.principal_point[0] * scale)  # fmt: skip
     start = 0
     for part in result.keypoint_set.split("+"):  # each set of a composite one; hands' and face's points drawn smaller
         names = keypoint_names(part)
@@ -72,6 +76,12 @@ def write_outputs(job: ImageJob, result: FitResult, model: BodyModel, options: F
             overlay = draw_keypoints(overlay, points[:, :2] * scale, points[:, 2], keypoint_skeleton(part), left, right,
                                      radius=small, thickness=None if small is None else max(1, small // 2))  # fmt: skip
         start += len(names)
+    for p in sorted(set(range(len(result))) - set(trusted)):
+        conf = result.keypoints[p, :, 2]
+        seen = conf >= 0.1 if (conf >= 0.1).any() else conf > 0  # the points drawn (draw_keypoints' threshold)
+        if seen.any():
+            xy = result.keypoints[p, seen, :2] * scale
+            overlay = draw_box(overlay, (*(xy.min(0) - 8), *(xy.max(0) + 8)))
     atomic_save_png(job.stem.parent / f"{job.stem.name}_overlay.png", overlay)
     for p in range(len(result)):
         stem = person_stem(job, p)

@@ -23,12 +23,14 @@ __all__ = [
     "LEFT_COLOR",
     "RIGHT_COLOR",
     "CENTER_COLOR",
+    "FAILED_COLOR",
     "vertex_normals",
     "shade_fragments",
     "render_shaded",
     "render_overlay",
     "render_side_view",
     "draw_keypoints",
+    "draw_box",
     "colorize_part_labels",
 ]
 
@@ -36,6 +38,7 @@ DEFAULT_MESH_COLOR = (150, 185, 235)
 LEFT_COLOR = (255, 140, 30)  # the person's left side: orange
 RIGHT_COLOR = (40, 140, 255)  # the person's right side: blue
 CENTER_COLOR = (60, 210, 90)  # centre line: green
+FAILED_COLOR = (230, 30, 30)  # the box around a person whose fit cannot be trusted: red
 # Direction towards the light in the camera frame: from the camera, slightly above (y is down).
 _LIGHT_DIRECTION = (0.0, -0.45, -1.0)
 _AMBIENT = 0.35
@@ -282,6 +285,16 @@ def draw_keypoints(
         cv2.circle(
             canvas, to_fixed(pts[index] - 0.5), radius << shift, side_color((int(index),)), -1, cv2.LINE_AA, shift
         )
+    return canvas
+
+
+def draw_box(image: np.ndarray, box_xyxy, color=FAILED_COLOR, thickness: int | None = None) -> np.ndarray:
+    """A rectangle (x0, y0, x1, y1) px drawn on a copy of the image (H,W,3) uint8; thickness
+    defaults to the image size (like draw_keypoints' limbs)."""
+    canvas = np.ascontiguousarray(np.asarray(image).copy())
+    x0, y0, x1, y1 = (int(round(float(v))) for v in box_xyxy)
+    thickness = thickness if thickness is not None else max(1, int(round(2 * max(canvas.shape[:2]) / 512.0)))
+    cv2.rectangle(canvas, (x0, y0), (x1, y1), tuple(int(c) for c in color), thickness)
     return canvas
 
 
