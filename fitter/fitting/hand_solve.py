@@ -66,7 +66,7 @@ STEP_TRIES = 2
 class _Held:
     """What a solve holds, per item: betas (B,NB), body_pose (B,69) (its arm values are the
     solve's base), transl (B,3), orient_delta (B,3) and orient_start (B,3,3) (Params' root),
-    hand_start (B,90) and hands_free (B,90) (unseen hands keep hand_start)."""
+    hand_start (B,90) and free_mask (B,90) bool (Params': unseen hands keep hand_start)."""
 
     betas: Tensor
     body_pose: Tensor
@@ -74,7 +74,7 @@ class _Held:
     orient_delta: Tensor
     orient_start: Tensor
     hand_start: Tensor
-    hands_free: Tensor
+    free_mask: Tensor
 
     @classmethod
     def of(cls, params: Params) -> "_Held":
@@ -87,7 +87,7 @@ class _Held:
         )
 
     def hands(self, x: Tensor) -> Tensor:
-        return x[:, :90] * self.hands_free + self.hand_start * (1.0 - self.hands_free)
+        return torch.where(self.free_mask, x[:, :90], self.hand_start)
 
     def pose(self, x: Tensor) -> Tensor:
         pose = self.body_pose.clone()
@@ -361,7 +361,7 @@ def solve_hands(problem: Problem, params: Params, config: FitConfig, iters: int,
     """At most `iters` Levenberg-Marquardt steps on params.hand_pose and the arm joints of
     params.body_pose (in place), the rest held; each item keeps a step only if it lowers its
     cost, and stops early once its steps stop paying (config.hand_solve_stop); hands without
-    keypoints (params.hands_free 0) and their arms do not move. start_curls: radians;
+    keypoints (params.hands_seen False) and their arms do not move. start_curls: radians;
     the solve also runs from fists of these curls (`curl_hand_pose`; all starts in one batch),
     and each hand keeps the start whose result costs least (2D keypoints do not tell a finger
     bent towards the camera from one bent away: from the relaxed start, curled fingers often
@@ -375,8 +375,8 @@ def solve_hands(problem: Problem, params: Params, config: FitConfig, iters: int,
                                             for c in start_curls]  # fmt: skip
     x = torch.cat([torch.cat([held.hands(h), h.new_zeros(B, len(ARM))], 1) for h in starts])  # (nB,NUM)
     # an arm moves only with its seen hand (the body stages place the arm of an unseen one)
-    arms = params.hands_free[:, [0 if j in LEFT_ARM else 45 for j in ARM_JOINTS]].repeat_interleave(3, dim=1)
-    free = torch.cat([params.hands_free, arms], dim=1)
+    arms = params.hands_seen[:, [0 if j in LEFT_ARM else 1 for j in ARM_JOINTS]].repeat_interleave(3, dim=1)
+    free = torch.cat([params.free_mask, arms], dim=1).to(dt)
     if not bool(free.any()):
         return
     free = free.repeat(n, 1)

@@ -18,15 +18,16 @@ class Params(torch.nn.Module):
     as a small rotation `orient_delta` (axis-angle, camera frame) applied on top of the start's:
     R = R(delta) R_start, which keeps the optimiser away from axis-angle's wrap-around at
     |theta| = pi (upright bodies sit there). When the fit poses the fingers: hand_pose (B,90)
-    axis-angle (fitter.body.hands layout) and hands_free (B,90), 1 where the hand pose is
-    fitted (losses read `hands`), with anchor_mask (B,69), 0 on the wrists of seen hands (their
-    keypoints, not the start, set them; 1 elsewhere); else hand_pose is None (no parameter). When
+    axis-angle (fitter.body.hands layout) and hands_seen (B,2) bool, the left / right hand has
+    keypoints (default: both), with free_mask (B,90), True on the hand-pose values of seen hands
+    (the only ones fitted: losses read `hands`), and anchor_mask (B,69), 0 on the wrists of seen
+    hands (their keypoints, not the start, set them; 1 elsewhere); else hand_pose is None. When
     the fit poses the face (SMPL-X): jaw_pose (B,3) axis-angle and expression (B,E) /
     EXPRESSION_STEP, with face_free (B,1), 1 for items with face points seen (losses read `jaw`
     and `face_expression`: zero where 0); else None."""
 
     def __init__(self, betas: Tensor, body_pose: Tensor, global_orient: Tensor, transl: Tensor,
-                 hand_pose: Tensor | None = None, hands_free: Tensor | None = None,
+                 hand_pose: Tensor | None = None, hands_seen: Tensor | None = None,
                  jaw_pose: Tensor | None = None, expression: Tensor | None = None,
                  face_free: Tensor | None = None) -> None:  # fmt: skip
         super().__init__()
@@ -38,11 +39,12 @@ class Params(torch.nn.Module):
         self.register_buffer("orient_start", axis_angle_to_matrix(global_orient.detach()))
         if hand_pose is not None:
             self.register_buffer("hand_start", hand_pose.detach().clone())
-            self.register_buffer("hands_free", torch.ones_like(hand_pose) if hands_free is None else hands_free)
+            seen = torch.ones(len(hand_pose), 2, dtype=torch.bool) if hands_seen is None else hands_seen.bool()
+            self.register_buffer("hands_seen", seen.to(hand_pose.device))
             anchor_mask = torch.ones_like(body_pose)  # (masks made once: the losses run ~60 times a fit)
-            anchor_mask[:, WRISTS] = 1.0 - self.hands_free[:, [0, 45]].repeat_interleave(3, dim=1)
+            anchor_mask[:, WRISTS] = 1.0 - self.hands_seen.repeat_interleave(3, dim=1).to(body_pose.dtype)
             self.register_buffer("anchor_mask", anchor_mask)
-            self.register_buffer("free_mask", self.hands_free > 0)
+            self.register_buffer("free_mask", self.hands_seen.repeat_interleave(45, dim=1))
         self.jaw_pose = None if jaw_pose is None else torch.nn.Parameter(jaw_pose.clone())
         # stored / EXPRESSION_STEP: Adam moves a value by about lr per step, and expressions reach
         # a few units where angles reach tenths of a radian
@@ -62,7 +64,7 @@ class Params(torch.nn.Module):
 
     @property
     def hands(self) -> Tensor | None:
-        """(B,90) the hand pose in use: hand_pose where hands_free is 1, the start's where 0 (a
+        """(B,90) the hand pose in use: hand_pose on seen hands (free_mask), the start's elsewhere (a
         hand without keypoints keeps its start, whatever else would move it), or None."""
         if self.hand_pose is None:
             return None

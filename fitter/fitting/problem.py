@@ -200,9 +200,8 @@ class Problem:
         return self.hand_mask is not None
 
     def seen_hands(self) -> Tensor:
-        """(B,90) 1.0 on the hand-pose values of hands with any keypoint seen (confidence > 0), else 0."""
-        seen = (self.confidence[:, None, :] * self.hand_sides).sum(-1) > 0  # (B,2)
-        return seen.to(self.confidence.dtype).repeat_interleave(45, dim=1)
+        """(B,2) bool: the left / right hand has a keypoint seen (confidence > 0)."""
+        return (self.confidence[:, None, :] * self.hand_sides).sum(-1) > 0
 
     @property
     def fits_face(self) -> bool:

@@ -70,9 +70,9 @@ def fit_batch(problem: Problem, start: dict[str, Tensor], prior_set, config: Fit
     """All stages for one batch from `start` (betas, body_pose, global_orient, transl, and
     hand_pose when the fit poses the fingers, jaw_pose and expression when it poses the face; (B,...));
     returns the final parameters and the per-item (B,) loss terms (with "total")."""
-    hands_free = problem.seen_hands() if problem.fits_hands else None
+    hands_seen = problem.seen_hands() if problem.fits_hands else None
     params = Params(start["betas"], start["body_pose"], start["global_orient"], start["transl"], start.get("hand_pose"),
-                    hands_free, start.get("jaw_pose"), start.get("expression"),
+                    hands_seen, start.get("jaw_pose"), start.get("expression"),
                     problem.seen_face() if problem.fits_face else None)  # fmt: skip
     face_free = FACE_PARAMS if problem.fits_face else []  # fitted in the last body stage (fitting.face)
     lr = config.lr * lr_scale
