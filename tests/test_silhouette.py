@@ -62,10 +62,24 @@ def test_boundary_pixels_and_sampler():
 
 
 def test_distance_sampling_is_bilinear_and_extends_outside_the_image():
+    """Beyond the frame: the border's distance plus the way back to the image, except where the
+    mask reaches the border (distance 0 there): the person may go on past the frame."""
     dist = torch.arange(16.0).view(1, 1, 4, 4)
-    points = torch.tensor([[[0.5, 0.5], [1.0, 0.5], [1.5, 2.5], [-2.0, 0.5]]])
+    points = torch.tensor([[[0.5, 0.5], [1.0, 0.5], [1.5, 2.5], [-2.0, 2.5], [-2.0, 0.5]]])
     values = sample_distance_map(dist, points)[0, 0]
-    assert values.tolist() == pytest.approx([0.0, 0.5, 9.0, 2.0])
+    assert values.tolist() == pytest.approx([0.0, 0.5, 9.0, 10.0, 0.0])
+
+
+def test_a_body_the_frame_cuts_off_is_not_pulled_into_the_photo():
+    """A person mask cut off by the bottom of the photo: vertices below the frame, under the
+    mask's cut, cost nothing (the legs go on out of the picture); beside the mask they do."""
+    mask = np.zeros((40, 40), dtype=bool)
+    mask[10:, 15:25] = True  # the lower body leaves the photo at the bottom
+    target = prepare_silhouette_target(torch.as_tensor(mask))
+    below = torch.tensor([[[20.0, 55.0], [18.0, 70.0]]])  # under the cut
+    beside = torch.tensor([[[5.0, 55.0]]])  # below the frame, but left of the mask
+    assert sample_distance_map(target.dist_maps[:, None], below).abs().max() < 1e-6
+    assert float(sample_distance_map(target.dist_maps[:, None], beside)[0, 0, 0]) > 20.0
 
 
 def test_chamfer_loss_falls_as_the_mesh_moves_into_the_mask_and_is_zero_on_it():

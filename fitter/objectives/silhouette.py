@@ -162,8 +162,10 @@ def prepare_silhouette_target(masks, max_boundary_points: int = 512, seed: int =
 def sample_distance_map(dist_maps: Tensor, points: Tensor) -> Tensor:
     """Bilinear sample of distance maps (B,C,H,W) at points (B,N,2) px -> (B,C,N), differentiable in points.
 
-    Outside the image the map's border value is used and the point's distance to the image
-    rectangle is added, so gradients keep pointing back into the image.
+    Outside the image the map's border value is used, plus the point's distance to the image
+    rectangle where that border value is positive, so gradients point back into the image;
+    where the border value is 0 (a mask that reaches the frame: a person the photo cuts off),
+    points beyond it cost nothing: the body may go on past the frame.
     """
     height, width = dist_maps.shape[-2:]
     scale = torch.tensor([2.0 / width, 2.0 / height], dtype=points.dtype, device=points.device)
@@ -176,7 +178,7 @@ def sample_distance_map(dist_maps: Tensor, points: Tensor) -> Tensor:
     excess = F.relu(-points) + F.relu(points - limits)  # (B,N,2)
     sq_excess = (excess**2).sum(-1)
     outside = torch.where(sq_excess > 0, torch.sqrt(sq_excess.clamp(min=1e-12)), torch.zeros_like(sq_excess))
-    return sampled + outside[:, None]
+    return sampled + outside[:, None] * (sampled > 0)
 
 
 def _weighted_mean(values: Tensor, weights: Tensor, dim: int) -> Tensor:
