@@ -33,6 +33,7 @@ from fitter.body import load_body_model
 from fitter.body.poses import mean_body_pose
 from fitter.camera import resolve_camera
 from fitter.detect import BlazePoseDetector
+from fitter.detect.passes import unseen_outside
 from fitter.fitting import FitTargets, fit_keypoints
 from fitter.geometry import procrustes_align
 from fitter.init import KEYPOINT_INITIALIZERS, StartInputs, make_initializer
@@ -132,6 +133,7 @@ def run(args) -> None:
             if det is None:
                 continue
             h, w = image.shape[:2]
+            keypoints = unseen_outside(det.keypoints[None], w, h)  # as `fitter fit` does
             t = time.perf_counter()
             kwargs = {}
             if "focal" in gt:
@@ -142,9 +144,9 @@ def run(args) -> None:
             start = initializer  # keypoint starts run inside fit_keypoints, with the fit's camera
             if init_name not in KEYPOINT_INITIALIZERS:  # image starts see the image-centred camera
                 camera = resolve_camera((w, h), 1, kwargs.get("focal_length"))
-                start = initializer(StartInputs.build(det.keypoints[None], "blazepose33", camera, model, mean_body_pose(),
+                start = initializer(StartInputs.build(keypoints, "blazepose33", camera, model, mean_body_pose(),
                                                  images=[image], owners=[0], world_landmarks=det.world_landmarks[None]))  # fmt: skip
-            res = fit_keypoints(det.keypoints[None], "blazepose33", (w, h), body_model=model, config=args.config,
+            res = fit_keypoints(keypoints, "blazepose33", (w, h), body_model=model, config=args.config,
                                 start=start, targets=targets, **kwargs)  # fmt: skip
             s["time"].append(time.perf_counter() - t + det_time[path])
             if "keypoints" in gt:

@@ -30,20 +30,11 @@ import torch
 from torch import Tensor
 
 from fitter.body.model import BodyModel
-from fitter.body.poses import mean_body_pose
+from fitter.body.poses import POSE_PARTS, mean_body_pose
 from fitter.geometry import axis_angle_to_matrix, matrix_to_axis_angle, perspective_project, procrustes_align
 from fitter.keypoints import keypoint_regressor
 
-__all__ = ["sample_bodies", "sample_cases", "sample_hand_cases", "joint_errors", "mix_pose_parts", "POSE_PARTS"]
-
-# SMPL joints (1..23) of the body parts that `mix_pose_parts` exchanges between poses.
-POSE_PARTS = {
-    "torso_head": (3, 6, 9, 12, 15),
-    "left_leg": (1, 4, 7, 10),
-    "right_leg": (2, 5, 8, 11),
-    "left_arm": (13, 16, 18, 20, 22),
-    "right_arm": (14, 17, 19, 21, 23),
-}
+__all__ = ["sample_bodies", "sample_cases", "sample_hand_cases", "joint_errors", "mix_pose_parts"]
 
 _CASE_KEYS = ("betas", "body_pose", "global_orient", "transl", "joints", "keypoints", "focal")
 

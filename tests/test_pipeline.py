@@ -137,6 +137,32 @@ def test_outputs_load_back(folder_run, anny_model):
     assert res.reprojection_error_px[0] < 15
 
 
+def test_a_half_body_photo_is_fitted_from_what_it_shows(tmp_path, anny_model):
+    """The example photo cut above the knees: mediapipe still places the legs, below the frame.
+    Those guesses are no keypoints: they get confidence 0 and the fit follows the points in the
+    photo (it used to fail as "most keypoints lie outside the image"), legs from the mean pose."""
+    from PIL import Image
+
+    from fitter.body.poses import POSE_PARTS
+    from fitter.fitting.fit import prior_mean_pose
+    from fitter.keypoints import keypoint_names
+    from priors import default_prior_terms
+
+    image = Image.open(EXAMPLE)
+    image.crop((0, 0, image.width, image.height // 2)).save(tmp_path / "top.png")
+    result = CliRunner().invoke(
+        app, ["fit", str(tmp_path / "top.png"), "--out", str(tmp_path / "out"), "--config", "fast"]
+    )
+    assert result.exit_code == 0 and "1 fitted" in _text(result), _text(result)
+    fit = FitResult.load(tmp_path / "out" / "top.npz")
+    names = keypoint_names(fit.keypoint_set)
+    knees = [names.index("left_knee"), names.index("right_knee"), names.index("left_ankle"), names.index("right_ankle")]
+    assert np.all(fit.keypoints[0, knees, 2] == 0.0), "points below the frame were used"
+    legs = [3 * (j - 1) + k for part in ("left_leg", "right_leg") for j in POSE_PARTS[part] for k in range(3)]
+    mean = prior_mean_pose(default_prior_terms()).numpy()  # the pose prior's mean: where unseen legs start
+    assert np.abs(fit.body_pose[0, legs] - mean[legs]).max() < 0.3, "the unseen legs left the prior's mean pose"
+
+
 def test_multi_person_keypoint_file(tmp_path, anny_model, rendered):
     from fitter.io.keypoint_files import KeypointFile, write_keypoints_file
 

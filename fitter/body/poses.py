@@ -8,7 +8,18 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["mean_body_pose", "bent_legs_pose"]
+__all__ = ["mean_body_pose", "bent_legs_pose", "POSE_PARTS"]
+
+# SMPL joints (1..23) of the body's parts: body_pose values 3 (j - 1) .. 3 (j - 1) + 2 of joint j.
+# Parts are exchanged between poses in training (fitter.synthetic.mix_pose_parts) and a limb the
+# photo does not show starts from the mean pose (fitter.init.keypoint_starts).
+POSE_PARTS: dict[str, tuple[int, ...]] = {
+    "torso_head": (3, 6, 9, 12, 15),
+    "left_leg": (1, 4, 7, 10),
+    "right_leg": (2, 5, 8, 11),
+    "left_arm": (13, 16, 18, 20, 22),
+    "right_arm": (14, 17, 19, 21, 23),
+}
 
 
 def mean_body_pose(dtype: torch.dtype = torch.float32) -> torch.Tensor:

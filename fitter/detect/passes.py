@@ -9,6 +9,7 @@
   overlap or the full-image pass covers them);
 * `crop_box`: a person's own crop for the refine pass (box grown to CROP_SCALE x its long side);
 * `crop_to_image`: landmarks found on a crop (mediapipe's [0, 1] crop units) in full-image pixels;
+* `unseen_outside`: landmarks outside the photo (mediapipe's guesses of a cut-off body) marked unseen;
 * `is_duplicate`: landmark boxes overlapping by DUPLICATE_IOU are one person found twice.
 All coordinates are full-image pixels, boxes [x0, y0, x1, y1].
 """
@@ -18,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["CROP_SCALE", "DUPLICATE_IOU", "SAME_PERSON_IOS", "box_area", "box_ios", "box_iou", "crop_box", "crop_to_image",
-           "cut_by_tile", "hide_people", "is_duplicate", "landmark_box", "mostly_painted", "paint", "painted_region", "tile_boxes"]  # fmt: skip
+           "cut_by_tile", "hide_people", "is_duplicate", "landmark_box", "mostly_painted", "paint", "painted_region", "tile_boxes",
+           "unseen_outside"]  # fmt: skip
 
 DUPLICATE_IOU = 0.5  # landmark boxes overlapping this much are one person found twice
 HIDE_GROW = 0.01  # person masks are grown by this fraction of the image's long side before painting
@@ -139,3 +141,13 @@ def crop_to_image(normalized: np.ndarray, box) -> np.ndarray:
     pts = np.asarray(normalized, dtype=np.float64)
     x0, y0, x1, y1 = np.asarray(box, dtype=np.float64)
     return np.stack([x0 + pts[:, 0] * (x1 - x0), y0 + pts[:, 1] * (y1 - y0)], axis=1)
+
+
+def unseen_outside(keypoints: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A copy of (P,K,3) detected keypoints [x px, y px, confidence] with confidence 0 for the points
+    outside the width x height photo: mediapipe places a body the photo cuts off (a half-body shot)
+    where it guesses it would be; the fit follows what the photo shows, and a guess is no keypoint."""
+    out = keypoints.copy()
+    x, y = out[..., 0], out[..., 1]
+    out[..., 2] = np.where((x >= 0) & (x <= width) & (y >= 0) & (y <= height), out[..., 2], 0.0)
+    return out

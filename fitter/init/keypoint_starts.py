@@ -7,7 +7,9 @@
   (each set's own points, by name) to a pose, the camera-frame orientation and betas (it picks
   the limb-depth and heading branch that 2D keypoints leave open); its pose is anchored. People
   with fewer than 6 points the lifter reads (or when the lifter's weights are missing) get the
-  upright start.
+  upright start. Legs (or arms) of which no point is seen, neither leg's (a half-body photo, a
+  desk in front) start from the mean pose: the lifter, trained with scattered points missing,
+  guesses them badly (`unseen_limbs`); one leg hidden, it infers from the rest.
 """
 
 from __future__ import annotations
@@ -17,15 +19,29 @@ import math
 import torch
 from torch import Tensor
 
+from fitter.body.poses import POSE_PARTS
 from fitter.geometry import matrix_to_axis_angle
 from fitter.init.start import Start, StartInputs
-from fitter.keypoints import keypoint_names
+from fitter.keypoints import canonical_name, keypoint_names
 
-__all__ = ["upright_start", "lifter_start", "facing_away", "shoulders_close", "FLIP_THRESHOLD", "LIFTER_MIN_POINTS"]
+__all__ = [
+    "upright_start",
+    "lifter_start",
+    "facing_away",
+    "shoulders_close",
+    "unseen_limbs",
+    "FLIP_THRESHOLD",
+    "LIFTER_MIN_POINTS",
+    "LIMBS",
+]
 
 TORSO = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
 FLIP_THRESHOLD = 0.25  # shoulder distance / 2D torso length below which an upright start is flip-tested
 LIFTER_MIN_POINTS = 6  # points the lifter needs to see
+# the limbs of POSE_PARTS ("left_leg", ...) and their points' canonical names after "left_" /
+# "right_": knees and below; elbows, wrists and the hands' points
+LIMBS = {"leg": ("knee", "ankle", "heel", "big_toe", "small_toe", "foot"),
+         "arm": ("elbow", "wrist", "hand", "thumb", "index", "middle", "ring", "pinky")}  # fmt: skip
 
 
 def facing_away(keypoints2d: Tensor, weights: Tensor, names: list[str]) -> Tensor:
@@ -53,6 +69,18 @@ def shoulders_close(
     torso = ((keypoints2d[:, ls] + keypoints2d[:, rs]) / 2 - (keypoints2d[:, lh] + keypoints2d[:, rh]) / 2).norm(dim=-1)
     ok = (weights[:, ls] > 0) & (weights[:, rs] > 0)
     return ok & (width < threshold * torso.clamp(min=1.0))
+
+
+def unseen_limbs(confidence: Tensor, names: list[str]) -> dict[str, Tensor]:
+    """(N,) bool for "legs" and "arms": no point of either leg (knees and below) / either arm
+    (elbows, wrists, hands) seen; confidence (N,K) of the keypoint set's `names` (> 0: seen)."""
+    out = {}
+    for kind, tokens in LIMBS.items():
+        ids = [i for i, n in enumerate(names)
+               if any(canonical_name(n).startswith(f"{side}_{t}") for side in ("left", "right") for t in tokens)]  # fmt: skip
+        seen = (confidence[:, ids] > 0).any(1) if ids else torch.zeros_like(confidence[:, 0], dtype=torch.bool)
+        out[kind + "s"] = ~seen
+    return out
 
 
 def upright_start(inputs: StartInputs, flip: bool = True) -> Start:
@@ -92,8 +120,15 @@ def lifter_start(inputs: StartInputs) -> Start:
         betas[:, :k] = out["betas"][:, :k]
     usable = (kp[..., 2] > 0).sum(1) >= LIFTER_MIN_POINTS
     pick = usable[:, None]
+    body_pose = matrix_to_axis_angle(out["body_pose"]).reshape(-1, 69)
+    mean = inputs.mean_pose.to(body_pose).reshape(69)
+    for kind, unseen in unseen_limbs(inputs.keypoints[..., 2], keypoint_names(inputs.keypoint_set)).items():
+        cols = [
+            3 * (j - 1) + k for side in ("left", "right") for j in POSE_PARTS[f"{side}_{kind[:-1]}"] for k in range(3)
+        ]
+        body_pose[:, cols] = torch.where(unseen[:, None], mean[cols], body_pose[:, cols])
     return Start(
-        body_pose=torch.where(pick, matrix_to_axis_angle(out["body_pose"]).reshape(-1, 69), fallback.body_pose),
+        body_pose=torch.where(pick, body_pose, fallback.body_pose),
         global_orient=torch.where(pick, matrix_to_axis_angle(out["global_orient"]), fallback.global_orient),
         betas=torch.where(pick, betas, fallback.betas),
         anchored=usable, flip=fallback.flip & ~usable, restart=~usable,

@@ -308,6 +308,8 @@ def _detect_people(job: ImageJob, detector, options: FitOptions, hand_detector=N
     replaced by the face mesh's where a face was found, then the 42 hand points (confidence 0 for
     a hand not found); with `face`, when anyone's face was found, also the 51 face points
     (FACE_KEYPOINT_SET; confidence 0 for a face not found)."""
+    from fitter.detect.passes import unseen_outside
+
     height = job.image.shape[0]
     kept = []
     for k, det in enumerate(detector.detect(job.image)):
@@ -326,7 +328,7 @@ def _detect_people(job: ImageJob, detector, options: FitOptions, hand_detector=N
     if not kept:
         why = f" (skipped: {'; '.join(job.skipped_people)})" if job.skipped_people else ""
         raise ValueError(f"no person detected (mediapipe){why}; try --keypoints with your own detections")
-    job.keypoints = np.stack([det.keypoints for _, det in kept])
+    job.keypoints = unseen_outside(np.stack([det.keypoints for _, det in kept]), job.image.shape[1], height)
     job.keypoint_set = "blazepose33"
     if hand_detector is not None:
         job.hands_faces = hand_detector.detect(job.image, [d for _, d in kept])
