@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -15,6 +17,27 @@ app = typer.Typer(
     "  fitter train lifter --out lifter.pt",
     no_args_is_help=True,
 )
+
+
+@contextmanager
+def training_progress(label: str, steps: int,
+                      describe: Callable[[dict[str, float]], str]) -> Iterator[Callable[[int, dict[str, float]], None]]:  # fmt: skip
+    """A rich progress bar for `steps` training steps; yields update(steps done, loss values)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn(f"[bold]{label}[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+    ) as progress:  # fmt: skip
+        task = progress.add_task("train", total=steps, loss="")
+        yield lambda done, values: progress.update(task, completed=done, loss=describe(values))
 
 
 @app.callback()
@@ -63,24 +86,10 @@ def train_nbf_command(
                             pose_scale=pose_scale, seed=seed)  # fmt: skip
     path = out if out is not None else default_nbf_path(model.name)
 
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    with training_progress("nbf", steps, lambda v: " ".join(f"{k} {x:.4f}" for k, x in v.items())) as update:
 
-    with Progress(
-        TextColumn("[bold]nbf[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=console,
-    ) as progress:  # fmt: skip
-        task = progress.add_task("train", total=steps, loss="")
-
-        def on_step(step: int, values: dict[str, float]) -> None:
-            text = " ".join(f"{k} {v:.4f}" for k, v in values.items())
-            progress.update(task, advance=1, loss=text)
+        def on_step(step: int, values: dict[str, float]) -> None:  # step counts from 0
+            update(step + 1, values)
 
         try:
             _, record = train_nbf(model, config, out_path=path, device=device, on_step=on_step)
@@ -183,24 +192,7 @@ def train_lifter_command(
                                max_seconds=None if max_minutes is None else 60.0 * max_minutes, pose_mix=pose_mix,
                                width=width, blocks=blocks, device=device, workers=workers)  # fmt: skip
 
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    with Progress(
-        TextColumn("[bold]lifter[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=console,
-    ) as progress:  # fmt: skip
-        task = progress.add_task("train", total=steps, loss="")
-
-        def on_step(step: int, values: dict[str, float]) -> None:
-            progress.update(task, completed=step, loss=f"loss {values['total']:.4f}")
-
+    with training_progress("lifter", steps, lambda v: f"loss {v['total']:.4f}") as on_step:
         try:
             record = train_lifter(model, config, path, progress=on_step)
         except ValueError as exc:  # unreadable pose files
