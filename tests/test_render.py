@@ -231,6 +231,22 @@ def test_render_overlay_composites_only_on_the_mesh():
     assert np.array_equal(render_overlay(image, vertices, faces, 60.0, (32.0, 24.0), alpha=0.0), image)
 
 
+@pytest.mark.parametrize("centre", [(0.0, 0.0, 4.0), (1.55, -1.1, 4.0), (9.0, 0.0, 4.0)])
+def test_render_overlay_draws_the_meshes_window_as_the_whole_frame_would(centre):
+    """The overlay rasterizes and shades only the meshes' box in the photo (a person in a big
+    photo covers a small part of it); the pixels are those of the whole-frame render: a mesh in
+    the middle, one cut by the photo's corner, one outside it."""
+    from fitter.render import render_shaded
+
+    vertices, faces = icosphere(2, radius=0.3, centre=centre)
+    image = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    out = render_overlay(image, vertices, faces, (150.0, 140.0), (81.0, 58.5), alpha=0.85)
+    rgb, mask = render_shaded(vertices, faces, (150.0, 140.0), (81.0, 58.5), (160, 120))
+    weight = 0.85 * mask[..., None]
+    whole = np.clip(np.round(image * (1.0 - weight) + rgb * weight), 0, 255).astype(np.uint8)
+    assert np.abs(out.astype(int) - whole.astype(int)).max() <= 1
+
+
 def test_render_overlay_two_people_occlude_each_other():
     front, faces = icosphere(2, radius=0.3, centre=(0.0, 0.0, 2.0))
     back, _ = icosphere(2, radius=0.3, centre=(0.2, 0.0, 3.0))
