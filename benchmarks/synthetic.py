@@ -28,6 +28,7 @@ a perfect start would give.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 from pathlib import Path
@@ -39,7 +40,7 @@ from rich.table import Table
 
 from fitter.body import load_body_model
 from fitter.fitting import fit_keypoints
-from fitter.geometry import perspective_project
+from fitter.geometry import axis_angle_to_matrix, matrix_to_axis_angle, perspective_project
 from fitter.init import Start
 from fitter.keypoints import keypoint_regressor
 from fitter.synthetic import joint_errors, sample_cases
@@ -85,6 +86,18 @@ def load_split(path: str | Path, split: str) -> np.ndarray:
     if len(poses) == 0:
         raise SystemExit(f"{path}: no poses in split {split!r}")
     return poses
+
+
+def roll_camera(model, cases: dict, keypoint_set: str, degrees: float) -> dict:
+    """`cases` seen by their camera rolled about its axis (the photo turned by `degrees`,
+    clockwise as seen): orientation, translation and joints turned about the camera's z axis,
+    the keypoints projected again (people lying or upside down in the photo)."""
+    turn = axis_angle_to_matrix(torch.tensor([[0.0, 0.0, math.radians(degrees)]]))[0].numpy()
+    orient = axis_angle_to_matrix(torch.as_tensor(cases["global_orient"]))
+    rolled = {**cases, "transl": cases["transl"] @ turn.T, "joints": cases["joints"] @ turn.T,
+              "global_orient": matrix_to_axis_angle(torch.as_tensor(turn) @ orient).numpy()}  # fmt: skip
+    rolled["keypoints"] = project_set(model, rolled, keypoint_set)
+    return rolled
 
 
 def describe_poses(args, poses: np.ndarray | None) -> str:
@@ -141,8 +154,11 @@ def run(args) -> None:
     what = describe_poses(args, poses)
     draw = dict(seed=args.seed, pose_scale=args.pose_scale, poses=poses, max_yaw_deg=args.max_yaw)
     cases = sample_cases(model, args.n, args.keypoint_set, **draw)
+    rolled = ""
+    if args.roll:
+        cases, rolled = roll_camera(model, cases, args.keypoint_set, args.roll), f", photo turned {args.roll:g} deg"
     table = Table(title=f"synthetic {args.keypoint_set} fits, {what}, body model {args.body_model}, config {args.config}, "
-                        f"n={args.n}, heading +-{args.max_yaw:g} deg, seed {args.seed}")  # fmt: skip
+                        f"n={args.n}, heading +-{args.max_yaw:g} deg{rolled}, seed {args.seed}")  # fmt: skip
     for col in ("noise px", "missing", "MPJPE mm", "PA-MPJPE mm", "2D err px", "failed"):
         table.add_column(col, justify="right")
     prior = ""
@@ -232,6 +248,8 @@ def main() -> None:
     parser.add_argument(
         "--max-yaw", type=float, default=180.0, help="headings drawn in +-this many degrees (0 = facing the camera)"
     )
+    parser.add_argument("--roll", type=float, default=0.0,
+                        help="turn the photos by this many degrees (camera roll: people lying, upside down)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--seed", type=int, default=100)
     run(parser.parse_args())

@@ -327,3 +327,34 @@ def test_limbs_the_photo_cuts_off_start_from_the_mean_pose(anny_model):
     right = cols("right_arm")
     assert not torch.allclose(start.body_pose[1, right], mean[right]), "one arm hidden: the lifter's guess"
     assert not torch.allclose(start.body_pose[2:, arms], mean[arms].expand(6, -1)), "seen arms: the lifter's"
+
+
+def test_a_person_lying_or_upside_down_starts_as_if_upright(anny_model):
+    """The photo turned by 90 and 180 degrees about the principal point (a camera rolled about its
+    axis): the start has the same body pose as for the upright photo, its orientation turned
+    with the camera. The lifter never saw such bodies (it guessed 116 / 287 mm PA-MPJPE fits)."""
+    from fitter.camera import resolve_camera
+    from fitter.init import StartInputs, lifter_start
+    from fitter.init.keypoint_starts import torso_roll
+    from fitter.keypoints import keypoint_names
+
+    names = keypoint_names("coco17")
+    torso = np.zeros((1, 17, 2), np.float32)  # shoulders 10 px right of the hips: turned clockwise by 90 deg
+    torso[0, [names.index("left_shoulder"), names.index("right_shoulder")]] = [[10.0, 1.0], [10.0, -1.0]]
+    torso[0, [names.index("left_hip"), names.index("right_hip")]] = [[0.0, 1.0], [0.0, -1.0]]
+    assert math.degrees(float(torso_roll(torch.as_tensor(torso), torch.ones(1, 17), names)[0])) == pytest.approx(90.0)
+    size = (1000, 1000)
+    cases = sample_cases(anny_model, 6, "coco17", seed=9, pose_scale=0.5, image_size=size)
+    camera = resolve_camera(size, 6, cases["focal"])
+    mean = mean_body_pose()
+    upright = lifter_start(StartInputs.build(cases["keypoints"], "coco17", camera, anny_model, mean, "cpu"))
+    for degrees in (90.0, 180.0):
+        turn = math.radians(degrees)
+        rotation = np.array([[math.cos(turn), -math.sin(turn)], [math.sin(turn), math.cos(turn)]])
+        kp = cases["keypoints"].copy()
+        kp[..., :2] = (kp[..., :2] - 500.0) @ rotation.T + 500.0
+        rolled = lifter_start(StartInputs.build(kp, "coco17", camera, anny_model, mean, "cpu"))
+        assert (rolled.body_pose - upright.body_pose).abs().max() < 0.15, degrees
+        z_turn = axis_angle_to_matrix(torch.tensor([[0.0, 0.0, turn]]))
+        expected = z_turn @ axis_angle_to_matrix(upright.global_orient)
+        assert _rotation_angle_deg(axis_angle_to_matrix(rolled.global_orient), expected).max() < 8.0, degrees
