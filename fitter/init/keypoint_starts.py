@@ -32,10 +32,12 @@ __all__ = [
     "lifter_start",
     "facing_away",
     "shoulders_close",
+    "torso_roll",
     "unseen_limbs",
     "FLIP_THRESHOLD",
     "LIFTER_MIN_POINTS",
     "LIMBS",
+    "ROLL_THRESHOLD",
 ]
 
 TORSO = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
@@ -47,6 +49,10 @@ LIFTER_MIN_POINTS = 6  # points the lifter needs to see
 # 27.3, 32 bodies). At 25 deg, bent-over bodies seen with missing points were turned too
 # (SMPL-24, 20 % missing: +0.6 mm); at 45, bodies turned by 45 deg were half missed (32.8 mm)
 ROLL_THRESHOLD = math.radians(35.0)
+# the points whose centres give a body's up direction (canonical names; the first group with a
+# point seen): shoulders, else the head; hips, else the knees
+UPPER_BODY = (("left_shoulder", "right_shoulder"), ("nose", "left_eye", "right_eye", "left_ear", "right_ear"))
+LOWER_BODY = (("left_hip", "right_hip"), ("left_knee", "right_knee"))
 # the limbs of POSE_PARTS ("left_leg", ...) and their points' canonical names after "left_" /
 # "right_": knees and below; elbows, wrists and the hands' points
 LIMBS = {"leg": ("knee", "ankle", "heel", "big_toe", "small_toe", "foot"),
@@ -81,14 +87,14 @@ def shoulders_close(
 
 
 def unseen_limbs(confidence: Tensor, names: list[str]) -> dict[str, Tensor]:
-    """(N,) bool for "legs" and "arms": no point of either leg (knees and below) / either arm
+    """(N,) bool for "leg" and "arm": no point of either leg (knees and below) / either arm
     (elbows, wrists, hands) seen; confidence (N,K) of the keypoint set's `names` (> 0: seen)."""
     out = {}
     for kind, tokens in LIMBS.items():
         ids = [i for i, n in enumerate(names)
                if any(canonical_name(n).startswith(f"{side}_{t}") for side in ("left", "right") for t in tokens)]  # fmt: skip
         seen = (confidence[:, ids] > 0).any(1) if ids else torch.zeros_like(confidence[:, 0], dtype=torch.bool)
-        out[kind + "s"] = ~seen
+        out[kind] = ~seen
     return out
 
 
@@ -113,10 +119,6 @@ def _group_centre(
     return centre, found
 
 
-UPPER_BODY = (("left_shoulder", "right_shoulder"), ("nose", "left_eye", "right_eye", "left_ear", "right_ear"))
-LOWER_BODY = (("left_hip", "right_hip"), ("left_knee", "right_knee"))
-
-
 def torso_roll(keypoints2d: Tensor, weights: Tensor, names: list[str]) -> Tensor:
     """(N,) radians: the in-image angle of the body's up direction (hips -> shoulders; a missing
     pair replaced by the head's points / the knees) from the image's up direction, positive
@@ -126,6 +128,23 @@ def torso_roll(keypoints2d: Tensor, weights: Tensor, names: list[str]) -> Tensor
     lower, has_lower = _group_centre(keypoints2d, weights, names, LOWER_BODY)
     up = upper - lower
     return torch.where(has_upper & has_lower, torch.atan2(up[:, 0], -up[:, 1]), torch.zeros_like(up[:, 0]))
+
+
+def _roll_matrix(angle: Tensor) -> Tensor:
+    """(N,3,3) rotations by `angle` (N,) radians about the camera's z axis (clockwise as the photo
+    is seen: x right, y down)."""
+    axis = torch.zeros(len(angle), 3, dtype=angle.dtype, device=angle.device)
+    axis[:, 2] = angle
+    return axis_angle_to_matrix(axis)
+
+
+def _rolled(keypoints: Tensor, center: Tensor, angle: Tensor) -> Tensor:
+    """keypoints (N,K,3) px + confidence turned by `angle` (N,) radians about the principal point
+    center (N,2): what a camera rolled by -angle about its axis sees (same focal in x and y)."""
+    out = keypoints.clone()
+    turn = _roll_matrix(angle)[:, :2, :2]
+    out[..., :2] = torch.einsum("nij,nkj->nki", turn, keypoints[..., :2] - center[:, None]) + center[:, None]
+    return out
 
 
 def upright_start(inputs: StartInputs, flip: bool = True) -> Start:
@@ -158,19 +177,11 @@ def lifter_start(inputs: StartInputs) -> Start:
         return fallback
     kp = lifter_points(inputs.keypoints, inputs.keypoint_set, lifter.point_names)
     names = keypoint_names(inputs.keypoint_set)
-    # a person lying or upside down in the photo (the lifter saw bodies leaning 25 deg at most):
-    # the camera rolled about its axis until the torso is upright, lifted, rolled back
     roll = torso_roll(inputs.keypoints[..., :2], inputs.keypoints[..., 2], names)
     roll = torch.where(roll.abs() > ROLL_THRESHOLD, roll, torch.zeros_like(roll))
-    cos, sin = torch.cos(-roll), torch.sin(-roll)
-    turn = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)  # (N,2,2) by -roll
-    upright = kp.clone()
-    upright[..., :2] = torch.einsum("nij,nkj->nki", turn, kp[..., :2] - inputs.center[:, None]) + inputs.center[:, None]
     with torch.no_grad():
-        out = lifter(lifter_features(upright, inputs.focal, inputs.center))
-    axis = torch.zeros(len(roll), 3, dtype=roll.dtype, device=roll.device)
-    axis[:, 2] = roll
-    global_orient = axis_angle_to_matrix(axis) @ out["global_orient"]  # back to the photo's camera
+        out = lifter(lifter_features(_rolled(kp, inputs.center, -roll), inputs.focal, inputs.center))
+    global_orient = _roll_matrix(roll) @ out["global_orient"]  # from the rolled camera back to the photo's
     betas = fallback.betas.clone()
     if lifter.body_model == inputs.model.name:  # betas of another model's shape space mean nothing here
         k = min(out["betas"].shape[1], betas.shape[1])
@@ -180,9 +191,7 @@ def lifter_start(inputs: StartInputs) -> Start:
     body_pose = matrix_to_axis_angle(out["body_pose"]).reshape(-1, 69)
     mean = inputs.mean_pose.to(body_pose).reshape(69)
     for kind, unseen in unseen_limbs(inputs.keypoints[..., 2], names).items():
-        cols = [
-            3 * (j - 1) + k for side in ("left", "right") for j in POSE_PARTS[f"{side}_{kind[:-1]}"] for k in range(3)
-        ]
+        cols = [3 * (j - 1) + k for side in ("left", "right") for j in POSE_PARTS[f"{side}_{kind}"] for k in range(3)]
         body_pose[:, cols] = torch.where(unseen[:, None], mean[cols], body_pose[:, cols])
     return Start(
         body_pose=torch.where(pick, body_pose, fallback.body_pose),
