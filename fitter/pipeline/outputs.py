@@ -49,7 +49,13 @@ def write_outputs(job: ImageJob, result: FitResult, model: BodyModel, options: F
     import trimesh
 
     from fitter.io.atomic import atomic_save_png, atomic_write, atomic_write_json
-    from fitter.render.overlay import draw_box, draw_keypoints, render_overlay, render_side_view
+    from fitter.render.overlay import (
+        MIN_DRAWN_CONFIDENCE,
+        draw_box,
+        draw_keypoints,
+        render_overlay,
+        render_side_view,
+    )
 
     job.stem.parent.mkdir(parents=True, exist_ok=True)
     for p in range(len(result)):  # refitting (--overwrite): the old finished marker goes first, so a run
@@ -78,7 +84,8 @@ def write_outputs(job: ImageJob, result: FitResult, model: BodyModel, options: F
         start += len(names)
     for p in sorted(set(range(len(result))) - set(trusted)):
         conf = result.keypoints[p, :, 2]
-        seen = conf >= 0.1 if (conf >= 0.1).any() else conf > 0  # the points drawn (draw_keypoints' threshold)
+        drawn = conf >= MIN_DRAWN_CONFIDENCE
+        seen = drawn if drawn.any() else conf > 0
         if seen.any():
             xy = result.keypoints[p, seen, :2] * scale
             overlay = draw_box(overlay, (*(xy.min(0) - 8), *(xy.max(0) + 8)))

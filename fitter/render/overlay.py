@@ -25,6 +25,7 @@ __all__ = [
     "RIGHT_COLOR",
     "CENTER_COLOR",
     "FAILED_COLOR",
+    "MIN_DRAWN_CONFIDENCE",
     "vertex_normals",
     "shade_fragments",
     "render_shaded",
@@ -40,6 +41,7 @@ LEFT_COLOR = (255, 140, 30)  # the person's left side: orange
 RIGHT_COLOR = (40, 140, 255)  # the person's right side: blue
 CENTER_COLOR = (60, 210, 90)  # centre line: green
 FAILED_COLOR = (230, 30, 30)  # the box around a person whose fit cannot be trusted: red
+MIN_DRAWN_CONFIDENCE = 0.1  # keypoints below this confidence are not drawn
 # Direction towards the light in the camera frame: from the camera, slightly above (y is down).
 _LIGHT_DIRECTION = (0.0, -0.45, -1.0)
 _AMBIENT = 0.35
@@ -249,7 +251,7 @@ def draw_keypoints(
     skeleton: Sequence[tuple[int, int]] = (),
     left: Iterable[int] = (),
     right: Iterable[int] = (),
-    min_confidence: float = 0.1,
+    min_confidence: float = MIN_DRAWN_CONFIDENCE,
     radius: int | None = None,
     thickness: int | None = None,
 ) -> np.ndarray:
@@ -278,7 +280,7 @@ def draw_keypoints(
     left_set, right_set = set(int(i) for i in left), set(int(i) for i in right)
     scale = max(image.shape[:2]) / 512.0
     radius = radius if radius is not None else max(2, int(round(4 * scale)))
-    thickness = thickness if thickness is not None else max(1, int(round(2 * scale)))
+    thickness = thickness if thickness is not None else _line_thickness(image)
     usable = (conf >= min_confidence) & np.isfinite(pts).all(axis=1)
 
     def side_color(indices: Iterable[int]) -> tuple[int, int, int]:
@@ -313,12 +315,17 @@ def draw_keypoints(
     return canvas
 
 
+def _line_thickness(image: np.ndarray) -> int:
+    """Default line width (px) for drawings on `image`: 2 px per 512 px of its long side."""
+    return max(1, int(round(2 * max(image.shape[:2]) / 512.0)))
+
+
 def draw_box(image: np.ndarray, box_xyxy, color=FAILED_COLOR, thickness: int | None = None) -> np.ndarray:
     """A rectangle (x0, y0, x1, y1) px drawn on a copy of the image (H,W,3) uint8; thickness
     defaults to the image size (like draw_keypoints' limbs)."""
     canvas = np.ascontiguousarray(np.asarray(image).copy())
     x0, y0, x1, y1 = (int(round(float(v))) for v in box_xyxy)
-    thickness = thickness if thickness is not None else max(1, int(round(2 * max(canvas.shape[:2]) / 512.0)))
+    thickness = thickness if thickness is not None else _line_thickness(canvas)
     cv2.rectangle(canvas, (x0, y0), (x1, y1), tuple(int(c) for c in color), thickness)
     return canvas
 
