@@ -96,8 +96,8 @@ class _Held:
 
 
 def _point_factors(problem: Problem, config: FitConfig) -> Tensor:
-    """(B,K) crop scale x keypoint weight (hand points x hand_keypoint_weight)."""
-    return problem.scale[:, None] * hand_point_weights(problem, problem.weights, config)
+    """(B,K) crop scale x keypoint weight (hand points x hand_solve_keypoint_weight)."""
+    return problem.scale[:, None] * hand_point_weights(problem, problem.weights, config.hand_solve_keypoint_weight)
 
 
 @dataclass

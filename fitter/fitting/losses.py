@@ -51,7 +51,8 @@ def body_terms(problem: Problem, params: Params, prior_set, config: FitConfig, p
     joints, pts3d, proj = problem.points(params.betas, params.body_pose, params.orient_delta, params.transl,
                                     orient_base=params.orient_start, hand_pose=params.hands,
                                     **face_inputs(params, with_face))  # fmt: skip
-    weights = hand_point_weights(problem, face_point_weights(problem, problem.weights, config, with_face), config)
+    face_weighted = face_point_weights(problem, problem.weights, config, with_face)
+    weights = hand_point_weights(problem, face_weighted, config.hand_keypoint_weight)
     terms = {"reprojection": reprojection_term(proj, problem.target, weights, problem.scale, config.sigma)}
     prior = prior_set(params.body_pose, params.betas)
     terms["angle"] = config.angle_prior_weight**2 * prior["angle"]
@@ -81,12 +82,13 @@ def body_terms(problem: Problem, params: Params, prior_set, config: FitConfig, p
     return terms
 
 
-def hand_point_weights(problem: Problem, weights: Tensor, config: FitConfig) -> Tensor:
-    """(B,K) the keypoint weights with the hands42 points x config.hand_keypoint_weight
-    (unchanged without a hand fit or at weight 1)."""
-    if problem.hand_mask is None or config.hand_keypoint_weight == 1.0:
+def hand_point_weights(problem: Problem, weights: Tensor, factor: float) -> Tensor:
+    """(B,K) the keypoint weights with the hands42 points x factor (config.hand_keypoint_weight
+    in the body stages, hand_solve_keypoint_weight in the hand solve; unchanged without a hand
+    fit or at 1)."""
+    if problem.hand_mask is None or factor == 1.0:
         return weights
-    return weights * (1.0 + (config.hand_keypoint_weight - 1.0) * problem.hand_mask)
+    return weights * (1.0 + (factor - 1.0) * problem.hand_mask)
 
 
 def hand_terms(problem: Problem, hand_pose: Tensor, config: FitConfig) -> dict[str, Tensor]:
