@@ -1,4 +1,5 @@
-"""The stage loop of a batched fit: camera stage, body stages, silhouette stage (Adam).
+"""The stage loop of a batched fit: camera stage, body stages, polish stage (optional),
+silhouette stage (Adam).
 
 Adam keeps every item's steps independent (its moments are per element), so a batch gives the
 same result as fitting each item alone. (L-BFGS, tried before, couples the items through its
@@ -27,6 +28,7 @@ __all__ = ["fit_batch", "run_stage", "LR_FINAL_FRACTION"]
 LR_FINAL_FRACTION = 0.1  # Adam's step decays (cosine) to this fraction of the stage's step size
 SILHOUETTE_LR_SCALE = 0.5  # the silhouette stage takes smaller steps
 BODY = ["betas", "body_pose", "orient_delta", "transl"]
+PRIOR_TERMS = ("angle", "shape", "joint_limits", "pose", "anchor")  # what the polish stage weakens
 
 
 def run_stage(params: Params, free: list[str], loss_fn: Callable[[], Tensor], iters: int, lr: float) -> None:
@@ -45,6 +47,20 @@ def run_stage(params: Params, free: list[str], loss_fn: Callable[[], Tensor], it
         opt.zero_grad(set_to_none=True)
         loss_fn().sum().backward()
         opt.step()
+
+
+def _prior_scale(problem: Problem, params: Params, config: FitConfig) -> Tensor:
+    """(B,) the polish stage's factor on the prior terms: (rms / polish_noise)^2 clamped to
+    [polish_min_scale^2, 1], rms the root-mean-square distance (224 px crop units) of the seen
+    keypoints to the fit so far. Keypoints the fit meets closer than detector noise would allow
+    (exact ones: synthetic, motion capture, labelled) weaken the priors that held the fit off them."""
+    with torch.no_grad():
+        _, _, proj = problem.points(params.betas, params.body_pose, params.orient_delta, params.transl,
+                                    orient_base=params.orient_start, hand_pose=params.hands)  # fmt: skip
+        seen = (problem.weights > 0).to(proj.dtype)
+        squared = (proj - problem.target).square().sum(-1) * problem.scale[:, None].square()
+        rms = ((squared * seen).sum(1) / seen.sum(1).clamp(min=1)).sqrt()
+        return (rms / config.polish_noise).clamp(min=config.polish_min_scale, max=1.0).square()
 
 
 def _part_visibility(problem: Problem, params: Params, sil: SilhouetteTargets) -> Tensor | None:
@@ -100,6 +116,15 @@ def fit_batch(problem: Problem, start: dict[str, Tensor], prior_set, config: Fit
         run_stage(params, BODY + face_free * last,
                   body_loss(pose_w, shape_w, with_hands=False, with_face=last, part=palms), iters, lr)  # fmt: skip
     final_weights = config.pose_prior_weights[-1], config.shape_prior_weights[-1]
+    if config.polish_iters > 0:
+        scale = _prior_scale(palms, params, config)
+        plain = body_loss(*final_weights, with_hands=False, part=palms)
+
+        def polish() -> Tensor:
+            total = plain()
+            return total - (1 - scale) * sum(terms[k] for k in PRIOR_TERMS if k in terms)
+
+        run_stage(params, BODY, polish, config.polish_iters, lr)
     final = body_loss(*final_weights)
     if silhouettes is not None and config.silhouette_iters > 0:
         visibility = _part_visibility(problem, params, silhouettes)
