@@ -53,7 +53,7 @@ def _prior_scale(problem: Problem, params: Params, config: FitConfig) -> Tensor:
     """(B,) the polish stage's factor on the prior terms: (rms / polish_noise)^2 clamped to
     [polish_min_scale^2, 1], rms the root-mean-square distance (224 px crop units) of the seen
     keypoints to the fit so far. Keypoints the fit meets closer than detector noise would allow
-    (exact ones: synthetic, motion capture, labelled) weaken the priors that held the fit off them."""
+    (exact ones: synthetic, projected motion capture) weaken the priors that held the fit off them."""
     with torch.no_grad():
         _, _, proj = problem.points(params.betas, params.body_pose, params.orient_delta, params.transl,
                                     orient_base=params.orient_start, hand_pose=params.hands)  # fmt: skip
